@@ -1,0 +1,43 @@
+"""The errors graphrag-flow raises: each names the item (file, text unit, batch, community) or setting."""
+
+from __future__ import annotations
+
+
+class GraphragFlowError(Exception):
+    """Base class: a message a user can act on, never carrying a secret."""
+
+
+class SettingsError(GraphragFlowError):
+    """settings.yaml or an env override is wrong; the message names the key."""
+
+
+class InputError(GraphragFlowError):
+    """The input folder cannot be indexed (missing, empty, nothing readable)."""
+
+
+class FatalLLMError(GraphragFlowError):
+    """The provider refused us in a way no retry fixes (401/403/404): stop the whole run."""
+
+
+class ItemFailedError(GraphragFlowError):
+    """One item (text unit, batch, community) failed for good after its retries."""
+
+    def __init__(self, item: str, reason: str):
+        super().__init__(f"{item}: {reason}")
+        self.item = item
+        self.reason = reason
+
+
+class StageFailedError(GraphragFlowError):
+    """A stage finished the items it could, saved them, and lists the ones that failed."""
+
+    def __init__(self, stage: str, failures: list[ItemFailedError]):
+        shown = "; ".join(str(f) for f in failures[:10])
+        more = f" (and {len(failures) - 10} more)" if len(failures) > 10 else ""
+        super().__init__(f"stage {stage}: {len(failures)} item(s) failed: {shown}{more}")
+        self.stage = stage
+        self.failures = failures
+
+
+class VerifyError(GraphragFlowError):
+    """Outputs do not match their sources (a missing vector, a duplicate id, a wrong dimension)."""

@@ -1,0 +1,1 @@
+"""Talking to OpenAI-compatible APIs as shared/docs/llm-contract.md specifies."""
