@@ -1,0 +1,56 @@
+"""`graphrag-flow check` and the preflight `index` runs: fail in seconds, not at hour three.
+
+The preflight asks only `GET /models` (the key is accepted, the URL is right, both models
+exist), so a re-run of a finished index still sends no chat or embedding request; `check`
+also has each model answer one tiny request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from graphrag_flow.config import Settings
+from graphrag_flow.errors import FatalLLMError, SettingsError
+
+#: The preflight and check must answer fast even against a hung server.
+CHECK_TIMEOUT_S = 4.0
+
+
+async def run_check(root: Path, settings: Settings, quick: bool) -> list[str]:
+    lines = [f"settings in {root} are valid"]
+    if settings.llm.provider == "offline":
+        from graphrag_flow.embed_offline import get_offline_embedder
+
+        embedder = get_offline_embedder(settings.embed.long_text)
+        lines.append(f"offline provider: local embedding model {embedder.model_name} loaded ({embedder.dimension}-d)")
+        return lines
+    if not settings.llm.api_base:
+        raise SettingsError("llm.api_base is not set (e.g. https://api.openai.com/v1)")
+    from graphrag_flow.llm.client import OpenAICompatibleClient
+    from graphrag_flow.llm.limiter import RequestLimiter
+    from graphrag_flow.llm.stats import LLMStats
+    from tasks._common import resolve_api_key
+
+    llm = settings.llm.model_copy(
+        update={"request_timeout_s": min(settings.llm.request_timeout_s, CHECK_TIMEOUT_S), "max_retries": 0}
+    )
+    client = OpenAICompatibleClient(
+        llm, api_key=resolve_api_key(settings), limiter=RequestLimiter(2), stats=LLMStats(), cache=None
+    )
+    async with client:
+        try:
+            models = await client.list_models()
+        except FatalLLMError:
+            raise
+        except Exception as exc:  # connection refused, timeout, bad answer
+            raise FatalLLMError(f"cannot reach {settings.llm.api_base} (setting llm.api_base): {exc}") from None
+        lines.append(f"{settings.llm.api_base} answered GET /models; the key was accepted")
+        for setting, model in (("llm.chat_model", llm.chat_model), ("llm.embedding_model", llm.embedding_model)):
+            if models and model not in models:
+                raise FatalLLMError(
+                    f"model '{model}' (setting {setting}) is not served by {settings.llm.api_base}"
+                )
+        if not quick:
+            await client.check()
+            lines.append(f"{llm.chat_model} and {llm.embedding_model} each answered a tiny request")
+    return lines

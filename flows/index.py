@@ -1,0 +1,189 @@
+"""The `index` flow: a folder of documents -> GraphRAG tables and vector tables, resumably.
+
+Stages form a graph, not a chain: text units are embedded while the graph is extracted,
+entity descriptions while communities and reports are built, so one concurrency limit is
+kept busy. Every stage is a Prefect task with a content cache key; LLM answers are cached
+as they arrive and vector tables are merged batch by batch, so a run that dies is run
+again and redoes only what was in flight.
+
+Run it by hand: `graphrag-flow index --root DIR`, or `python -m flows.index DIR`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from graphrag_flow.config import Settings, load_settings
+from graphrag_flow.llm.answer_cache import AnswerCache
+from graphrag_flow.llm.limiter import RequestLimiter
+from graphrag_flow.llm.stats import LLMStats
+from graphrag_flow.storage.stages import StageRef, StageStore
+from tasks._common import RunResources, run_resources, stage_key
+from tasks._llm import embedding_identity, is_offline, llm_identity
+from tasks.chunk import chunk_stage
+from tasks.communities import communities_stage
+from tasks.embed import embed_stage
+from tasks.extract import extract_stage
+from tasks.load import load_stage
+from tasks.reports import reports_stage
+from tasks.summarize import summarize_stage
+from tasks.write import write_stage
+
+OUTPUT_DIR = "output"
+STAGING_DIR = "output.next"
+PREVIOUS_DIR = "output.previous"
+
+
+def _prefect_limit(settings: Settings):
+    """Every LLM request also holds a slot of a Prefect global concurrency limit, when named."""
+    name = settings.llm.prefect_concurrency_limit
+    if not name:
+        return None
+    from prefect.concurrency.asyncio import concurrency
+
+    return lambda: concurrency(name, occupy=1)
+
+
+def recover_interrupted_swap(root: Path) -> None:
+    """A kill between the two renames of a --full swap leaves output.previous only: put it back."""
+    out, prev = root / OUTPUT_DIR, root / PREVIOUS_DIR
+    if prev.exists() and not out.exists():
+        prev.rename(out)
+    elif prev.exists():
+        shutil.rmtree(prev)
+
+
+def swap_in_staging(root: Path) -> None:
+    out, staging, prev = root / OUTPUT_DIR, root / STAGING_DIR, root / PREVIOUS_DIR
+    if out.exists():
+        out.rename(prev)
+    staging.rename(out)
+    if prev.exists():
+        shutil.rmtree(prev)
+
+
+class _Stages:
+    """Calls stage tasks with the project's result storage, refreshing a cached result whose
+    stage files are gone (or every one, under --full)."""
+
+    def __init__(self, run: RunResources):
+        self.run = run
+        self.storage = run.root / "cache" / "prefect-results"
+
+    async def __call__(self, stage: str, task, **params: Any) -> StageRef:
+        key = stage_key(stage, params)
+        refresh = self.run.full or not self.run.store.is_complete(stage, key)
+        configured = task.with_options(result_storage=self.storage, refresh_cache=refresh)
+        return await configured(**params)
+
+
+@flow(
+    name="index",
+    flow_run_name="index-{root}",
+    description="Index a graphrag-flow project folder into GraphRAG tables and vector tables; resumes partway.",
+    log_prints=True,
+)
+async def index(
+    root: Annotated[str, Field(description="Project folder: holds settings.yaml and input/; outputs go to output/")],
+    full: Annotated[
+        bool, Field(description="Ignore caches and checkpoints and rebuild everything (old outputs stay until done)")
+    ] = False,
+) -> dict:
+    logger = get_run_logger()
+    root_path = Path(root).resolve()
+    settings = load_settings(root_path)
+    recover_interrupted_swap(root_path)
+    out_dir = root_path / (STAGING_DIR if full else OUTPUT_DIR)
+    if full and out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = root_path / "cache"
+    resources = RunResources(
+        root=root_path,
+        settings=settings,
+        out_dir=out_dir,
+        full=full,
+        limiter=RequestLimiter(settings.llm.max_concurrency, extra=_prefect_limit(settings)),
+        stats=LLMStats(),
+        cache=AnswerCache(cache_dir / "llm_answers.sqlite"),
+        store=StageStore(cache_dir),
+    )
+    llm_extract = llm_identity(settings, root_path, "graph_extraction")
+    llm_summary = llm_identity(settings, root_path, "entity_summary")
+    llm_report = llm_identity(settings, root_path, "community_report") | {
+        "report_max_input_tokens": settings.llm.report_max_input_tokens
+    }
+    with run_resources(resources) as run:
+        stages = _Stages(run)
+        documents = await load_stage()
+        text_units = await stages("chunk", chunk_stage, documents=documents, chunking=settings.chunks.model_dump())
+        extractions, unit_vectors = await asyncio.gather(
+            stages("extract", extract_stage, text_units=text_units, llm=llm_extract),
+            embed_stage(field="text_unit_text", source=text_units, frame="text_units"),
+        )
+        graph = await stages("summarize", summarize_stage, extractions=extractions, llm=llm_summary)
+        clustering = settings.graph.model_dump()
+
+        async def communities_then_reports() -> tuple[StageRef, StageRef, dict]:
+            communities = await stages("communities", communities_stage, graph=graph, clustering=clustering)
+            reports = await stages(
+                "reports",
+                reports_stage,
+                documents=documents,
+                text_units=text_units,
+                graph=graph,
+                communities=communities,
+                llm=llm_report,
+            )
+            report_vectors = await embed_stage(field="community_full_content", source=reports, frame="community_reports")
+            return communities, reports, report_vectors
+
+        (communities, reports, report_vectors), entity_vectors = await asyncio.gather(
+            communities_then_reports(),
+            embed_stage(field="entity_description", source=graph, frame="entities"),
+        )
+        embedding_model = _embedding_model_name(settings)
+        manifest = await write_stage(
+            documents=documents,
+            text_units=text_units,
+            graph=graph,
+            communities=communities,
+            reports=reports,
+            embedding_model=embedding_model,
+            graph_model="offline/rules" if is_offline(settings) else settings.llm.chat_model,
+            flow_run_id=str(flow_run.get_id() or ""),
+        )
+        if full:
+            swap_in_staging(root_path)
+        summary = {
+            "root": str(root_path),
+            "output": str(root_path / OUTPUT_DIR),
+            "tables": manifest["tables"],
+            "vector_tables": manifest["vector_tables"],
+            "warnings": documents.stats.get("warnings", []),
+            "embeddings": {"text_unit_text": unit_vectors, "entity_description": entity_vectors,
+                           "community_full_content": report_vectors},
+            "stage_seconds": dict(run.stage_seconds),
+        }
+        logger.info("index finished: %s", manifest["tables"])
+        return summary
+
+
+def _embedding_model_name(settings: Settings) -> str:
+    if is_offline(settings):
+        from graphrag_flow.embed_offline import OFFLINE_MODEL_NAME
+
+        return f"offline/{OFFLINE_MODEL_NAME}"
+    return settings.llm.embedding_model
+
+
+if __name__ == "__main__":
+    asyncio.run(index(root=sys.argv[1], full="--full" in sys.argv[2:]))

@@ -1,0 +1,113 @@
+"""The embed stage for one field: embed what is missing, merge each finished batch, delete the stale.
+
+The LanceDB table is the checkpoint. At most `concurrency` batches are fetched but not yet
+saved at any time (a batch's slot is released only after its rows are merged), so a run
+killed mid-embedding redoes at most that many batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from graphrag_flow.errors import FatalLLMError, ItemFailedError
+from graphrag_flow.hashing import sha256_text
+from graphrag_flow.progress import StageProgress
+from graphrag_flow.storage.vectors import VectorTable
+
+
+class EmbeddingBackend(Protocol):
+    model: str  # recorded in every row's `model`
+    concurrency: int  # batches fetched but not yet saved, at most
+    dimension: int | None  # known up front (offline) or learnt from the first answer
+
+    def plan(self, texts: list[str]) -> list[list[int]]: ...
+
+    async def embed_batch(self, texts: list[str], item: str) -> np.ndarray: ...
+
+
+@dataclass
+class EmbedResult:
+    field: str
+    total: int
+    embedded: int = 0
+    reused: int = 0
+    deleted: int = 0
+    batches: int = 0
+    failures: list[ItemFailedError] = field(default_factory=list)
+
+
+async def embed_field(
+    field_name: str,
+    table: VectorTable,
+    inputs: pd.DataFrame,
+    backend: EmbeddingBackend,
+) -> EmbedResult:
+    """Bring `table` to exactly one current vector per row of `inputs` (id, text)."""
+    shas = [sha256_text(t) for t in inputs["text"]]
+    state = await asyncio.to_thread(table.state)
+    wanted = set(zip(inputs["id"], shas))
+    have = {(i, s) for i, s, m in state.keys if m == backend.model}
+    todo = [k for k, (i, s) in enumerate(zip(inputs["id"], shas)) if (i, s) not in have]
+    result = EmbedResult(field=field_name, total=len(inputs), reused=len(inputs) - len(todo))
+
+    texts = [inputs["text"].iat[k] for k in todo]
+    batches = backend.plan(texts) if texts else []
+    progress = StageProgress(f"embed-{field_name}", len(inputs))
+    progress.advance(result.reused)
+    slots = asyncio.Semaphore(max(1, backend.concurrency))
+    pending: list[tuple[list[str], np.ndarray, list[str]]] = []
+    write_lock = asyncio.Lock()
+    prepared: list[int] = []
+
+    async def save_pending() -> None:
+        async with write_lock:
+            while pending:
+                ids, vectors, batch_shas = pending.pop(0)
+                if not prepared:
+                    await asyncio.to_thread(table.prepare, vectors.shape[1])
+                    prepared.append(vectors.shape[1])
+                await asyncio.to_thread(table.merge, ids, vectors, batch_shas, backend.model)
+                result.embedded += len(ids)
+                progress.advance(len(ids))
+
+    async def run_batch(number: int, positions: list[int]) -> None:
+        try:
+            rows = [todo[p] for p in positions]
+            ids = [inputs["id"].iat[r] for r in rows]
+            item = f"{field_name} batch {number} (ids {ids[0][:12]}…, {len(ids)} rows)"
+            try:
+                vectors = await backend.embed_batch([texts[p] for p in positions], item)
+            except ItemFailedError as exc:
+                result.failures.append(exc)
+                return
+            vectors = np.asarray(vectors, dtype=np.float32)
+            if vectors.shape[0] != len(ids) or not np.isfinite(vectors).all():
+                result.failures.append(ItemFailedError(item, f"got {vectors.shape[0]} vectors for {len(ids)} texts"))
+                return
+            pending.append((ids, vectors, [shas[r] for r in rows]))
+            result.batches += 1
+            await save_pending()
+        finally:
+            slots.release()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for number, positions in enumerate(batches):
+                await slots.acquire()
+                group.create_task(run_batch(number, positions))
+    except BaseExceptionGroup as eg:
+        fatal = eg.subgroup(FatalLLMError)
+        raise (fatal.exceptions[0] if fatal else eg.exceptions[0]) from None
+
+    if not prepared and backend.dimension and not await asyncio.to_thread(table.exists):
+        await asyncio.to_thread(table.prepare, backend.dimension)  # an empty source still gets its table
+    stale = sorted({i for i, _s, _m in state.keys} - {i for i, _s in wanted})
+    result.deleted = await asyncio.to_thread(table.delete_ids, stale)
+    await asyncio.to_thread(table.optimize)
+    progress.finish()
+    return result

@@ -1,0 +1,53 @@
+"""Where vectors come from: the local ONNX model (offline) or an OpenAI-compatible API."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from graphrag_flow.config import Settings
+
+#: Texts per offline batch: big enough to keep the model busy, small enough that a kill
+#: loses seconds of work (each batch is merged into LanceDB before the next is taken).
+OFFLINE_BATCH_SIZE = 64
+
+
+class OfflineBackend:
+    """The ONNX model shipped in a wheel, run in a worker thread (never on the event loop)."""
+
+    concurrency = 1
+
+    def __init__(self, settings: Settings):
+        from graphrag_flow.embed_offline import get_offline_embedder
+
+        self._embedder = get_offline_embedder(settings.embed.long_text)
+        self.model = f"offline/{self._embedder.model_name}"
+        self.dimension = self._embedder.dimension
+
+    def plan(self, texts: list[str]) -> list[list[int]]:
+        return [list(range(i, min(i + OFFLINE_BATCH_SIZE, len(texts)))) for i in range(0, len(texts), OFFLINE_BATCH_SIZE)]
+
+    async def embed_batch(self, texts: list[str], item: str) -> np.ndarray:
+        return await asyncio.to_thread(self._embedder.embed, texts)
+
+
+class OpenAIBackend:
+    """Batches by count and tokens, sent through the run's one client and limiter."""
+
+    def __init__(self, settings: Settings, client, stage: str):
+        self._client = client
+        self._stage = stage
+        self._settings = settings.llm
+        self.model = settings.llm.embedding_model
+        self.dimension = settings.llm.embedding_dimensions
+        self.concurrency = settings.llm.max_concurrency
+
+    def plan(self, texts: list[str]) -> list[list[int]]:
+        from graphrag_flow.llm.client import plan_batches
+
+        return plan_batches(texts, self._settings.embedding_batch_size, self._settings.embedding_batch_max_tokens)
+
+    async def embed_batch(self, texts: list[str], item: str) -> np.ndarray:
+        vectors = await self._client.embed(self._stage, texts, item)
+        return np.asarray(vectors, dtype=np.float32)

@@ -1,0 +1,80 @@
+"""`graphrag-flow init`: a commented settings.yaml and an input folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SETTINGS_TEMPLATE = """\
+# graphrag-flow settings. Every key can be overridden by an environment variable
+# GRAPHRAG_FLOW_<SECTION>__<KEY>, e.g. GRAPHRAG_FLOW_LLM__API_BASE. Unknown keys are errors.
+
+input:
+  dir: input                 # documents to index, relative to this folder
+  patterns: ["**/*.txt", "**/*.md", "**/*.rst"]
+  max_file_mb: null          # skip (with a warning) files larger than this; null = no limit
+
+chunks:                      # text units, in cl100k tokens
+  size: 1200
+  overlap: 100
+
+llm:
+  provider: offline          # offline (no network, no key) | openai (any OpenAI-compatible API)
+  api_base: null             # e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1
+  api_key: null              # prefer OPENAI_API_KEY or a Prefect Secret block (api_key_secret)
+  api_key_secret: null       # name of a Prefect Secret block that holds the key
+  chat_model: gpt-4.1-mini
+  embedding_model: text-embedding-3-small
+  embedding_dimensions: null
+  temperature: 0.0
+  max_concurrency: 16        # requests in flight across the whole run
+  prefect_concurrency_limit: null   # a Prefect global concurrency limit shared by runs
+  request_timeout_s: 60
+  max_retries: 6
+  embedding_batch_size: 16
+  embedding_batch_max_tokens: 8191
+  prompts_dir: null          # a folder with graph_extraction.txt, entity_summary.txt, community_report.txt
+  report_max_input_tokens: 8000
+
+embed:
+  long_text: truncate        # truncate | mean_windows: texts longer than the offline model's 256 tokens
+
+graph:
+  max_cluster_size: 10
+  seed: 42
+
+neo4j:                       # the sink is off while uri is null
+  uri: null
+  user: neo4j
+  password: null             # prefer GRAPHRAG_FLOW_NEO4J__PASSWORD or password_secret
+  password_secret: null
+  database: null
+  batch_size: 1000
+
+# GraphRAG's own blocks, so that `graphrag query --root .` can run on the outputs.
+# graphrag-flow ignores them; keep them in line with llm.* above.
+completion_models:
+  default_completion_model:
+    model_provider: openai
+    model: gpt-4.1-mini
+    api_key: ${OPENAI_API_KEY}
+embedding_models:
+  default_embedding_model:
+    model_provider: openai
+    model: text-embedding-3-small
+    api_key: ${OPENAI_API_KEY}
+"""
+
+
+def init_project(root: Path) -> list[Path]:
+    """Create what is missing; never overwrite a user's settings."""
+    root.mkdir(parents=True, exist_ok=True)
+    made = []
+    settings = root / "settings.yaml"
+    if not settings.exists():
+        settings.write_text(SETTINGS_TEMPLATE, encoding="utf-8")
+        made.append(settings)
+    input_dir = root / "input"
+    if not input_dir.exists():
+        input_dir.mkdir()
+        made.append(input_dir)
+    return made

@@ -1,0 +1,192 @@
+"""Community reports: extractive ones offline, and the context an LLM report is built from.
+
+An offline report is made of the community's own material (its top entities and its
+strongest relationships with their source sentences), so it can be checked against the
+graph, and it has the same shape as an LLM's `community_report` answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from typing import Awaitable, Callable
+
+import pandas as pd
+
+from graphrag_flow.aio import gather_fatal_first
+from graphrag_flow.chunking import count_tokens, get_encoding
+from graphrag_flow.errors import ItemFailedError
+from graphrag_flow.hashing import sha256_json, sha256_parts
+from graphrag_flow.progress import StageProgress
+from graphrag_flow.llm.schemas import CommunityReportAnswer, Finding
+from graphrag_flow.summarize import cap_text
+
+MAX_FINDINGS = 5
+
+
+def render_full_content(answer: CommunityReportAnswer) -> str:
+    """GraphRAG's markdown: `# title`, summary, then `## finding` and its explanation."""
+    parts = [f"# {answer.title}", "", answer.summary]
+    for finding in answer.findings:
+        parts += ["", f"## {finding.summary}", "", finding.explanation]
+    return "\n".join(parts)
+
+
+def answer_json(answer: CommunityReportAnswer) -> str:
+    return json.dumps(answer.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+
+
+def _top_entities(members: pd.DataFrame, n: int) -> list[str]:
+    ordered = members.sort_values(["degree", "frequency", "title"], ascending=[False, False, True])
+    return ordered["title"].head(n).tolist()
+
+
+def offline_report(members: pd.DataFrame, rels: pd.DataFrame) -> CommunityReportAnswer:
+    """An extractive report from the community's entities and relationships.
+
+    `members`: entities (title, type, description, degree, frequency); `rels`: relationships
+    inside the community (source, target, description, weight).
+    """
+    top = _top_entities(members, 3)
+    title = ", ".join(t.title() for t in top[:-1]) + (" and " if len(top) > 1 else "") + top[-1].title()
+    types = members["type"].replace("", "UNKNOWN").value_counts()
+    type_text = ", ".join(f"{n} {t.lower()}" for t, n in sorted(types.items(), key=lambda kv: (-kv[1], kv[0])))
+    lead = members.sort_values(["degree", "frequency", "title"], ascending=[False, False, True]).iloc[0]
+    summary = (
+        f"A community of {len(members)} entities ({type_text}) centred on {lead['title'].title()}"
+        f" and {len(rels)} relationships between them. {cap_text(lead['description'], 400)}"
+    ).strip()
+    strongest = rels.sort_values(["weight", "source", "target"], ascending=[False, True, True]).head(MAX_FINDINGS)
+    findings = [
+        Finding(
+            summary=f"{row.source.title()} and {row.target.title()}",
+            explanation=cap_text(row.description, 600) or f"{row.source} is related to {row.target}.",
+        )
+        for row in strongest.itertuples()
+    ]
+    if not findings:
+        for row in members.sort_values(["degree", "title"], ascending=[False, True]).head(MAX_FINDINGS).itertuples():
+            findings.append(Finding(summary=row.title.title(), explanation=cap_text(row.description, 600) or row.title))
+    total_degree = int(members["degree"].sum())
+    rating = round(min(10.0, 1.0 + 1.5 * math.log2(1 + len(members)) + 0.5 * math.log2(1 + total_degree)), 1)
+    return CommunityReportAnswer(
+        title=title,
+        summary=summary,
+        rating=rating,
+        rating_explanation=(
+            f"Rated {rating} from its size ({len(members)} entities) and connectedness "
+            f"(total degree {total_degree})."
+        ),
+        findings=findings,
+    )
+
+
+def report_context(
+    members: pd.DataFrame,
+    rels: pd.DataFrame,
+    sub_reports: list[str],
+    max_tokens: int,
+) -> str:
+    """The text an LLM writes a report from, trimmed to `max_tokens`.
+
+    Higher-level communities lead with their sub-communities' reports (as GraphRAG does when
+    the raw material does not fit); entities and relationships follow, strongest first.
+    """
+    lines: list[str] = []
+    if sub_reports:
+        lines.append("-----Sub-community reports-----")
+        lines.extend(sub_reports)
+    lines.append("-----Entities-----")
+    lines.append("title,type,description")
+    for row in members.sort_values(["degree", "title"], ascending=[False, True]).itertuples():
+        lines.append(f"{row.title},{row.type},{row.description}")
+    lines.append("-----Relationships-----")
+    lines.append("source,target,description,weight")
+    for row in rels.sort_values(["weight", "source", "target"], ascending=[False, True, True]).itertuples():
+        lines.append(f"{row.source},{row.target},{row.description},{row.weight:g}")
+    kept: list[str] = []
+    used = 0
+    for line in lines:
+        n = count_tokens(line) + 1
+        if used + n > max_tokens:
+            if not kept:  # one huge line: keep its head rather than nothing
+                kept.append(get_encoding().decode(get_encoding().encode(line, disallowed_special=())[:max_tokens]))
+            break
+        kept.append(line)
+        used += n
+    return "\n".join(kept)
+
+
+ReportOne = Callable[[pd.DataFrame, pd.DataFrame, list[str]], Awaitable[tuple[CommunityReportAnswer, str]]]
+
+
+def offline_reporter() -> ReportOne:
+    async def report_one(members: pd.DataFrame, rels: pd.DataFrame, sub_reports: list[str]):
+        material = sha256_json(
+            [members[["title", "type", "description", "degree"]].values.tolist(),
+             rels[["source", "target", "description", "weight"]].values.tolist()]
+        )
+        return offline_report(members, rels), material
+
+    return report_one
+
+
+def report_id(community_id: str) -> str:
+    return sha256_parts("report", community_id)
+
+
+async def build_reports(
+    communities: pd.DataFrame,
+    entities: pd.DataFrame,
+    relationships: pd.DataFrame,
+    report_one: ReportOne,
+    concurrency: int,
+    progress: StageProgress,
+) -> tuple[pd.DataFrame, list[ItemFailedError]]:
+    """One report per community, deepest level first so parents can use their children's.
+
+    `report_one` returns the answer and the sha256 of the material it was made from, which
+    becomes the row's `content_sha256`.
+    """
+    ent_by_id = entities.set_index("id")
+    rel_by_id = relationships.set_index("id")
+    failures: list[ItemFailedError] = []
+    rows: dict[int, dict] = {}
+    limit = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(row) -> None:
+        async with limit:
+            members = ent_by_id.loc[list(row.entity_ids)].reset_index()
+            rels = rel_by_id.loc[list(row.relationship_ids)].reset_index()
+            subs = [rows[c]["full_content"] for c in row.children if c in rows]
+            try:
+                answer, material = await report_one(members, rels, subs)
+            except ItemFailedError as exc:
+                failures.append(exc)
+                progress.advance()
+                return
+            rows[int(row.community)] = {
+                "id": report_id(row.id),
+                "community": int(row.community),
+                "level": int(row.level),
+                "parent": int(row.parent),
+                "children": list(row.children),
+                "title": answer.title,
+                "summary": answer.summary,
+                "full_content": render_full_content(answer),
+                "rank": float(answer.rating),
+                "rating_explanation": answer.rating_explanation,
+                "findings": [f.model_dump() for f in answer.findings],
+                "full_content_json": answer_json(answer),
+                "period": row.period,
+                "size": int(row.size),
+                "content_sha256": material,
+            }
+            progress.advance()
+
+    for level in sorted(communities["level"].unique(), reverse=True):
+        at_level = communities[communities["level"] == level]
+        await gather_fatal_first(one(r) for r in at_level.itertuples())
+    frame = pd.DataFrame([rows[k] for k in sorted(rows)])
+    return frame, failures

@@ -1,0 +1,61 @@
+"""Stage outputs under `cache/stages/<stage>/<key>/`: the hand-off between stages.
+
+Stages pass small `StageRef`s (a content key and file names), not dataframes, so Prefect's
+persisted results stay tiny and a stage's output can be opened with pandas for inspection.
+A stage directory is complete only when its `_done.json` exists (written last).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+from pydantic import BaseModel, Field
+
+from graphrag_flow.errors import GraphragFlowError
+from graphrag_flow.storage.atomic import read_json, write_json, write_parquet
+
+DONE_FILE = "_done.json"
+
+
+class StageRef(BaseModel):
+    """What a stage made: its content key, its frames' row counts and its run statistics."""
+
+    stage: str
+    key: str
+    rows: dict[str, int]
+    stats: dict[str, Any] = Field(default_factory=dict)
+
+
+class StageStore:
+    def __init__(self, cache_dir: Path):
+        self.root = Path(cache_dir) / "stages"
+
+    def dir(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def is_complete(self, stage: str, key: str) -> bool:
+        return (self.dir(stage, key) / DONE_FILE).exists()
+
+    def save(self, stage: str, key: str, frames: dict[str, pd.DataFrame], stats: dict[str, Any] | None = None) -> StageRef:
+        target = self.dir(stage, key)
+        for name, frame in frames.items():
+            write_parquet(frame, target / f"{name}.parquet")
+        ref = StageRef(stage=stage, key=key, rows={n: len(f) for n, f in frames.items()}, stats=stats or {})
+        write_json(ref.model_dump(mode="json"), target / DONE_FILE)
+        return ref
+
+    def load(self, ref: StageRef, name: str) -> pd.DataFrame:
+        path = self.dir(ref.stage, ref.key) / f"{name}.parquet"
+        if not path.exists():
+            raise GraphragFlowError(
+                f"stage output {path} is missing (was cache/ cleaned while a cached result remained?); "
+                "run `graphrag-flow index --full`"
+            )
+        return pq.read_table(path).to_pandas()
+
+    def load_ref(self, stage: str, key: str) -> StageRef | None:
+        path = self.dir(stage, key) / DONE_FILE
+        return StageRef.model_validate(read_json(path)) if path.exists() else None

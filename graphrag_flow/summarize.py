@@ -1,0 +1,96 @@
+"""The summarize stage: one description per entity and relationship.
+
+Offline, descriptions are merged deterministically (unique, in order, capped). With an LLM,
+only items with more than one distinct description cost a request, and the request text is
+a function of the descriptions alone, so the answer cache serves unchanged items for free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Awaitable, Callable
+
+import pandas as pd
+
+from graphrag_flow.aio import gather_fatal_first
+from graphrag_flow.errors import ItemFailedError
+from graphrag_flow.hashing import sha256_json
+from graphrag_flow.progress import StageProgress
+
+MAX_OFFLINE_DESCRIPTION_CHARS = 1000
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+def cap_text(text: str, max_chars: int) -> str:
+    """Cut at the last sentence end before the cap (else at a word), marking the cut."""
+    if len(text) <= max_chars:
+        return text
+    head = text[:max_chars]
+    ends = [m.end() for m in _SENTENCE_END.finditer(head)]
+    if ends and ends[-1] > max_chars // 2:
+        return head[: ends[-1]].rstrip()
+    cut = head.rsplit(" ", 1)[0] if " " in head else head
+    return cut.rstrip() + " …"
+
+
+def merge_descriptions_offline(descriptions: list[str], max_chars: int = MAX_OFFLINE_DESCRIPTION_CHARS) -> str:
+    seen: list[str] = []
+    for desc in descriptions:
+        d = " ".join(desc.split())
+        if d and d not in seen:
+            seen.append(d)
+    return cap_text(" ".join(seen), max_chars)
+
+
+def summary_messages(system_prompt: str, name: str, descriptions: list[str]) -> list[dict]:
+    """The entity_summary request: instructions, then the item's name and descriptions."""
+    listing = "\n".join(f"- {d}" for d in descriptions)
+    return [
+        {"role": "system", "content": system_prompt},
+        {"role": "user", "content": f"Name: {name}\nDescriptions:\n{listing}"},
+    ]
+
+
+SummarizeOne = Callable[[str, list[str]], Awaitable[str]]
+
+
+def offline_summarizer() -> SummarizeOne:
+    async def summarize_one(name: str, descriptions: list[str]) -> str:
+        return merge_descriptions_offline(descriptions)
+
+    return summarize_one
+
+
+async def summarize_descriptions(
+    frames: dict[str, pd.DataFrame],
+    summarize_one: SummarizeOne,
+    concurrency: int,
+    progress: StageProgress,
+) -> tuple[dict[str, pd.DataFrame], list[ItemFailedError]]:
+    """Give every entity and relationship candidate one `description` (in place of `descriptions`)."""
+    failures: list[ItemFailedError] = []
+    limit = asyncio.Semaphore(max(1, concurrency))
+    out: dict[str, pd.DataFrame] = {}
+    for kind, frame in frames.items():
+        names = (
+            frame["title"].tolist()
+            if kind == "entities"
+            else [f"{s} -> {t}" for s, t in zip(frame["source"], frame["target"])]
+        )
+        results: list[str | None] = [None] * len(frame)
+
+        async def one(i: int, name: str, descriptions: list[str]) -> None:
+            async with limit:
+                try:
+                    results[i] = await summarize_one(name, list(descriptions))
+                except ItemFailedError as exc:
+                    failures.append(exc)
+                progress.advance()
+
+        await gather_fatal_first(one(i, n, d) for i, (n, d) in enumerate(zip(names, frame["descriptions"])))
+        done = frame.drop(columns=["descriptions"]).copy()
+        done["description"] = [r if r is not None else "" for r in results]
+        done["content_sha256"] = [sha256_json([n, list(d)]) for n, d in zip(names, frame["descriptions"])]
+        out[kind] = done
+    return out, failures

@@ -1,0 +1,145 @@
+"""What every stage task shares: content cache keys, retry rules and the run's resources.
+
+Cache keys are content hashes (upstream stage keys + the settings that change the stage's
+output + a hash of the code), never a path or a run id, so a second run on unchanged input
+skips finished stages across processes, and a code change never serves a stale result.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from prefect.context import TaskRunContext
+
+from graphrag_flow.config import Settings
+from graphrag_flow.errors import FatalLLMError, InputError, SettingsError, VerifyError
+from graphrag_flow.hashing import CODE_VERSION, sha256_json
+from graphrag_flow.llm.answer_cache import AnswerCache
+from graphrag_flow.llm.limiter import RequestLimiter
+from graphrag_flow.llm.stats import LLMStats
+from graphrag_flow.storage.stages import StageRef, StageStore
+
+#: Parameters that never enter a cache key: where the project is, and run plumbing.
+_NOT_IN_KEY = {"root"}
+#: Errors no retry fixes: a stage retry would only repeat them.
+_NO_RETRY = (FatalLLMError, SettingsError, InputError, VerifyError)
+
+STAGE_RETRIES = 1
+STAGE_RETRY_DELAY_S = [3]
+STAGE_RETRY_JITTER = 0.5
+
+
+def stage_key(stage: str, parameters: dict[str, Any]) -> str:
+    parts: dict[str, Any] = {"stage": stage, "code": CODE_VERSION}
+    for name, value in sorted(parameters.items()):
+        if name in _NOT_IN_KEY:
+            continue
+        parts[name] = value.key if isinstance(value, StageRef) else value
+    return sha256_json(parts)
+
+
+def cache_key_for(stage: str):
+    def key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+        return stage_key(stage, parameters)
+
+    key_fn.__name__ = f"{stage}_cache_key"
+    return key_fn
+
+
+def retry_unless_fatal(task, task_run, state) -> bool:
+    """Prefect retry_condition_fn: 401/403/404, bad settings and bad input stop at once."""
+    try:
+        state.result()
+    except _NO_RETRY:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+def stage_options(stage: str) -> dict[str, Any]:
+    """Options every cached stage task shares."""
+    return dict(
+        cache_key_fn=cache_key_for(stage),
+        persist_result=True,
+        retries=STAGE_RETRIES,
+        retry_delay_seconds=STAGE_RETRY_DELAY_S,
+        retry_jitter_factor=STAGE_RETRY_JITTER,
+        retry_condition_fn=retry_unless_fatal,
+    )
+
+
+@dataclass
+class RunResources:
+    """Per-run objects shared by the stage tasks of one flow run, on the flow's event loop.
+
+    Kept out of task parameters (they would enter cache keys and Prefect's records): the
+    settings here still hold secrets, the limiter is an asyncio object.
+    """
+
+    root: Path
+    settings: Settings
+    out_dir: Path
+    full: bool
+    limiter: RequestLimiter
+    stats: LLMStats
+    cache: AnswerCache
+    store: StageStore
+    json_object_mode: list[bool] = field(default_factory=lambda: [False])
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def lancedb_dir(self) -> Path:
+        return self.out_dir / "lancedb"
+
+
+_current: RunResources | None = None
+
+
+def current_run() -> RunResources:
+    if _current is None:
+        raise RuntimeError("stage tasks run inside the index flow (flows/index.py)")
+    return _current
+
+
+@contextmanager
+def run_resources(resources: RunResources) -> Iterator[RunResources]:
+    global _current
+    previous, _current = _current, resources
+    try:
+        yield resources
+    finally:
+        _current = previous
+        resources.cache.close()
+
+
+@contextmanager
+def timed(stage: str) -> Iterator[None]:
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        run = _current
+        if run is not None:
+            run.stage_seconds[stage] = run.stage_seconds.get(stage, 0.0) + time.monotonic() - start
+
+
+def resolve_api_key(settings: Settings) -> str | None:
+    """llm.api_key > llm.api_key_secret (a Prefect Secret block) > OPENAI_API_KEY."""
+    if settings.llm.api_key is not None:
+        return settings.llm.api_key.get_secret_value()
+    if settings.llm.api_key_secret:
+        from prefect.blocks.system import Secret
+
+        try:
+            return str(Secret.load(settings.llm.api_key_secret).get())
+        except ValueError:
+            raise SettingsError(
+                f"Prefect Secret block '{settings.llm.api_key_secret}' (setting llm.api_key_secret) not found"
+            ) from None
+    return os.environ.get("OPENAI_API_KEY")

@@ -1,0 +1,64 @@
+"""The LLM side of stage tasks: one client per stage run, and what identifies its answers."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from graphrag_flow.config import Settings
+from graphrag_flow.hashing import sha256_text
+from graphrag_flow.prompts import load_prompt
+from tasks._common import current_run, resolve_api_key
+
+
+def is_offline(settings: Settings) -> bool:
+    return settings.llm.provider == "offline"
+
+
+def llm_identity(settings: Settings, root, prompt_name: str | None) -> dict:
+    """What makes a stage's LLM answers what they are (goes into its cache key; no secrets)."""
+    if is_offline(settings):
+        return {"provider": "offline"}
+    identity = {
+        "provider": settings.llm.provider,
+        "chat_model": settings.llm.chat_model,
+        "temperature": settings.llm.temperature,
+    }
+    if prompt_name:
+        identity["prompt"] = sha256_text(load_prompt(prompt_name, settings.llm.prompts_dir, root))
+    return identity
+
+
+def embedding_identity(settings: Settings) -> dict:
+    if is_offline(settings):
+        return {"provider": "offline", "long_text": settings.embed.long_text}
+    return {"model": settings.llm.embedding_model, "dimensions": settings.llm.embedding_dimensions}
+
+
+def prompt(name: str) -> str:
+    run = current_run()
+    return load_prompt(name, run.settings.llm.prompts_dir, run.root)
+
+
+@asynccontextmanager
+async def llm_client(stage: str) -> AsyncIterator[object | None]:
+    """An OpenAI-compatible client opened for this stage run (None offline).
+
+    Opened here, in the coroutine that uses it, and closed only after its requests have
+    finished: a client is never shared across stages running in other threads or loops.
+    """
+    run = current_run()
+    if is_offline(run.settings):
+        yield None
+        return
+    from graphrag_flow.llm.client import OpenAICompatibleClient
+
+    client = OpenAICompatibleClient(
+        run.settings.llm,
+        api_key=resolve_api_key(run.settings),
+        limiter=run.limiter,
+        stats=run.stats,
+        cache=None if run.full else run.cache,
+    )
+    async with client:
+        yield client

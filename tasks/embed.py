@@ -1,0 +1,55 @@
+"""Embed task, one run per vector field: the LanceDB table is the checkpoint.
+
+Not cached by Prefect on purpose: the table itself says what is done, and checking it
+costs one read, so a deleted or partial table is always repaired rather than trusted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from graphrag_flow.embedding import embed_field
+from graphrag_flow.embedding_backends import OfflineBackend, OpenAIBackend
+from graphrag_flow.errors import StageFailedError
+from graphrag_flow.storage.stages import StageRef
+from graphrag_flow.storage.vectors import VectorTable
+from graphrag_flow.tables import embedding_inputs
+from tasks._common import STAGE_RETRIES, STAGE_RETRY_DELAY_S, current_run, retry_unless_fatal, timed
+from tasks._llm import llm_client
+
+
+def _final_source(field: str, source: StageRef, frame: str):
+    run = current_run()
+    return embedding_inputs(field, run.store.load(source, frame))
+
+
+@task(
+    name="embed",
+    task_run_name="embed-{field}",
+    cache_policy=NO_CACHE,
+    retries=STAGE_RETRIES,
+    retry_delay_seconds=STAGE_RETRY_DELAY_S,
+    retry_condition_fn=retry_unless_fatal,
+)
+async def embed_stage(field: str, source: StageRef, frame: str) -> dict:
+    run = current_run()
+    stage = f"embed-{field}"
+    with timed(stage):
+        inputs = await asyncio.to_thread(_final_source, field, source, frame)
+        table = VectorTable(run.lancedb_dir, field)
+        async with llm_client(stage) as client:
+            backend = (
+                await asyncio.to_thread(OfflineBackend, run.settings)
+                if client is None
+                else OpenAIBackend(run.settings, client, stage)
+            )
+            result = await embed_field(field, table, inputs, backend)
+        if result.failures:
+            raise StageFailedError(stage, result.failures)
+        summary = asdict(result)
+        summary["failures"] = []
+        return summary

@@ -1,0 +1,51 @@
+"""Reports task: one report per community, deepest level first (LLM or extractive offline)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prefect import task
+
+from graphrag_flow.errors import StageFailedError
+from graphrag_flow.outputs import community_periods
+from graphrag_flow.progress import StageProgress
+from graphrag_flow.reports import build_reports, offline_reporter
+from graphrag_flow.storage.stages import StageRef
+from tasks._common import current_run, stage_key, stage_options, timed
+from tasks._llm import llm_client, prompt
+
+
+@task(name="community-reports", **stage_options("reports"))
+async def reports_stage(
+    documents: StageRef, text_units: StageRef, graph: StageRef, communities: StageRef, llm: dict
+) -> StageRef:
+    run = current_run()
+    with timed("reports"):
+        comms = run.store.load(communities, "communities")
+        degrees = run.store.load(communities, "degrees")
+        entities = run.store.load(graph, "entities")
+        entities["degree"] = entities["title"].map(dict(zip(degrees["title"], degrees["degree"]))).fillna(0).astype("int64")
+        relationships = run.store.load(graph, "relationships")
+        comms["period"] = community_periods(
+            comms, run.store.load(text_units, "text_units"), run.store.load(documents, "documents")
+        )
+        progress = StageProgress("reports", len(comms))
+        async with llm_client("reports") as client:
+            if client is None:
+                reporter, concurrency = offline_reporter(), 1
+            else:
+                from graphrag_flow.llm.steps import llm_reporter
+
+                reporter = llm_reporter(client, prompt("community_report"), run.settings.llm.report_max_input_tokens)
+                concurrency = run.settings.llm.max_concurrency
+            reports, failures = await build_reports(comms, entities, relationships, reporter, concurrency, progress)
+        progress.finish()
+        if failures:
+            raise StageFailedError("reports", failures)
+        key = stage_key(
+            "reports",
+            {"documents": documents, "text_units": text_units, "graph": graph, "communities": communities, "llm": llm},
+        )
+        return await asyncio.to_thread(
+            run.store.save, "reports", key, {"community_reports": reports}, {"items": len(reports)}
+        )
