@@ -36,6 +36,7 @@ from tasks.load import load_stage
 from tasks.reports import reports_stage
 from tasks.summarize import summarize_stage
 from tasks.write import write_stage
+from flows.summary import stage_rows, summary_markdown
 
 OUTPUT_DIR = "output"
 STAGING_DIR = "output.next"
@@ -163,18 +164,41 @@ async def index(
         )
         if full:
             swap_in_staging(root_path)
+        refs = {
+            "load": documents, "chunk": text_units, "extract": extractions, "summarize": graph,
+            "communities": communities, "reports": reports,
+        }
+        embeds = {
+            "text_unit_text": unit_vectors, "entity_description": entity_vectors,
+            "community_full_content": report_vectors,
+        }
         summary = {
             "root": str(root_path),
             "output": str(root_path / OUTPUT_DIR),
             "tables": manifest["tables"],
             "vector_tables": manifest["vector_tables"],
             "warnings": documents.stats.get("warnings", []),
-            "embeddings": {"text_unit_text": unit_vectors, "entity_description": entity_vectors,
-                           "community_full_content": report_vectors},
-            "stage_seconds": dict(run.stage_seconds),
+            "stages": stage_rows(refs, embeds, run.stats.as_rows(), run.stage_seconds),
+            "llm_warnings": [w for row in run.stats.as_rows() for w in row["warnings"]],
+            "max_in_flight": run.limiter.max_in_flight,
         }
+        await publish_summary(summary)
         logger.info("index finished: %s", manifest["tables"])
         return summary
+
+
+async def publish_summary(summary: dict) -> None:
+    """Artifacts with stable keys, so the UI's artifact page shows the history across runs."""
+    from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+
+    await acreate_table_artifact(
+        key="graphrag-flow-stages",
+        table=summary["stages"],
+        description="Per stage: items, reused vs recomputed, requests, retries, cache hits, failures, seconds",
+    )
+    await acreate_markdown_artifact(
+        key="graphrag-flow-summary", markdown=summary_markdown(summary), description="graphrag-flow run summary"
+    )
 
 
 def _embedding_model_name(settings: Settings) -> str:

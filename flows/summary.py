@@ -8,6 +8,52 @@ from rich.table import Table
 SUMMARY_COLUMNS = ("stage", "items", "reused", "recomputed", "requests", "retries", "cache hits", "failures", "seconds")
 
 
+def stage_rows(refs: dict, embeds: dict[str, dict], stats: list[dict], seconds: dict[str, float]) -> list[dict]:
+    """One row per stage: items, how many were reused vs recomputed, and request counters.
+
+    A stage served from Prefect's cache did not run: all its items count as reused.
+    """
+    counters = {row["stage"]: row for row in stats}
+    rows = []
+    for stage, ref in refs.items():
+        items = int(ref.stats.get("items", sum(ref.rows.values())))
+        ran = stage in seconds
+        c = counters.get(stage, {})
+        hits = int(c.get("cache_hits", 0))
+        recomputed = max(0, items - hits) if ran else 0
+        rows.append(_row(stage, items, items - recomputed, recomputed, c, seconds.get(stage, 0.0)))
+    for field, result in embeds.items():
+        stage = f"embed-{field}"
+        rows.append(
+            _row(stage, result["total"], result["reused"], result["embedded"], counters.get(stage, {}),
+                 seconds.get(stage, 0.0))
+        )
+    return rows
+
+
+def _row(stage: str, items: int, reused: int, recomputed: int, c: dict, seconds: float) -> dict:
+    return {
+        "stage": stage, "items": items, "reused": reused, "recomputed": recomputed,
+        "requests": int(c.get("requests", 0)), "retries": int(c.get("retries", 0)),
+        "cache_hits": int(c.get("cache_hits", 0)), "failures": int(c.get("failures", 0)),
+        "seconds": round(seconds, 2),
+    }
+
+
+def summary_markdown(summary: dict) -> str:
+    lines = [f"# graphrag-flow index of `{summary['root']}`", "", f"Outputs: `{summary['output']}` (verified)", ""]
+    lines += ["| stage | items | reused | recomputed | requests | retries | cache hits | failures | seconds |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in summary["stages"]:
+        lines.append("| " + " | ".join(str(r[c.replace(" ", "_")]) for c in SUMMARY_COLUMNS) + " |")
+    lines += ["", "| table | rows |", "|---|---|"]
+    lines += [f"| {n} | {rows} |" for n, rows in summary["tables"].items()]
+    lines += [f"| lancedb/{n} | {v['rows']} × {v['dimension']}-d |" for n, v in summary["vector_tables"].items()]
+    if summary.get("warnings"):
+        lines += ["", "## Skipped or altered input files", ""] + [f"- {w}" for w in summary["warnings"]]
+    return "\n".join(lines) + "\n"
+
+
 def render_summary(summary: dict, console: Console) -> None:
     table = Table(title="graphrag-flow index")
     for col in SUMMARY_COLUMNS:

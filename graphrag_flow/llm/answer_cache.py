@@ -1,0 +1,54 @@
+"""The LLM answer cache: every answer stored the moment it arrives, in SQLite (WAL).
+
+Keys are hashes of what changes an answer (model, messages, schema, temperature, ...),
+never the API key, the base URL or a run id, so a re-run of any run sends no request whose
+answer is stored. `synchronous=FULL` makes each committed answer survive a power cut, not
+only a kill -9; an answer costs far more to fetch than an fsync costs to keep.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from graphrag_flow.hashing import sha256_json
+
+
+def answer_key(model: str, messages: list[dict], schema_name: str, schema: Any, temperature: float, **other: Any) -> str:
+    return sha256_json(
+        {"model": model, "messages": messages, "schema_name": schema_name, "schema": schema,
+         "temperature": temperature, **other}
+    )
+
+
+class AnswerCache:
+    """key -> answer text; usable from several threads (one connection, one lock)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM answers WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def put(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO answers (key, value) VALUES (?, ?)", (key, value))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM answers").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,74 @@
+"""The three LLM steps (extract, summarize, report) on top of the client.
+
+Each request's text is a function of its item's content alone, so the answer cache
+serves any item whose content did not change, whatever run or order it comes in.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from graphrag_flow.chunking import get_encoding
+from graphrag_flow.extraction import ExtractOne
+from graphrag_flow.hashing import sha256_text
+from graphrag_flow.llm.schemas import CommunityReportAnswer, EntitySummary, GraphExtraction
+from graphrag_flow.reports import ReportOne, report_context
+from graphrag_flow.summarize import SummarizeOne, summary_messages
+
+if TYPE_CHECKING:
+    from graphrag_flow.llm.client import OpenAICompatibleClient
+
+#: Descriptions sent in one summary request, at most (the rest are rarely new information).
+MAX_SUMMARY_INPUTS = 30
+
+
+def _messages(system: str, user: str) -> list[dict]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def split_tokens(text: str, max_tokens: int) -> list[str]:
+    enc = get_encoding()
+    tokens = enc.encode(text, disallowed_special=())
+    return [enc.decode(tokens[i : i + max_tokens]) for i in range(0, len(tokens), max_tokens)] or [""]
+
+
+def llm_extractor(client: "OpenAICompatibleClient", prompt: str, max_unit_tokens: int) -> ExtractOne:
+    """One request per text unit; a unit over `max_unit_tokens` is sent in pieces, answers merged."""
+
+    async def extract_one(unit_id: str, text: str) -> GraphExtraction:
+        pieces = split_tokens(text, max(256, max_unit_tokens))
+        entities, relationships = [], []
+        for n, piece in enumerate(pieces):
+            item = f"text unit {unit_id[:12]}" + (f" part {n + 1}/{len(pieces)}" if len(pieces) > 1 else "")
+            answer = await client.chat("extract", "graph_extraction", _messages(prompt, piece), item)
+            entities += answer.entities
+            relationships += answer.relationships
+        return GraphExtraction(entities=entities, relationships=relationships)
+
+    return extract_one
+
+
+def llm_summarizer(client: "OpenAICompatibleClient", prompt: str) -> SummarizeOne:
+    """A single description needs no request; several are merged by the model."""
+
+    async def summarize_one(name: str, descriptions: list[str]) -> str:
+        unique = list(dict.fromkeys(d.strip() for d in descriptions if d.strip()))
+        if len(unique) <= 1:
+            return unique[0] if unique else ""
+        messages = summary_messages(prompt, name, sorted(unique)[:MAX_SUMMARY_INPUTS])
+        answer: EntitySummary = await client.chat("summarize", "entity_summary", messages, f"description of {name}")
+        return answer.description
+
+    return summarize_one
+
+
+def llm_reporter(client: "OpenAICompatibleClient", prompt: str, max_input_tokens: int) -> ReportOne:
+    async def report_one(members: pd.DataFrame, rels: pd.DataFrame, sub_reports: list[str]):
+        context = report_context(members, rels, sub_reports, max_input_tokens)
+        item = f"community report of {', '.join(members['title'].head(3))}"
+        answer: CommunityReportAnswer = await client.chat("reports", "community_report", _messages(prompt, context), item)
+        return answer, sha256_text(context)
+
+    return report_one

@@ -1,0 +1,67 @@
+"""Shared test helpers: real project folders, the real CLI in a subprocess, the corpora."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+PEPS_MINI = SHARED / "corpora" / "peps-mini"
+
+
+@pytest.fixture(scope="session")
+def peps_mini() -> Path:
+    # A missing corpus fails the test (never skips): CI lays ../shared beside the clone.
+    assert PEPS_MINI.is_dir(), f"corpus {PEPS_MINI} is missing: clone the repo beside shared/"
+    return PEPS_MINI
+
+
+@pytest.fixture(scope="session")
+def prefect_home(tmp_path_factory) -> Path:
+    """One PREFECT_HOME for the session's CLI runs, apart from the user's."""
+    return tmp_path_factory.mktemp("prefect-home")
+
+
+def make_project(root: Path, input_dir: Path | None = None, files: dict[str, bytes] | None = None, **sections) -> Path:
+    """A project folder: settings.yaml (sections given as dicts) and an input folder."""
+    root.mkdir(parents=True, exist_ok=True)
+    settings: dict = {k: dict(v) for k, v in sections.items()}
+    if input_dir is not None:
+        settings.setdefault("input", {})["dir"] = str(input_dir)
+    else:
+        (root / "input").mkdir(exist_ok=True)
+        for name, data in (files or {}).items():
+            path = root / "input" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+    (root / "settings.yaml").write_text(yaml.safe_dump(settings), encoding="utf-8")
+    return root
+
+
+def cli_env(prefect_home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GRAPHRAG_FLOW_", "PREFECT_"))}
+    env.update(
+        PREFECT_HOME=str(prefect_home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_LOGGING_LEVEL="WARNING",
+        COLUMNS="200",
+    )
+    env.update(extra)
+    return env
+
+
+def run_cli(args: list[str], prefect_home: Path, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=REPO,
+        env=cli_env(prefect_home, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

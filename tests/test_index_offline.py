@@ -1,0 +1,150 @@
+"""The indexing flow end to end through the CLI, on the offline default (no key, no network)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import make_project, run_cli
+from graphrag_flow.tables import SCHEMAS, VECTOR_FIELDS
+from graphrag_flow.storage.vectors import VectorTable
+
+
+def _index(root, prefect_home, *extra):
+    result = run_cli(["index", "--root", str(root), *extra], prefect_home)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def mini_index(tmp_path_factory, peps_mini, prefect_home):
+    root = make_project(tmp_path_factory.mktemp("mini") / "project", input_dir=peps_mini)
+    result = _index(root, prefect_home)
+    return root, result
+
+
+def _tables(root):
+    return {name: pq.read_table(root / "output" / f"{name}.parquet") for name in SCHEMAS}
+
+
+def _vectors(root):
+    out = {}
+    for field in VECTOR_FIELDS:
+        arrow = VectorTable(root / "output" / "lancedb", field).read().sort_by("id")
+        out[field] = arrow
+    return out
+
+
+def test_every_table_has_graphrag_columns_types_and_rows(mini_index):
+    root, _ = mini_index
+    tables = _tables(root)
+    for name, table in tables.items():
+        assert table.schema.names == SCHEMAS[name].names, name
+        for f in SCHEMAS[name]:
+            assert table.schema.field(f.name).type == f.type, (name, f.name)
+        assert table.num_rows > 0, name
+        ids = table.column("id").to_pylist()
+        assert len(ids) == len(set(ids)), f"{name}: duplicate ids"
+        assert not any("'" in i for i in ids)
+        assert table.column("human_readable_id").to_pylist() == (
+            table.column("community").to_pylist() if name == "community_reports" else list(range(len(ids)))
+        )
+    assert tables["documents"].num_rows == 12
+
+
+def test_every_vector_table_is_one_to_one_with_its_source_and_unit_length(mini_index):
+    root, _ = mini_index
+    tables = _tables(root)
+    for field, arrow in _vectors(root).items():
+        source_ids = set(tables[VECTOR_FIELDS[field]].column("id").to_pylist())
+        ids = arrow.column("id").to_pylist()
+        assert len(ids) == len(set(ids)) == len(source_ids) and set(ids) == source_ids, field
+        vtype = arrow.schema.field("vector").type
+        assert vtype.list_size == 384, "fixed_size_list<float32>[384]"
+        vectors = np.asarray(arrow.column("vector").combine_chunks().flatten()).reshape(len(ids), 384)
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3), field
+        assert set(arrow.column("model").to_pylist()) == {"offline/all-MiniLM-L6-v2-onnx-int8"}
+
+
+def test_graph_is_linked_and_every_entity_has_a_level_0_community(mini_index):
+    root, _ = mini_index
+    t = {n: tab.to_pandas() for n, tab in _tables(root).items()}
+    entity_titles = set(t["entities"]["title"])
+    assert set(t["relationships"]["source"]) | set(t["relationships"]["target"]) <= entity_titles
+    unit_ids = set(t["text_units"]["id"])
+    assert all(set(u) <= unit_ids for u in t["entities"]["text_unit_ids"])
+    level0 = t["communities"][t["communities"]["level"] == 0]
+    assert sorted(e for ids in level0["entity_ids"] for e in ids) == sorted(t["entities"]["id"])
+    assert set(t["community_reports"]["community"]) == set(t["communities"]["community"])
+    assert t["community_reports"]["rank"].notna().all()
+    assert t["community_reports"]["full_content"].str.startswith("# ").all()
+
+
+def test_status_reports_verified(mini_index, prefect_home):
+    root, _ = mini_index
+    result = run_cli(["status", "--root", str(root)], prefect_home)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verified" in result.stdout and "NOT verified" not in result.stdout
+    for field in VECTOR_FIELDS:
+        assert field in result.stdout
+
+
+def test_a_second_run_recomputes_nothing(mini_index, prefect_home):
+    root, _ = mini_index
+    before = _vectors(root)
+    result = _index(root, prefect_home)
+    summary = result.stdout
+    assert "recomputed" in summary
+    after = _vectors(root)
+    for field in VECTOR_FIELDS:
+        assert before[field].equals(after[field]), field
+    import re
+
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^│\s*([\w-]+)\s*│.*$", summary, re.M)}
+    for stage in ("chunk", "extract", "summarize", "communities", "reports", "embed-text_unit_text"):
+        cells = [c.strip() for c in rows[stage].strip("│").split("│")]
+        assert cells[3] == "0", f"{stage} recomputed {cells[3]} items on an unchanged second run"
+
+
+def test_two_fresh_runs_give_identical_tables_and_vectors(mini_index, tmp_path, peps_mini, prefect_home):
+    root, _ = mini_index
+    other = make_project(tmp_path / "again", input_dir=peps_mini)
+    _index(other, prefect_home)
+    a, b = _tables(root), _tables(other)
+    for name in SCHEMAS:
+        assert a[name].equals(b[name]), name
+    va, vb = _vectors(root), _vectors(other)
+    for field in VECTOR_FIELDS:
+        assert va[field].equals(vb[field]), field
+
+
+def test_bad_files_are_skipped_with_one_warning_each_and_the_valid_one_indexed(tmp_path, prefect_home):
+    root = make_project(
+        tmp_path / "bad",
+        files={
+            "valid.txt": b"Ada Lovelace wrote the first program for the Analytical Engine of Charles Babbage.",
+            "empty.txt": b"",
+            "binary.bin.txt": bytes(range(256)) * 8,
+            "latin1.txt": "Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e at the Acad\u00e9mie Fran\u00e7aise.".encode("latin-1"),
+        },
+    )
+    result = _index(root, prefect_home)
+    out = result.stdout + result.stderr
+    for name in ("empty.txt", "binary.bin.txt", "latin1.txt"):
+        assert out.count(f"warning: {name}:") == 1, (name, out)
+    docs = pq.read_table(root / "output" / "documents.parquet").to_pandas()
+    assert docs["title"].tolist() == ["valid.txt"]
+
+
+def test_an_empty_input_folder_fails_with_a_clear_message(tmp_path, prefect_home):
+    root = make_project(tmp_path / "empty")
+    result = run_cli(["index", "--root", str(root)], prefect_home)
+    assert result.returncode != 0
+    assert "no input files" in result.stderr
+
+
+def test_a_missing_root_says_so(tmp_path, prefect_home):
+    result = run_cli(["index", "--root", str(tmp_path / "nowhere")], prefect_home)
+    assert result.returncode != 0
+    assert "does not exist" in result.stderr
