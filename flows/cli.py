@@ -25,7 +25,7 @@ from graphrag_flow.init_project import init_project
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Resumable GraphRAG indexing as a Prefect flow.")
 console = Console(stderr=True)
-out = Console()
+out = Console(width=max(Console().width, 150))
 
 RootOption = Annotated[Path, typer.Option("--root", help="The project folder (settings.yaml, input/, output/)")]
 

@@ -16,7 +16,21 @@ from typing import Any
 from graphrag_flow.hashing import sha256_json
 
 
+#: Never part of a key: a key must not carry a secret, and must not change between runs
+#: or providers that would give the same answer.
+_NOT_KEY_PARTS = frozenset({"api_key", "key", "authorization", "api_base", "base_url", "run_id"})
+
+
 def answer_key(model: str, messages: list[dict], schema_name: str, schema: Any, temperature: float, **other: Any) -> str:
+    """sha256 of the canonical JSON of everything that changes an answer.
+
+    The response_format mode (json_schema or the json_object fallback) is left out on
+    purpose: both ask for, and validate against, the same schema, and a re-run must find
+    answers stored before the client learned that a server needs the fallback.
+    """
+    bad = _NOT_KEY_PARTS.intersection(k.lower() for k in other)
+    if bad:
+        raise ValueError(f"answer_key must not include {', '.join(sorted(bad))}")
     return sha256_json(
         {"model": model, "messages": messages, "schema_name": schema_name, "schema": schema,
          "temperature": temperature, **other}
@@ -30,6 +44,7 @@ class AnswerCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        # isolation_level=None: autocommit, so each put() is its own committed transaction.
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -50,5 +65,6 @@ class AnswerCache:
             return self._db.execute("SELECT count(*) FROM answers").fetchone()[0]
 
     def close(self) -> None:
+        """Idempotent: a run's finally-block may close a cache a failed step closed already."""
         with self._lock:
             self._db.close()

