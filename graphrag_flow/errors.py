@@ -41,3 +41,15 @@ class StageFailedError(GraphragFlowError):
 
 class VerifyError(GraphragFlowError):
     """Outputs do not match their sources (a missing vector, a duplicate id, a wrong dimension)."""
+
+
+class Neo4jSinkError(GraphragFlowError):
+    """The Neo4j sink failed: server unreachable, credentials refused, or a batch rejected.
+
+    The message names the setting to fix (`neo4j.uri`, `neo4j.user`/`neo4j.password`,
+    `neo4j.database`) or the batch that failed; it never carries the password.
+    """
+
+    def __init__(self, message: str, *, setting: str | None = None):
+        super().__init__(message)
+        self.setting = setting
