@@ -138,7 +138,7 @@ def check(root: RootOption) -> None:
 def status(root: RootOption) -> None:
     """What each table and vector table holds, and whether the outputs verify."""
     settings = _settings(root)
-    from flows.status import project_status
+    from graphrag_flow.status import project_status
 
     report = project_status(root, settings)
     table = Table(title=f"graphrag-flow status: {root}")
