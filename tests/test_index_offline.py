@@ -101,7 +101,9 @@ def test_a_second_run_recomputes_nothing(mini_index, prefect_home):
         assert before[field].equals(after[field]), field
     import re
 
-    rows = {m.group(1): m.group(0) for m in re.finditer(r"^│\s*([\w-]+)\s*│.*$", summary, re.M)}
+    stage_table = summary.split("outputs", 1)[0]  # the stage table comes before the outputs table
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^│\s*([\w-]+)\s*│.*$", stage_table, re.M)}
+    assert len(rows) == 9, stage_table
     for stage in ("chunk", "extract", "summarize", "communities", "reports", "embed-text_unit_text"):
         cells = [c.strip() for c in rows[stage].strip("│").split("│")]
         assert cells[3] == "0", f"{stage} recomputed {cells[3]} items on an unchanged second run"
