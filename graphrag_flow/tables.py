@@ -18,7 +18,7 @@ _FINDINGS = pa.list_(pa.struct([("explanation", _S), ("summary", _S)]))
 SCHEMAS: dict[str, pa.Schema] = {
     "documents": pa.schema(
         [("id", _S), ("human_readable_id", _I), ("title", _S), ("text", _S), ("text_unit_ids", _LS),
-         ("creation_date", _S), ("raw_data", _S)]
+         ("creation_date", _S), ("raw_data", pa.null())]
     ),
     "text_units": pa.schema(
         [("id", _S), ("human_readable_id", _I), ("text", _S), ("n_tokens", _I), ("document_id", _S),

@@ -1,0 +1,99 @@
+"""Our parquet and LanceDB tables have GraphRAG 3.3.0's columns, types and order (no GraphRAG needed).
+
+The reference is tests/graphrag_schema/graphrag_3_3_0.json, derived from GraphRAG 3.3.0 itself:
+tests/graphrag_schema/derive_schema.py runs GraphRAG's own indexer (with its built-in mock
+models) and records the Arrow schema of every table it writes (see that file's docstring).
+It is a checked-in file, not graphrag-flow's own SCHEMAS, so a drift in tables.py shows here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lancedb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import REPO, make_project, run_cli
+from graphrag_flow.tables import SCHEMAS, VECTOR_FIELDS
+
+REFERENCE = Path(__file__).parent / "graphrag_schema" / "graphrag_3_3_0.json"
+OURS = [["content_sha256", "string"], ["model", "string"]]
+
+
+def canonical_type(t: pa.DataType) -> str:
+    """Same rules as derive_schema.canonical_type (string == large_string; list element names ignored)."""
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_fixed_size_list(t):
+        return f"fixed_size_list<{canonical_type(t.value_type)}>"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"list<{canonical_type(t.value_type)}>"
+    if pa.types.is_struct(t):
+        return "struct<" + ", ".join(f"{f.name}: {canonical_type(f.type)}" for f in t) + ">"
+    if pa.types.is_float64(t):
+        return "float64"
+    if pa.types.is_float32(t):
+        return "float32"
+    return str(t)
+
+
+def reference() -> dict:
+    return json.loads(REFERENCE.read_text(encoding="utf-8"))
+
+
+def _columns(schema: pa.Schema) -> list[list[str]]:
+    return [[f.name, canonical_type(f.type)] for f in schema]
+
+
+def schema_mismatches(output_dir: Path) -> list[str]:
+    """Every difference between a graphrag-flow output folder and GraphRAG 3.3.0's tables."""
+    ref = reference()
+    problems = []
+    for name, columns in ref["tables"].items():
+        got = _columns(pq.read_schema(Path(output_dir) / f"{name}.parquet"))
+        if got != columns + OURS:
+            problems.append(f"{name}.parquet: {got} != GraphRAG {columns} + {OURS}")
+    db = lancedb.connect(str(Path(output_dir) / "lancedb"))
+    dimensions = set()
+    for name, spec in ref["vector_tables"].items():
+        schema = db.open_table(name).schema
+        got = _columns(schema)
+        if got != spec["columns"] + OURS:
+            problems.append(f"lancedb/{name}: {got} != GraphRAG {spec['columns']} + {OURS}")
+        dimensions.add(schema.field("vector").type.list_size if pa.types.is_fixed_size_list(schema.field("vector").type) else None)
+    if len(dimensions) != 1 or None in dimensions:
+        problems.append(f"vector tables do not share one fixed dimension: {dimensions}")
+    return problems
+
+
+def test_reference_was_derived_from_graphrag_3_3_0():
+    ref = reference()
+    assert ref["graphrag_version"] == "3.3.0"
+    assert set(ref["tables"]) == set(SCHEMAS)
+    assert set(ref["vector_tables"]) == set(VECTOR_FIELDS)
+    # spot checks of what the issue names, so a regenerated file that lost them fails here
+    reports = dict(map(tuple, ref["tables"]["community_reports"]))
+    assert reports["rank"] == "float64" and "rating" not in reports
+    assert reports["findings"] == "struct<explanation: string, summary: string>".join(["list<", ">"])
+    assert dict(map(tuple, ref["tables"]["communities"]))["children"] == "list<int64>"
+
+
+def test_declared_schemas_equal_graphrag_3_3_0():
+    ref = reference()
+    for name, columns in ref["tables"].items():
+        assert _columns(SCHEMAS[name]) == columns + OURS, name
+
+
+@pytest.fixture(scope="module")
+def offline_output(tmp_path_factory, prefect_home) -> Path:
+    root = make_project(tmp_path_factory.mktemp("schema") / "project", input_dir=REPO / "examples" / "input")
+    result = run_cli(["index", "--root", str(root)], prefect_home)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root / "output"
+
+
+def test_offline_index_output_equals_graphrag_3_3_0(offline_output):
+    assert schema_mismatches(offline_output) == []
