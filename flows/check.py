@@ -17,6 +17,36 @@ CHECK_TIMEOUT_S = 4.0
 
 
 async def run_check(root: Path, settings: Settings, quick: bool) -> list[str]:
+    """`check` (quick=False): settings, the LLM provider, and Neo4j when neo4j.uri is set.
+
+    The index preflight (quick=True) leaves Neo4j out on purpose: the sink runs last, after the
+    parquet and LanceDB outputs are saved, so a Neo4j outage must not stop the indexing.
+    """
+    lines = await _check_llm(root, settings, quick)
+    if settings.neo4j.uri and not quick:
+        lines.append(await check_neo4j(settings))
+    return lines
+
+
+async def check_neo4j(settings: Settings) -> str:
+    """Connect and authenticate (verify_connectivity) in a thread; errors name neo4j.uri/neo4j.password."""
+    import asyncio
+
+    from graphrag_flow.neo4j_sink import Neo4jSink, safe_uri
+    from tasks.neo4j import resolve_neo4j_password
+
+    password = await resolve_neo4j_password(settings)
+
+    def connect() -> None:
+        with Neo4jSink(settings.neo4j, password, connection_timeout_s=CHECK_TIMEOUT_S,
+                       max_retry_time_s=CHECK_TIMEOUT_S) as sink:
+            sink.verify_connectivity()
+
+    await asyncio.to_thread(connect)
+    return f"Neo4j at {safe_uri(settings.neo4j.uri or '')} accepted neo4j.user={settings.neo4j.user!r}'s credentials"
+
+
+async def _check_llm(root: Path, settings: Settings, quick: bool) -> list[str]:
     lines = [f"settings in {root} are valid"]
     if settings.llm.provider == "offline":
         from graphrag_flow.embed_offline import get_offline_embedder

@@ -22,6 +22,7 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from graphrag_flow.config import Settings, load_settings
+from graphrag_flow.errors import GraphragFlowError
 from graphrag_flow.llm.answer_cache import AnswerCache
 from graphrag_flow.llm.limiter import RequestLimiter
 from graphrag_flow.llm.stats import LLMStats
@@ -36,6 +37,7 @@ from tasks.load import load_stage
 from tasks.reports import reports_stage
 from tasks.summarize import summarize_stage
 from tasks.write import write_stage
+from tasks.neo4j import neo4j_stage
 from flows.summary import stage_rows, summary_markdown
 
 OUTPUT_DIR = "output"
@@ -182,7 +184,17 @@ async def index(
             "llm_warnings": [w for row in run.stats.as_rows() for w in row["warnings"]],
             "max_in_flight": run.limiter.max_in_flight,
         }
+        neo4j_error = None
+        if settings.neo4j.uri:
+            # last: the outputs and manifest above stand even when Neo4j is down or refuses us
+            try:
+                summary["neo4j"] = await neo4j_stage(output=str(root_path / OUTPUT_DIR))
+            except GraphragFlowError as exc:
+                neo4j_error = exc
+                summary["neo4j"] = {"error": str(exc)}
         await publish_summary(summary)
+        if neo4j_error is not None:
+            raise neo4j_error
         logger.info("index finished: %s", manifest["tables"])
         return summary
 

@@ -51,7 +51,48 @@ def summary_markdown(summary: dict) -> str:
     lines += [f"| lancedb/{n} | {v['rows']} × {v['dimension']}-d |" for n, v in summary["vector_tables"].items()]
     if summary.get("warnings"):
         lines += ["", "## Skipped or altered input files", ""] + [f"- {w}" for w in summary["warnings"]]
+    lines += neo4j_markdown(summary.get("neo4j"))
     return "\n".join(lines) + "\n"
+
+
+NEO4J_COLUMNS = ("label/type", "parquet", "parquet rows", "written", "created", "deleted", "in neo4j", "match")
+
+
+def _neo4j_cells(row: dict) -> tuple[str, ...]:
+    """One label/type of the sink summary as display cells (columns NEO4J_COLUMNS)."""
+    match = {True: "yes", False: "NO", None: "-"}[row["match"]]
+    in_neo4j = "-" if row["in_neo4j"] is None else str(row["in_neo4j"])
+    parquet_rows = str(row["parquet_rows"]) + (f" ({row['skipped']} skipped)" if row["skipped"] else "")
+    return (row["name"], row["parquet"], parquet_rows, str(row["written"]), str(row["created"]),
+            str(row["deleted"]), in_neo4j, match)
+
+
+def neo4j_markdown(result: dict | None) -> list[str]:
+    if not result:
+        return []
+    if "error" in result:
+        return ["", "## Neo4j", "", f"Failed: {result['error']}"]
+    lines = ["", f"## Neo4j ({result['uri']})", "", "| " + " | ".join(NEO4J_COLUMNS) + " |",
+             "|" + "---|" * len(NEO4J_COLUMNS)]
+    lines += ["| " + " | ".join(_neo4j_cells(r)) + " |" for r in result["rows"]]
+    lines += ["", f"{result['batches']} batch(es) written, {result['resumed_batches']} resumed from a checkpoint"]
+    return lines
+
+
+def render_neo4j(result: dict | None, console: Console) -> None:
+    if not result or "error" in result:
+        return
+    table = Table(title=f"neo4j: {result['uri']}")
+    for col in NEO4J_COLUMNS:
+        table.add_column(col, justify="left" if col in ("label/type", "parquet") else "right")
+    for row in result["rows"]:
+        table.add_row(*_neo4j_cells(row))
+    console.print(table)
+    console.print(
+        f"neo4j: {result['batches']} batch(es) written, {result['resumed_batches']} resumed; "
+        f"graph {'verified' if result['verified'] else 'NOT verified'} against the parquet tables",
+        highlight=False,
+    )
 
 
 def render_summary(summary: dict, console: Console) -> None:
@@ -69,6 +110,7 @@ def render_summary(summary: dict, console: Console) -> None:
     for name, info in summary["vector_tables"].items():
         sizes.add_row(f"lancedb/{name}", f"{info['rows']} × {info['dimension']}-d")
     console.print(sizes)
+    render_neo4j(summary.get("neo4j"), console)
     for warning in summary.get("warnings", []):
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print(f"outputs: {summary['output']} (verified)")

@@ -1,0 +1,131 @@
+"""The `neo4j-sink` task: the knowledge graph into Neo4j, the flow's last stage.
+
+It runs only when `neo4j.uri` is set, after the parquet tables and LanceDB vectors are written
+and verified and the manifest is saved, so a Neo4j failure leaves every other output intact.
+The graph is read back from the parquet files on disk (what the user got is what Neo4j gets).
+
+What it keeps in `cache/neo4j/`:
+- `batches`: the BatchCheckpoint of committed batches, so a sink that crashed resumes where it
+  stopped (cleared after a verified write; ignored and reset under `--full`);
+- `state.json`: the ids the last successful sink wrote, so the next run deletes the documents,
+  chunks, entities, relationships and communities that left the index since then.
+
+Secrets: the password is resolved here, inside the task (settings/env, or a Prefect Secret
+block), and handed straight to the domain code in the worker thread: never a task parameter,
+result, cache key or log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from graphrag_flow.config import Settings
+from graphrag_flow.errors import Neo4jSinkError, SettingsError, VerifyError
+from graphrag_flow.neo4j_sink import BatchCheckpoint, BatchProgress, SinkState, safe_uri, summary_rows, write_graph
+from graphrag_flow.outputs import read_table
+from graphrag_flow.progress import StageProgress
+from graphrag_flow.tables import SCHEMAS
+from tasks._common import current_run, timed
+
+STAGE = "neo4j-sink"
+
+
+async def resolve_neo4j_password(settings: Settings) -> str | None:
+    """neo4j.password (settings.yaml or GRAPHRAG_FLOW_NEO4J__PASSWORD) > neo4j.password_secret."""
+    neo = settings.neo4j
+    if neo.password is not None:
+        return neo.password.get_secret_value()
+    if neo.password_secret:
+        from prefect.blocks.system import Secret
+
+        try:
+            block = await Secret.aload(neo.password_secret)
+        except ValueError:
+            raise SettingsError(
+                f"Prefect Secret block '{neo.password_secret}' (setting neo4j.password_secret) not found"
+            ) from None
+        return str(block.get())
+    return None
+
+
+def _sink_dir(root: Path) -> Path:
+    return root / "cache" / "neo4j"
+
+
+def _retry_unless_settings(task, task_run, state) -> bool:
+    """Retry a failed batch once; a wrong URI, password or database is not fixed by retrying.
+
+    Reads the exception from `state.data`: in an async task `state.result()` returns a
+    coroutine instead of raising (measured with Prefect 3.8.8), which would retry everything.
+    """
+    exc = state.data
+    if isinstance(exc, Neo4jSinkError):
+        return exc.setting is None
+    return not isinstance(exc, (SettingsError, VerifyError))
+
+
+def _sink(output: Path, root: Path, settings: Settings, password: str | None, full: bool) -> dict[str, Any]:
+    """The whole stage in one worker thread: read the tables, write, verify, save the state."""
+    tables = {name: read_table(output, name) for name in SCHEMAS}
+    sink_dir = _sink_dir(root)
+    state = SinkState(sink_dir / "state.json")
+    checkpoint = BatchCheckpoint(sink_dir / "batches")
+    if full:
+        checkpoint.clear()  # --full ignores checkpoints; MERGE makes redoing every batch harmless
+    deletes = state.deletes(tables)
+    bar: list[StageProgress] = []
+
+    def on_batch(p: BatchProgress) -> None:
+        if not bar:
+            bar.append(StageProgress(STAGE, p.total))
+        bar[0].advance()
+
+    summary = write_graph(settings.neo4j, password, tables, deletes, checkpoint=checkpoint, on_batch=on_batch)
+    state.save(tables)
+    if bar:
+        bar[0].finish()
+    return {
+        "uri": safe_uri(settings.neo4j.uri or ""),
+        "database": settings.neo4j.database,
+        "rows": summary_rows(tables, summary),
+        "batches": summary.batches,
+        "resumed_batches": summary.resumed_batches,
+        "deleted": dict(summary.deleted),
+        "verified": bool(summary.verification and summary.verification.ok),
+    }
+
+
+def _failed(output: str) -> str:
+    return f"{STAGE} stage failed (the parquet and LanceDB outputs in {output} are written and verified)"
+
+
+@task(
+    name=STAGE,
+    cache_policy=NO_CACHE,
+    retries=1,
+    retry_delay_seconds=[3],
+    retry_condition_fn=_retry_unless_settings,
+)
+async def neo4j_stage(output: str) -> dict:
+    """Write the graph in `output` (the verified parquet tables) to Neo4j; counts per label/type."""
+    run = current_run()
+    logger = get_run_logger()
+    password = await resolve_neo4j_password(run.settings)
+    with timed(STAGE):
+        try:
+            # the sync driver, in a worker thread: the event loop never waits on Neo4j
+            result = await asyncio.to_thread(_sink, Path(output), run.root, run.settings, password, run.full)
+        except Neo4jSinkError as exc:
+            raise Neo4jSinkError(f"{_failed(output)}: {exc}", setting=exc.setting) from None
+        except VerifyError as exc:  # the database holds more or less than the tables call for
+            raise VerifyError(f"{_failed(output)}: {exc}") from None
+    logger.info(
+        "neo4j: %d batch(es) written, %d resumed, deleted %s, graph verified against the tables",
+        result["batches"], result["resumed_batches"], result["deleted"] or "nothing",
+    )
+    return result
