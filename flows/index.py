@@ -27,7 +27,7 @@ from graphrag_flow.llm.answer_cache import AnswerCache
 from graphrag_flow.llm.limiter import RequestLimiter
 from graphrag_flow.llm.stats import LLMStats
 from graphrag_flow.storage.stages import StageRef, StageStore
-from tasks._common import RunResources, run_resources, stage_key
+from tasks._common import RunResources, stage_key
 from tasks._llm import embedding_identity, is_offline, llm_identity
 from tasks.chunk import chunk_stage
 from tasks.communities import communities_stage
@@ -38,6 +38,7 @@ from tasks.reports import reports_stage
 from tasks.summarize import summarize_stage
 from tasks.write import write_stage
 from tasks.neo4j import neo4j_stage
+from flows.artifacts import observed_run
 from flows.summary import stage_rows, summary_markdown
 
 OUTPUT_DIR = "output"
@@ -100,6 +101,15 @@ async def index(
         bool, Field(description="Ignore caches and checkpoints and rebuild everything (old outputs stay until done)")
     ] = False,
 ) -> dict:
+    """Index one project folder; a second run resumes from the first's checkpoints.
+
+    Prefect reads the parameter descriptions the UI and `prefect deploy` show from this
+    docstring (the Annotated descriptions are lost to `from __future__ import annotations`).
+
+    Args:
+        root: Project folder: holds settings.yaml and input/; outputs go to output/.
+        full: Ignore caches and checkpoints and rebuild everything (old outputs stay until the new ones verify).
+    """
     logger = get_run_logger()
     root_path = Path(root).resolve()
     settings = load_settings(root_path)
@@ -124,7 +134,7 @@ async def index(
     llm_report = llm_identity(settings, root_path, "community_report") | {
         "report_max_input_tokens": settings.llm.report_max_input_tokens
     }
-    with run_resources(resources) as run:
+    async with observed_run(resources) as run:  # progress artifacts; a summary artifact even on failure
         stages = _Stages(run)
         documents = await load_stage()
         text_units = await stages("chunk", chunk_stage, documents=documents, chunking=settings.chunks.model_dump())

@@ -12,7 +12,7 @@ from graphrag_flow.storage.stages import StageRef
 from tasks._common import current_run, stage_key, stage_options, timed
 
 
-@task(name="chunk", **stage_options("chunk"))
+@task(name="chunk", task_run_name="chunk-text-units", **stage_options("chunk"))
 async def chunk_stage(documents: StageRef, chunking: dict) -> StageRef:
     run = current_run()
     with timed("chunk"):

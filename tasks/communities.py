@@ -12,7 +12,7 @@ from graphrag_flow.storage.stages import StageRef
 from tasks._common import current_run, stage_key, stage_options, timed
 
 
-@task(name="detect-communities", **stage_options("communities"))
+@task(name="detect-communities", task_run_name="detect-communities", **stage_options("communities"))
 async def communities_stage(graph: StageRef, clustering: dict) -> StageRef:
     run = current_run()
     with timed("communities"):

@@ -18,7 +18,7 @@ from tasks._llm import llm_client, prompt
 OFFLINE_CONCURRENCY = 2
 
 
-@task(name="extract-graph", **stage_options("extract"))
+@task(name="extract-graph", task_run_name="extract-graph", **stage_options("extract"))
 async def extract_stage(text_units: StageRef, llm: dict) -> StageRef:
     run = current_run()
     with timed("extract"):

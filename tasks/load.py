@@ -13,7 +13,7 @@ from graphrag_flow.storage.stages import StageRef
 from tasks._common import current_run, timed
 
 
-@task(name="load-documents", cache_policy=NO_CACHE)
+@task(name="load-documents", task_run_name="load-documents", cache_policy=NO_CACHE)
 async def load_stage() -> StageRef:
     run = current_run()
     logger = get_run_logger()

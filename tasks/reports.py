@@ -15,7 +15,7 @@ from tasks._common import current_run, stage_key, stage_options, timed
 from tasks._llm import llm_client, prompt
 
 
-@task(name="community-reports", **stage_options("reports"))
+@task(name="community-reports", task_run_name="community-reports", **stage_options("reports"))
 async def reports_stage(
     documents: StageRef, text_units: StageRef, graph: StageRef, communities: StageRef, llm: dict
 ) -> StageRef:

@@ -15,7 +15,7 @@ from tasks._common import current_run, stage_key, stage_options, timed
 from tasks._llm import llm_client, prompt
 
 
-@task(name="summarize-descriptions", **stage_options("summarize"))
+@task(name="summarize-descriptions", task_run_name="summarize-descriptions", **stage_options("summarize"))
 async def summarize_stage(extractions: StageRef, llm: dict) -> StageRef:
     run = current_run()
     with timed("summarize"):

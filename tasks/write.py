@@ -46,7 +46,7 @@ def _write(documents, text_units, graph, communities, reports, embedding_model, 
     return manifest
 
 
-@task(name="write-outputs", cache_policy=NO_CACHE)
+@task(name="write-outputs", task_run_name="write-outputs", cache_policy=NO_CACHE)
 async def write_stage(
     documents: StageRef,
     text_units: StageRef,

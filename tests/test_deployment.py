@@ -1,0 +1,423 @@
+"""graphrag-flow as a Prefect deployment, with real components: a `prefect server` on a free
+port, the work pool, `prefect --no-prompt deploy --all` from prefect.yaml, a process worker
+and `prefect deployment run ... --watch`; then what a user relies on, read through the
+Prefect API: the run Completed, the outputs verify, the artifacts carry the right numbers.
+
+One server serves the whole module. Every process started here runs with this module's
+PREFECT_HOME and is killed at the end (the worker starts each flow run in its own session,
+so killing the worker alone would leave `python -m prefect.engine` running).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import inspect
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from conftest import PEPS_MINI, REPO, cli_env, make_project, run_cli
+from fake_openai import fetch_stats, start_fake_server_process, stop_fake_server_process
+
+PREFECT = [sys.executable, "-m", "prefect"]
+POOL = "graphrag-flow"
+QUOTA = "llm-quota"
+EXPECTED_TASK_RUNS = {
+    "load-documents", "chunk-text-units", "extract-graph", "summarize-descriptions", "detect-communities",
+    "community-reports", "write-outputs",
+    "embed-text_unit_text", "embed-entity_description", "embed-community_full_content",
+}
+FAIL_MARKER = "Zyxwvut Qponmlk"  # a phrase in one document of run B: the fake fails its chat requests
+
+
+def _yaml() -> dict:
+    return yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- definitions (no server)
+
+
+def test_every_deployment_points_at_the_index_flow_with_parameters_of_its_signature():
+    from prefect.flows import Flow, load_flow_from_entrypoint
+    from prefect.utilities.callables import parameter_schema_from_entrypoint
+
+    spec = _yaml()
+    pull = spec["pull"]
+    assert pull == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $PWD }}"}}]
+    deployments = {d["name"]: d for d in spec["deployments"]}
+    assert set(deployments) == {"index-nightly", "index-now"}
+    for name, d in deployments.items():
+        flow = load_flow_from_entrypoint(str(REPO / d["entrypoint"]))
+        assert isinstance(flow, Flow) and flow.name == "index", name
+        signature = inspect.signature(flow.fn)
+        required = {p for p, v in signature.parameters.items() if v.default is inspect.Parameter.empty}
+        assert set(d["parameters"]) <= set(signature.parameters), f"{name}: parameters not in the flow's signature"
+        assert required <= set(d["parameters"]), f"{name}: required parameter(s) missing"
+        flow.validate_parameters(dict(d["parameters"]))  # types match (raises otherwise)
+        assert d["work_pool"]["name"] == POOL
+        schema = parameter_schema_from_entrypoint(d["entrypoint"]).model_dump_for_openapi()
+        for param, prop in schema["properties"].items():
+            assert prop.get("description"), f"parameter {param} has no description for the UI"
+        assert schema["properties"]["root"]["type"] == "string"
+        assert schema["properties"]["full"]["type"] == "boolean"
+    assert deployments["index-now"]["schedules"] == []
+    with pytest.raises(Exception):
+        flow.validate_parameters({"root": "x", "full": "not a bool"})
+
+
+def test_nightly_schedule_is_0200_utc_every_day():
+    from prefect.server.schemas.schedules import CronSchedule
+
+    (schedule,) = {d["name"]: d for d in _yaml()["deployments"]}["index-nightly"]["schedules"]
+    cron = CronSchedule(cron=schedule["cron"], timezone=schedule.get("timezone"))
+    assert cron.timezone == "UTC"
+    start = dt.datetime(2026, 3, 28, 12, 0, tzinfo=dt.timezone.utc)  # spans a European DST switch
+    dates = asyncio.run(cron.get_dates(n=3, start=start))
+    assert [d.astimezone(dt.timezone.utc) for d in dates] == [
+        dt.datetime(2026, 3, day, 2, 0, tzinfo=dt.timezone.utc) for day in (29, 30, 31)
+    ]
+
+
+# --------------------------------------------------------------------------- a real server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrefectServer:
+    def __init__(self, home: Path, port: int):
+        self.home = home
+        self.port = port
+        self.api_url = f"http://127.0.0.1:{port}/api"
+        self.procs: list[subprocess.Popen] = []
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = cli_env(self.home, PREFECT_API_URL=self.api_url, PREFECT_LOGGING_LEVEL="INFO")
+        env.update(extra)
+        return env
+
+    def popen(self, args: list[str], log: Path, **env: str) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            args, cwd=REPO, env=self.env(**env), stdout=log.open("w"), stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def prefect(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [*PREFECT, *args], cwd=REPO, env=self.env(), capture_output=True, text=True, timeout=timeout
+        )
+        assert result.returncode == 0, f"prefect {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+        return result
+
+    def api(self, coro_fn):
+        """Run `coro_fn(client)` with a Prefect client of this server."""
+        from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        async def main():
+            with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
+                async with get_client() as client:
+                    return await coro_fn(client)
+
+        return asyncio.run(main())
+
+    def ours(self) -> list[psutil.Process]:
+        """Every live process started with this module's PREFECT_HOME (server, workers, engines, CLIs)."""
+        found = []
+        for p in psutil.process_iter():
+            try:
+                if p.pid != os.getpid() and p.environ().get("PREFECT_HOME") == str(self.home):
+                    found.append(p)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        return found
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for p in self.ours():
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(self.ours(), timeout=10)
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-server-home")
+    srv = PrefectServer(home, _free_port())
+    # The UI asks the API at PREFECT_API_URL (else at port 4200): the server needs it too.
+    started = time.monotonic()
+    proc = srv.popen([*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(srv.port)],
+                     home / "server.log")
+    try:
+        deadline = time.monotonic() + 150
+        while True:
+            try:
+                with urllib.request.urlopen(srv.api_url + "/health", timeout=5) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None, (home / "server.log").read_text()
+            assert time.monotonic() < deadline, "prefect server did not start:\n" + (home / "server.log").read_text()
+            time.sleep(0.5)
+        srv.started_s = time.monotonic() - started
+        yield srv
+    finally:
+        srv.stop()
+        assert not srv.ours(), "processes left running"
+
+
+@pytest.fixture(scope="module")
+def deployed(server):
+    started = time.monotonic()
+    # the quota is created while the pool and deployments are (each CLI call costs seconds)
+    gcl = subprocess.Popen([*PREFECT, "global-concurrency-limit", "create", QUOTA, "--limit", "4"], cwd=REPO,
+                           env=server.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server.prefect("work-pool", "create", POOL, "--type", "process")
+    server.prefect("--no-prompt", "deploy", "--all")
+    assert gcl.wait(120) == 0, gcl.stdout.read()
+    server.deployed_s = time.monotonic() - started
+    print(f"server ready in {server.started_s:.1f}s, pool+deploy+gcl in {server.deployed_s:.1f}s")
+    return server
+
+
+def _copy_inputs(dst: Path, src: Path, names: list[str]) -> Path:
+    dst.mkdir(parents=True)
+    for name in names:
+        shutil.copy2(src / name, dst / name)
+    return dst
+
+
+def _stable_task_runs(srv: PrefectServer, flow_run_id, timeout: float = 60) -> list:
+    """Task runs arrive as events, after the flow run is Completed: wait until the list settles."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read(client):
+        return await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+
+    last, deadline = None, time.monotonic() + timeout
+    while True:
+        runs = srv.api(read)
+        key = sorted((r.name, r.state_type.value if r.state_type else "") for r in runs)
+        if key == last and all(r.state_type and r.state_type.value == "COMPLETED" for r in runs) and runs:
+            return runs
+        if time.monotonic() > deadline:
+            return runs
+        last = key
+        time.sleep(1.5)
+
+
+def _artifacts(srv: PrefectServer, flow_run_id) -> list:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read(client):
+        return await client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+
+    return srv.api(read)
+
+
+@pytest.fixture(scope="module")
+def deployment_run(deployed, tmp_path_factory):
+    """`prefect deployment run 'index/index-now' --watch`, picked up by a process worker."""
+    srv = deployed
+    base = tmp_path_factory.mktemp("deployed-project")
+    project = make_project(base / "project", input_dir=_copy_inputs(base / "docs", REPO / "examples" / "input",
+                                                                   sorted(os.listdir(REPO / "examples" / "input"))))
+    logs = base / "logs"
+    logs.mkdir()
+    started = time.monotonic()
+    watch = srv.popen([*PREFECT, "deployment", "run", "index/index-now", "--param", f"root={project}",
+                       "--watch", "--watch-timeout", "300"], logs / "watch.log")
+
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    async def scheduled(client):
+        return await client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["index-now"])))
+
+    deadline = time.monotonic() + 60
+    while not srv.api(scheduled):
+        assert watch.poll() is None, (logs / "watch.log").read_text()
+        assert time.monotonic() < deadline, "no flow run was created"
+        time.sleep(0.5)
+    # --run-once: the worker polls once, runs what is due, and exits when that run is over.
+    worker = srv.popen([*PREFECT, "worker", "start", "--pool", POOL, "--run-once"], logs / "worker.log",
+                       PREFECT_WORKER_QUERY_SECONDS="2")
+    try:
+        watch.wait(320)
+    except subprocess.TimeoutExpired:
+        pytest.fail("deployment run --watch did not finish:\n" + (logs / "worker.log").read_text())
+    elapsed = time.monotonic() - started
+    watch_log = (logs / "watch.log").read_text()
+    try:
+        worker.wait(60)
+    except subprocess.TimeoutExpired:
+        pass
+    (run,) = srv.api(scheduled)
+    print(f"deployment run round trip {elapsed:.1f}s")
+    return dict(project=project, watch_rc=watch.returncode, watch_log=watch_log, flow_run=run, seconds=elapsed,
+                worker_log=(logs / "worker.log").read_text())
+
+
+def test_deployment_run_completes_and_its_outputs_verify(deployment_run, deployed, prefect_home):
+    r = deployment_run
+    assert r["watch_rc"] == 0, r["watch_log"] + r["worker_log"]
+    assert f"UUID: {r['flow_run'].id}" in r["watch_log"]
+
+    async def read(client):
+        return await client.read_flow_run(r["flow_run"].id)
+
+    run = deployed.api(read)
+    assert run.state.is_completed(), run.state
+    assert run.parameters["root"] == str(r["project"]) and not run.parameters.get("full")
+    assert run.name == f"index-{r['project']}"
+    out = r["project"] / "output"
+    for name in ("documents", "text_units", "entities", "relationships", "communities", "community_reports"):
+        assert (out / f"{name}.parquet").is_file(), name
+    assert pq.read_metadata(out / "documents.parquet").num_rows == 3
+    status = run_cli(["status", "--root", str(r["project"])], prefect_home, timeout=180)
+    assert status.returncode == 0, status.stdout + status.stderr
+
+
+def test_task_runs_are_named_after_what_they_do(deployment_run, deployed):
+    runs = _stable_task_runs(deployed, deployment_run["flow_run"].id)
+    names = {r.name for r in runs}
+    assert names == EXPECTED_TASK_RUNS, names
+
+
+def test_summary_artifacts_carry_the_numbers_of_the_outputs(deployment_run, deployed):
+    out = deployment_run["project"] / "output"
+    artifacts = _artifacts(deployed, deployment_run["flow_run"].id)
+    by_key = {a.key: a for a in artifacts if a.key}
+    assert {"graphrag-flow-stages", "graphrag-flow-summary"} <= set(by_key)
+    rows = {row["stage"]: row for row in json.loads(by_key["graphrag-flow-stages"].data)}
+    parquet_rows = {n: pq.read_metadata(out / f"{n}.parquet").num_rows for n in ("documents", "text_units", "entities")}
+    assert rows["load"]["items"] == parquet_rows["documents"] == 3
+    assert rows["chunk"]["items"] == parquet_rows["text_units"]
+    assert rows["embed-entity_description"]["items"] == parquet_rows["entities"]
+    for row in rows.values():
+        assert set(row) >= {"items", "requests", "retries", "cache_hits", "failures", "seconds"}
+        assert row["failures"] == 0
+    summary = by_key["graphrag-flow-summary"].data
+    assert f"| documents | {parquet_rows['documents']} |" in summary
+    assert f"| entities | {parquet_rows['entities']} |" in summary
+    assert str(out) in summary
+    # the long stages left progress artifacts, each at 100 % at the end
+    progress = [a for a in artifacts if a.type == "progress"]
+    described = {a.description.split(":")[0].removeprefix("graphrag-flow ") for a in progress}
+    assert {"embed-text_unit_text", "embed-entity_description", "embed-community_full_content"} <= described
+    assert all(float(a.data) == 100.0 for a in progress), [(a.description, a.data) for a in progress]
+
+
+# --------------------------------------------------------------------------- one quota across runs
+
+
+def _cli_popen(srv: PrefectServer, root: Path, home: Path, log: Path) -> subprocess.Popen:
+    """The CLI as a user runs it beside a server: PREFECT_API_URL set, so the run shows in its UI."""
+    env = cli_env(home, PREFECT_API_URL=srv.api_url, OPENAI_API_KEY="sk-fake-test")
+    env["PREFECT_HOME"] = str(srv.home)  # cleaned up with the module's processes
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "index", "--root", str(root)], cwd=REPO, env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    srv.procs.append(proc)
+    return proc
+
+
+def _max_overlap(intervals: list[tuple[float, float]]) -> int:
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda x: (x[0], x[1]))
+    now = peak = 0
+    for _, delta in events:
+        now += delta
+        peak = max(peak, now)
+    return peak
+
+
+@pytest.fixture(scope="module")
+def two_runs_one_quota(deployed, tmp_path_factory):
+    srv = deployed
+    base = tmp_path_factory.mktemp("quota")
+    proc, url = start_fake_server_process(
+        latency_s=0.25, models=["chat-a", "chat-b", "emb-a", "emb-b"], fail_chat_substrings=[FAIL_MARKER])
+    try:
+        roots = {}
+        for name, docs in (("a", ["pep-0257.rst", "pep-0602.rst"]), ("b", ["pep-0020.rst", "pep-0526.rst"])):
+            inputs = _copy_inputs(base / f"docs-{name}", PEPS_MINI, docs)
+            if name == "b":
+                with (inputs / "pep-0020.rst").open("a", encoding="utf-8") as f:
+                    f.write(f"\n\nThe {FAIL_MARKER} clause is where this run fails.\n")
+            llm = dict(provider="openai", api_base=url, chat_model=f"chat-{name}", embedding_model=f"emb-{name}",
+                       max_concurrency=16, prefect_concurrency_limit=QUOTA, request_timeout_s=30, max_retries=1)
+            roots[name] = make_project(base / name, input_dir=inputs, llm=llm)
+        started = time.monotonic()
+        procs = {n: _cli_popen(srv, root, base, base / f"cli-{n}.log") for n, root in roots.items()}
+        for p in procs.values():
+            p.wait(300)
+        seconds = time.monotonic() - started
+        print(f"two quota runs {seconds:.1f}s")
+        stats = fetch_stats(url)
+    finally:
+        stop_fake_server_process(proc)
+    logs = {n: (base / f"cli-{n}.log").read_text() for n in procs}
+    return dict(roots=roots, rc={n: p.returncode for n, p in procs.items()}, logs=logs, stats=stats, seconds=seconds)
+
+
+def test_two_runs_share_one_global_concurrency_limit_of_4(two_runs_one_quota):
+    r = two_runs_one_quota
+    assert r["rc"]["a"] == 0, r["logs"]["a"]
+    log = [e for e in r["stats"]["log"] if e["endpoint"] in ("chat", "embeddings")]
+    by_run = {n: [(e["t_start"], e["t_end"]) for e in log if e["model"].endswith(f"-{n}")] for n in "ab"}
+    assert by_run["a"] and by_run["b"], "both runs sent requests"
+    # the two runs were on the wire at the same time ...
+    assert any(sa < eb and sb < ea for sa, ea in by_run["a"] for sb, eb in by_run["b"]), "the runs did not overlap"
+    # ... each allowed 16 in flight, yet together never more than the quota's 4; and the quota was used
+    assert _max_overlap(by_run["a"] + by_run["b"]) == 4
+    assert r["stats"]["max_in_flight"] <= 4 + 2, "only the preflight's GET /models may come on top"
+
+
+def test_a_failed_run_publishes_a_summary_naming_the_stage_and_items(two_runs_one_quota, deployed):
+    r = two_runs_one_quota
+    assert r["rc"]["b"] != 0, r["logs"]["b"]
+    assert "extract" in r["logs"]["b"]
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    async def read(client):
+        return await client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"index-{r['roots']['b']}"])))
+
+    (run,) = deployed.api(read)
+    assert run.state.is_failed(), run.state
+    assert "extract" in (run.state.message or "")
+    summaries = [a for a in _artifacts(deployed, run.id) if a.key == "graphrag-flow-summary"]
+    assert len(summaries) == 1
+    text = summaries[0].data
+    assert "FAILED" in text and "Stage **extract**" in text
+    assert "fake fail_chat_substrings" in text, text  # the reason, as the server gave it
+    assert "resumes" in text
