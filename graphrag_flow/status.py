@@ -1,4 +1,5 @@
-"""`graphrag-flow status`: what each table and vector table holds, checked against its source."""
+"""`graphrag-flow status`: what each table and vector table holds, checked against its source,
+and, per stage and per vector field, how far the stage checkpoints and vector tables got."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from graphrag_flow.config import Settings
+from graphrag_flow.hashing import sha256_text
 from graphrag_flow.outputs import check_vectors, read_manifest, read_table
-from graphrag_flow.tables import TABLE_NAMES
+from graphrag_flow.storage.atomic import read_json
+from graphrag_flow.storage.stages import DONE_FILE, StageRef, StageStore
+from graphrag_flow.storage.vectors import VectorTable
+from graphrag_flow.tables import TABLE_NAMES, embedding_inputs
 
 
 @dataclass
@@ -34,7 +39,7 @@ def project_status(root: Path, settings: Settings) -> ProjectStatus:
     manifest = read_manifest(out_dir)
     if manifest is None:
         status.headline = "no completed run yet: run `graphrag-flow index --root " + str(root) + "`"
-        _stage_rows(root, status)
+        _stage_rows(root, status, with_vectors=True)
         return status
     tables = {}
     for name in TABLE_NAMES:
@@ -63,8 +68,75 @@ def project_status(root: Path, settings: Settings) -> ProjectStatus:
     return status
 
 
-def _stage_rows(root: Path, status: ProjectStatus) -> None:
-    """Checkpoints a resumed run will reuse (informational: they never fail verification)."""
+#: Stages in flow order, each with the frame that counts its items and the stage whose rows it
+#: takes as input (its total while it has no finished checkpoint).
+_STAGES: tuple[tuple[str, str, str | None, str | None], ...] = (
+    ("load", "documents", None, None),
+    ("chunk", "text_units", "load", "documents"),
+    ("extract", "extractions", "chunk", "text_units"),
+    ("summarize", "entities", None, None),
+    ("communities", "communities", None, None),
+    ("reports", "community_reports", "communities", "communities"),
+)
+#: Where each vector field's source rows come from among the stage checkpoints.
+_FIELD_SOURCES = {"text_unit_text": ("chunk", "text_units"), "entity_description": ("summarize", "entities"),
+                  "community_full_content": ("reports", "community_reports")}
+
+
+def _newest_checkpoints(root: Path) -> dict[str, StageRef]:
+    """Each stage's most recently finished checkpoint under cache/stages/ (by its _done file)."""
+    store = StageStore(Path(root) / "cache")
+    newest: dict[str, tuple[float, StageRef]] = {}
+    if not store.root.is_dir():
+        return {}
+    for done in store.root.glob(f"*/*/{DONE_FILE}"):
+        try:
+            mtime = done.stat().st_mtime
+            ref = StageRef.model_validate(read_json(done))
+        except (OSError, ValueError):
+            continue  # a checkpoint being written right now, or damaged: not finished
+        if ref.stage not in newest or mtime > newest[ref.stage][0]:
+            newest[ref.stage] = (mtime, ref)
+    return {stage: ref for stage, (_t, ref) in newest.items()}
+
+
+def _stage_rows(root: Path, status: ProjectStatus, with_vectors: bool = False) -> None:
+    """Per stage: the newest finished checkpoint (done/total); per field: rows embedded so far.
+
+    A killed run leaves some stages without a checkpoint and vector tables partly filled: those
+    rows show how far it got and are never verified. `with_vectors` adds the per-field rows
+    (when there is no completed run whose outputs could be checked instead).
+    """
+    checkpoints = _newest_checkpoints(root)
+    for stage, frame, upstream, upstream_frame in _STAGES:
+        ref = checkpoints.get(stage)
+        if ref is not None:
+            rows = ref.rows.get(frame, sum(ref.rows.values()))
+            status.rows.append(StatusRow(f"stage {stage}", f"{rows}/{rows}", True, "checkpoint finished"))
+            continue
+        up = checkpoints.get(upstream) if upstream else None
+        total = str(up.rows.get(upstream_frame, "?")) if up is not None else "?"
+        status.rows.append(StatusRow(f"stage {stage}", f"0/{total}", False, "not finished (answers received so far are cached)"))
+    if with_vectors:
+        store = StageStore(Path(root) / "cache")
+        for field, (stage, frame) in _FIELD_SOURCES.items():
+            status.rows.append(_field_row(Path(root), store, field, checkpoints.get(stage), frame))
+    _answer_cache_row(root, status)
+
+
+def _field_row(root: Path, store: StageStore, field: str, source: StageRef | None, frame: str) -> StatusRow:
+    table = VectorTable(root / "output" / "lancedb", field)
+    state = table.state()
+    if source is None:
+        return StatusRow(f"vectors {field}", f"{state.rows}/?", False, "its source stage has not finished")
+    inputs = embedding_inputs(field, store.load(source, frame))
+    wanted = {(i, sha256_text(t)) for i, t in zip(inputs["id"], inputs["text"])}
+    done = len(wanted & {(i, s) for i, s, _m in state.keys})
+    return StatusRow(f"vectors {field}", f"{done}/{len(wanted)}", False, "embedding not finished"
+                     if done < len(wanted) else "embedded; outputs not written yet")
+
+
+def _answer_cache_row(root: Path, status: ProjectStatus) -> None:
     from graphrag_flow.llm.answer_cache import AnswerCache
 
     cache_file = Path(root) / "cache" / "llm_answers.sqlite"
