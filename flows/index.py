@@ -23,6 +23,8 @@ from pydantic import Field
 
 from graphrag_flow.config import Settings, load_settings
 from graphrag_flow.errors import GraphragFlowError
+from graphrag_flow.hashing import CODE_VERSION
+from graphrag_flow.incremental import document_delta, read_last_run, run_changes
 from graphrag_flow.llm.answer_cache import AnswerCache
 from graphrag_flow.llm.limiter import RequestLimiter
 from graphrag_flow.llm.stats import LLMStats
@@ -114,6 +116,8 @@ async def index(
     root_path = Path(root).resolve()
     settings = load_settings(root_path)
     recover_interrupted_swap(root_path)
+    # before anything is written: what the new run is compared with (documents, rows carried over)
+    last_run = await asyncio.to_thread(read_last_run, root_path / OUTPUT_DIR)
     out_dir = root_path / (STAGING_DIR if full else OUTPUT_DIR)
     if full and out_dir.exists():
         shutil.rmtree(out_dir)
@@ -137,6 +141,12 @@ async def index(
     async with observed_run(resources) as run:  # progress artifacts; a summary artifact even on failure
         stages = _Stages(run)
         documents = await load_stage()
+        docs = await asyncio.to_thread(run.store.load, documents, "documents")
+        delta = document_delta(
+            last_run.manifest, zip(docs["title"], docs["content_sha256"]), settings.fingerprint(), CODE_VERSION
+        )
+        del docs
+        logger.info("%s", delta.headline())
         text_units = await stages("chunk", chunk_stage, documents=documents, chunking=settings.chunks.model_dump())
         extractions, unit_vectors = await asyncio.gather(
             stages("extract", extract_stage, text_units=text_units, llm=llm_extract),
@@ -176,6 +186,7 @@ async def index(
         )
         if full:
             swap_in_staging(root_path)
+        changes, carried = await asyncio.to_thread(run_changes, last_run, delta, root_path / OUTPUT_DIR, full)
         refs = {
             "load": documents, "chunk": text_units, "extract": extractions, "summarize": graph,
             "communities": communities, "reports": reports,
@@ -190,7 +201,8 @@ async def index(
             "tables": manifest["tables"],
             "vector_tables": manifest["vector_tables"],
             "warnings": documents.stats.get("warnings", []),
-            "stages": stage_rows(refs, embeds, run.stats.as_rows(), run.stage_seconds),
+            "stages": stage_rows(refs, embeds, run.stats.as_rows(), run.stage_seconds, carried),
+            "changes": changes,
             "llm_warnings": [w for row in run.stats.as_rows() for w in row["warnings"]],
             "max_in_flight": run.limiter.max_in_flight,
         }

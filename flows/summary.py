@@ -5,13 +5,21 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from graphrag_flow.incremental import communities_line
+
 SUMMARY_COLUMNS = ("stage", "items", "reused", "recomputed", "requests", "retries", "cache hits", "failures", "seconds")
 
 
-def stage_rows(refs: dict, embeds: dict[str, dict], stats: list[dict], seconds: dict[str, float]) -> list[dict]:
+def stage_rows(
+    refs: dict, embeds: dict[str, dict], stats: list[dict], seconds: dict[str, float],
+    carried: dict[str, int] | None = None,
+) -> list[dict]:
     """One row per stage: items, how many were reused vs recomputed, and request counters.
 
-    A stage served from Prefect's cache did not run: all its items count as reused.
+    A stage served from Prefect's cache did not run: all its items count as reused. A stage
+    that ran counts as reused the rows it carried over unchanged from the last completed run
+    (`carried`, from graphrag_flow.incremental; documents: the unchanged ones), else its
+    answer-cache hits.
     """
     counters = {row["stage"]: row for row in stats}
     rows = []
@@ -21,6 +29,8 @@ def stage_rows(refs: dict, embeds: dict[str, dict], stats: list[dict], seconds: 
         c = counters.get(stage, {})
         hits = int(c.get("cache_hits", 0))
         recomputed = max(0, items - hits) if ran else 0
+        if ran and carried and stage in carried:
+            recomputed = max(0, items - carried[stage])
         rows.append(_row(stage, items, items - recomputed, recomputed, c, seconds.get(stage, 0.0)))
     for field, result in embeds.items():
         stage = f"embed-{field}"
@@ -46,6 +56,7 @@ def summary_markdown(summary: dict) -> str:
               "|---|---|---|---|---|---|---|---|---|"]
     for r in summary["stages"]:
         lines.append("| " + " | ".join(str(r[c.replace(" ", "_")]) for c in SUMMARY_COLUMNS) + " |")
+    lines += changes_markdown(summary.get("changes"))
     lines += ["", "| table | rows |", "|---|---|"]
     lines += [f"| {n} | {rows} |" for n, rows in summary["tables"].items()]
     lines += [f"| lancedb/{n} | {v['rows']} × {v['dimension']}-d |" for n, v in summary["vector_tables"].items()]
@@ -95,6 +106,32 @@ def render_neo4j(result: dict | None, console: Console) -> None:
     )
 
 
+def changes_lines(changes: dict | None) -> list[str]:
+    """What changed since the last completed run: documents, then communities and reports."""
+    if not changes:
+        return []
+    lines = [changes["headline"]]
+    for kind in ("added", "changed", "removed"):
+        titles = changes["titles"][kind]
+        count = changes["documents"][kind]
+        if titles and not changes["first_run"]:
+            more = f" (+{count - len(titles)} more)" if count > len(titles) else ""
+            lines.append(f"  {kind}: " + ", ".join(titles) + more)
+    lines.append(communities_line(changes["communities"]))
+    return lines
+
+
+def changes_markdown(changes: dict | None) -> list[str]:
+    if not changes:
+        return []
+    d = changes["documents"]
+    lines = ["", "## Changes since the last completed run", "", changes_lines(changes)[0], "",
+             "| documents added | changed | removed | unchanged |", "|---|---|---|---|",
+             f"| {d['added']} | {d['changed']} | {d['removed']} | {d['unchanged']} |", ""]
+    lines += [f"- {line.strip()}" for line in changes_lines(changes)[1:]]
+    return lines
+
+
 def render_summary(summary: dict, console: Console) -> None:
     table = Table(title="graphrag-flow index")
     for col in SUMMARY_COLUMNS:
@@ -113,4 +150,6 @@ def render_summary(summary: dict, console: Console) -> None:
     render_neo4j(summary.get("neo4j"), console)
     for warning in summary.get("warnings", []):
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    for line in changes_lines(summary.get("changes")):
+        console.print(line, highlight=False)
     console.print(f"outputs: {summary['output']} (verified)")
