@@ -43,7 +43,7 @@ async def check_neo4j(settings: Settings) -> str:
             sink.verify_connectivity()
 
     await asyncio.to_thread(connect)
-    return f"Neo4j at {safe_uri(settings.neo4j.uri or '')} accepted neo4j.user={settings.neo4j.user!r}'s credentials"
+    return f"Neo4j at {safe_uri(settings.neo4j.uri or '')} accepted the credentials of neo4j.user={settings.neo4j.user!r}"
 
 
 async def _check_llm(root: Path, settings: Settings, quick: bool) -> list[str]:

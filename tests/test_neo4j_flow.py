@@ -7,7 +7,8 @@ CLI runs that share its caches, so only the first run computes anything:
    the parquet tables, LanceDB vectors and manifest are written and verify.
 2. boltstub plays a script generated from the parquet tables on disk (hello, constraints, every
    batch at neo4j.batch_size=2, verify, goodbye): the stage sends exactly those statements, and
-   the summary compares the counts per label/type with the parquet tables.
+   the summary compares the counts per label/type with the parquet tables. The password comes
+   from a Prefect Secret block (neo4j.password_secret), so the HELLO proves it was resolved.
 3. One input file removed, and boltstub refuses the password (tests/neo4j_scripts/
    auth_failure.script): exit 1 naming neo4j.password; the password appears nowhere (output,
    project files, Prefect's database); the new outputs verify; the sink state is kept.
@@ -25,11 +26,13 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import make_project, run_cli
+from conftest import cli_env, make_project, run_cli
 from graphrag_flow.config import load_settings
 from graphrag_flow.neo4j_sink import COUNT_QUERIES, REL_TYPES, build_statements, compute_deletes, graph_rows
 from graphrag_flow.outputs import read_manifest, read_table
@@ -85,9 +88,10 @@ def write_script(path: Path, tables: dict, batch_size: int, deletes: dict | None
     return path
 
 
-def _index(root: Path, prefect_home: Path, password: str):
-    return run_cli(["index", "--root", str(root)], prefect_home, timeout=400, GRAPHRAG_FLOW_NEO4J__PASSWORD=password,
-                   **SLOW_START)
+def _index(root: Path, prefect_home: Path, password: str | None):
+    """`graphrag-flow index`, with the password in GRAPHRAG_FLOW_NEO4J__PASSWORD (None: unset)."""
+    env = dict(SLOW_START) | ({} if password is None else {"GRAPHRAG_FLOW_NEO4J__PASSWORD": password})
+    return run_cli(["index", "--root", str(root)], prefect_home, timeout=400, **env)
 
 
 def _set_uri(root: Path, uri: str) -> None:
@@ -152,14 +156,28 @@ def _summary_rows(stdout: str) -> dict[str, list[str]]:
     return rows
 
 
-def _play(root: Path, prefect_home: Path, script: Path):
+def _play(root: Path, prefect_home: Path, script: Path, password: str | None = STUB_PASSWORD):
     """One index run against boltstub playing hello + constraints + `script` + goodbye."""
     with boltstub("hello.script", "constraints.script", str(script), "goodbye.script",
                   timeout=STUB_TIMEOUT) as (uri, _):
         _set_uri(root, uri)
-        result = _index(root, prefect_home, STUB_PASSWORD)
+        result = _index(root, prefect_home, password)
         assert result.returncode == 0, result.stdout + result.stderr
     return result
+
+
+def _with_password_secret(root: Path, prefect_home: Path, name: str, value: str) -> str:
+    """Save a Prefect Secret block in the tests' PREFECT_HOME and name it in settings.yaml."""
+    saved = subprocess.run(
+        [sys.executable, "-c", "import sys; from prefect.blocks.system import Secret; "
+         "Secret(value=sys.stdin.read()).save(sys.argv[1], overwrite=True)", name],
+        input=value, env=cli_env(prefect_home, **SLOW_START), capture_output=True, text=True, timeout=300,
+    )
+    assert saved.returncode == 0, saved.stderr
+    text = (root / "settings.yaml").read_text(encoding="utf-8")
+    (root / "settings.yaml").write_text(text.replace("neo4j:\n", f"neo4j:\n  password_secret: {name}\n", 1),
+                                        encoding="utf-8")
+    return text
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +185,12 @@ def written(refused, prefect_home, tmp_path_factory):
     root, _, _ = refused
     tables = _tables(root)
     script = write_script(tmp_path_factory.mktemp("scripts") / "flow_write.script", tables, batch_size=2)
-    return root, tables, _play(root, prefect_home, script)
+    plain = _with_password_secret(root, prefect_home, "neo4j-flow-test", STUB_PASSWORD)
+    try:
+        result = _play(root, prefect_home, script, password=None)  # no env password: the block's
+    finally:
+        (root / "settings.yaml").write_text(plain, encoding="utf-8")
+    return root, tables, result
 
 
 def test_the_stage_sends_exactly_the_scripted_statements_and_counts_match(written):
@@ -242,3 +265,4 @@ def test_check_names_neo4j_password_or_neo4j_uri(auth_refused, prefect_home):
     check = run_cli(["check", "--root", str(root)], prefect_home, timeout=120, GRAPHRAG_FLOW_NEO4J__PASSWORD="x")
     assert check.returncode == 1, check.stdout + check.stderr
     assert "neo4j.uri" in check.stderr and f"127.0.0.1:{port}" in check.stderr
+
