@@ -38,6 +38,7 @@ from graphrag_flow.neo4j_sink import (
     REL_TYPES,
     BatchCheckpoint,
     Neo4jSink,
+    SinkState,
     Statement,
     build_statements,
     compute_deletes,
@@ -302,6 +303,20 @@ def test_checkpoint_survives_a_torn_line(tmp_path):
     assert set(BatchCheckpoint(path)._done) == {"a" * 64, "c" * 64}
     again.clear()
     assert not path.exists() and len(BatchCheckpoint(path)) == 0
+
+
+def test_sink_state_deletes_what_left_since_the_last_saved_write(tmp_path):
+    state = SinkState(tmp_path / "neo4j" / "state.json")
+    assert state.deletes(make_tables()) == {}  # never written: nothing to delete
+    state.save(make_tables())
+    new = make_tables()
+    new["entities"] = new["entities"][new["entities"]["id"] != "e2"]
+    new["documents"] = documents_only(("d9", "new.txt"))["documents"]
+    assert state.deletes(new) == {"documents": ["d1"], "entities": ["e2"]}
+    assert state.deletes(new) == SinkState(state.path).deletes(new)  # read from the file each time
+    state.path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(Neo4jSinkError, match="state.json is unreadable"):
+        state.deletes(new)
 
 
 def test_statement_is_a_plain_value():
