@@ -84,3 +84,10 @@ async def _check_llm(root: Path, settings: Settings, quick: bool) -> list[str]:
             await client.check()
             lines.append(f"{llm.chat_model} and {llm.embedding_model} each answered a tiny request")
     return lines
+
+
+def query_block_warnings(root: Path, settings: Settings) -> list[str]:
+    """Where settings.yaml's GraphRAG query blocks disagree with llm.* (printed by `check`)."""
+    from graphrag_flow.graphrag_query import query_block_warnings as warnings
+
+    return warnings(root, settings.llm)

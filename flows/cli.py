@@ -135,6 +135,10 @@ def check(root: RootOption) -> None:
         _fail(str(exc))
     for line in lines:
         out.print(f"[green]ok[/] {line}", highlight=False)
+    from flows.check import query_block_warnings
+
+    for warning in query_block_warnings(root, settings):
+        out.print(f"[yellow]warning[/] {warning}", highlight=False)
 
 
 @app.command()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from graphrag_flow.config import LLMSettings
+from graphrag_flow.graphrag_query import render_graphrag_blocks
+
 SETTINGS_TEMPLATE = """\
 # graphrag-flow settings. Every key can be overridden by an environment variable
 # GRAPHRAG_FLOW_<SECTION>__<KEY>, e.g. GRAPHRAG_FLOW_LLM__API_BASE. Unknown keys are errors.
@@ -50,19 +53,22 @@ neo4j:                       # the sink is off while uri is null
   database: null
   batch_size: 1000
 
-# GraphRAG's own blocks, so that `graphrag query --root .` can run on the outputs.
-# graphrag-flow ignores them; keep them in line with llm.* above.
-completion_models:
-  default_completion_model:
-    model_provider: openai
-    model: gpt-4.1-mini
-    api_key: ${OPENAI_API_KEY}
-embedding_models:
-  default_embedding_model:
-    model_provider: openai
-    model: text-embedding-3-small
-    api_key: ${OPENAI_API_KEY}
 """
+
+
+GRAPHRAG_BLOCKS_HEADER = """\
+# GraphRAG 3.3.0's own model blocks: they make this folder a `graphrag query --root` folder
+# (README, "Query your index"). graphrag-flow ignores them; keep them in line with llm.*
+# (`graphrag-flow check` warns when they differ): model = llm.chat_model / llm.embedding_model,
+# api_base: <llm.api_base> in both when it is set, call_args: {dimensions: N} in the embedding
+# block when llm.embedding_dimensions is set. GraphRAG reads the key from the environment
+# variable named here; never put the key itself in this file.
+"""
+
+
+def settings_template(llm: LLMSettings | None = None) -> str:
+    """settings.yaml as init writes it: our sections, then GraphRAG's blocks matching llm.*."""
+    return SETTINGS_TEMPLATE + GRAPHRAG_BLOCKS_HEADER + render_graphrag_blocks(llm or LLMSettings())
 
 
 def init_project(root: Path) -> list[Path]:
@@ -71,7 +77,7 @@ def init_project(root: Path) -> list[Path]:
     made = []
     settings = root / "settings.yaml"
     if not settings.exists():
-        settings.write_text(SETTINGS_TEMPLATE, encoding="utf-8")
+        settings.write_text(settings_template(), encoding="utf-8")
         made.append(settings)
     input_dir = root / "input"
     if not input_dir.exists():

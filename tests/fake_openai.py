@@ -31,6 +31,12 @@ Knobs are the fields of ``FakeConfig``; each is a CLI flag (``--p-disconnect``; 
 from ``random.Random(seed)``, so a run is repeatable; ``hang``/``disconnect``/``429``/``500``/
 ``malformed`` share one draw (their probabilities add up, at most 1).
 
+GraphRAG's own query engine (``graphrag query``, 3.3.0) is answered too: chat requests without
+one of our schemas are recognised by their prompts (``graphrag_query_kind``) and answered in
+the shape GraphRAG parses — global map ``{"points": [{"description", "score"}]}``, the DRIFT
+primer's ``PrimerResponse`` json_schema, DRIFT's local JSON, and plain answers starting with
+``GRAPHRAG_ANSWER_PREFIX`` — as server-sent events when the request has ``"stream": true``.
+
 ``stats()`` / ``GET /stats`` (``?log=0`` leaves the log out) returns:
 
 - ``requests``: per endpoint (``embeddings``, ``chat``, ``models``, ``other``) requests received;
@@ -45,7 +51,9 @@ from ``random.Random(seed)``, so a run is repeatable; ``hang``/``disconnect``/``
   process, to measure the LLM window on the server's clock;
 - ``log``: one entry per API request: ``seq, endpoint, schema, model, body_sha256`` (of the
   canonical JSON body, sorted keys), ``input_sha256s, n_inputs, t_start, t_end, status`` (an int,
-  ``"disconnect"``, ``"hang"`` or ``"server_stopped"``) and ``completed`` (response fully written);
+  ``"disconnect"``, ``"hang"`` or ``"server_stopped"``), ``completed`` (response fully written),
+  ``kind`` (which GraphRAG query step sent a chat request, else null), ``stream`` and, with the
+  ``log_prompts`` knob on, ``messages`` (role and text of each message, to check what was sent);
 - ``config``: the knobs now (the API key masked).
 """
 
@@ -120,6 +128,7 @@ class FakeConfig:
     fail_chat_substrings: list[str] = field(default_factory=list)  # chat input containing one -> 500
     json_schema_supported: bool = True  # False: json_schema -> 400, json_object works
     embedding_dim: int = 64  # when the request has no "dimensions"
+    log_prompts: bool = False  # keep each chat request's messages in the log (GraphRAG query tests)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -166,7 +175,7 @@ def _coerce(name: str, value: Any) -> Any:
         if isinstance(value, str):
             return {m.strip() for m in value.split(",") if m.strip()}
         return {str(m) for m in value}
-    if name == "json_schema_supported":
+    if name in ("json_schema_supported", "log_prompts"):
         return _parse_bool(value)
     if name == "context_limit_scope":
         if value not in ("input", "request"):
@@ -282,6 +291,69 @@ def fake_chat_answer(schema: str, text: str) -> dict[str, Any]:
             ],
         }
     raise KeyError(schema)
+
+
+# ---- GraphRAG's query prompts (graphrag query --method global|local|drift|basic, 3.3.0)
+
+#: Every plain answer to a GraphRAG query prompt starts with this, so a test can tell it from
+#: GraphRAG's canned "I am sorry but I am unable to answer..." (its answer on an empty context).
+GRAPHRAG_ANSWER_PREFIX = "Answer from the fake OpenAI server"
+
+
+def graphrag_query_kind(system_text: str, user_text: str) -> str | None:
+    """Which GraphRAG query step sent these messages (None: not a GraphRAG query prompt).
+
+    GraphRAG sends no response_format for most of them (its json_object flag never reaches
+    litellm), so the prompt text is what tells them apart.
+    """
+    if "intermediate_answer" in user_text and "follow_up_queries" in user_text:
+        return "drift_primer"
+    if user_text.startswith("Create a hypothetical answer to the following query"):
+        return "drift_expand"
+    if '"points"' in system_text:
+        return "global_map"
+    if "---Analyst Reports---" in system_text:
+        return "global_reduce"
+    if "'follow_up_queries'" in system_text:
+        return "drift_local"
+    if "---Data Reports---" in system_text:
+        return "drift_reduce"
+    if "---Data tables---" in system_text:
+        return "search_answer"  # local or basic search
+    return None
+
+
+def graphrag_query_answer(kind: str, system_text: str, user_text: str) -> str:
+    """The answer GraphRAG parses for that step, deterministic from the prompt."""
+    context = _norm(system_text if kind != "drift_primer" else user_text)
+    digest = hashlib.sha256(context.encode("utf-8")).hexdigest()[:8]
+    said = f"{GRAPHRAG_ANSWER_PREFIX} ({kind}, context {digest}, {len(context)} characters)"
+    if kind == "global_map":
+        return json.dumps({"points": [{"description": f"{said}: the reports are relevant [Data: Reports (0)]",
+                                       "score": 50}]})
+    if kind == "drift_primer":
+        return json.dumps({"intermediate_answer": f"# Primer\n\n{said}.", "score": 80,
+                           "follow_up_queries": ["Which entities do the reports name?"]})
+    if kind == "drift_local":
+        return json.dumps({"response": f"{said}.", "score": 60, "follow_up_queries": []})
+    if kind == "drift_expand":
+        return f"A hypothetical answer: {_norm(user_text)[60:260]}"
+    return f"{said}. The question was: {_norm(user_text)[:200]}"
+
+
+def _event_stream(completion: dict[str, Any], content: str) -> bytes:
+    """The answer as server-sent events, the way OpenAI streams ``"stream": true`` answers."""
+    base = {"id": completion["id"], "object": "chat.completion.chunk", "created": completion["created"],
+            "model": completion["model"]}
+    pieces = [content[i:i + 40] for i in range(0, len(content), 40)] or [""]
+    chunks = [dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])]
+    chunks += [dict(base, choices=[{"index": 0, "delta": {"content": p}, "finish_reason": None}]) for p in pieces]
+    chunks.append(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))
+    return _EventStream(b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n")
+
+
+class _EventStream(bytes):
+    """A response body sent as ``text/event-stream``."""
 
 
 def _content_text(content: Any) -> str:
@@ -556,11 +628,12 @@ class _Core:
             return False
         status, payload, extra, entry = result
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        ctype = "text/event-stream" if isinstance(payload, _EventStream) else "application/json"
         # Counted as answered before the bytes leave: a client holding the response must find
         # it in the stats (in_flight, ok, t_end); a failed write is taken back below.
         self._finish(entry, status, True)
         try:
-            await self._write(writer, status, body, extra, keep)
+            await self._write(writer, status, body, extra, keep, content_type=ctype)
         except (ConnectionError, RuntimeError):
             self._unwritten(entry)
             return False
@@ -598,7 +671,7 @@ class _Core:
                 self.st["first_request_t"] = now
             entry = {"seq": self.seq, "endpoint": endpoint, "schema": None, "model": None, "body_sha256": None,
                      "input_sha256s": None, "n_inputs": 0, "t_start": now, "t_end": None, "status": None,
-                     "completed": False}
+                     "completed": False, "kind": None, "stream": False}
             self.log.append(entry)
             # Draw every request's random numbers up front, in arrival order: deterministic per seed.
             draws = (self.rng.random(), self.rng.random(), self.rng.random(), self.rng.getrandbits(32))
@@ -712,16 +785,22 @@ class _Core:
             else:
                 found = SCHEMA_LINE.search("\n".join(system_text))
                 schema = found.group(1) if found else None
+            kind = None if schema in SCHEMA_NAMES else graphrag_query_kind("\n".join(system_text), user_text)
             with self.lock:
                 entry["schema"] = schema
                 entry["n_inputs"] = 1
                 entry["input_sha256s"] = [_sha(user_text)]
+                entry["kind"] = kind
+                entry["stream"] = bool(body.get("stream"))
+                if cfg.log_prompts:
+                    entry["messages"] = [{"role": m.get("role"), "content": _content_text(m.get("content"))}
+                                         for m in messages if isinstance(m, dict)]
                 self._bump("chat_schemas", str(schema))
             if rf_type == "json_schema" and not cfg.json_schema_supported:
                 return done(_err(400, "response_format json_schema is not supported by this model"))
             if rf_type not in (None, "text", "json_schema", "json_object"):
                 return done(_err(400, f"Invalid response_format type: {rf_type!r}"))
-            if rf_type in ("json_schema", "json_object") and schema not in SCHEMA_NAMES:
+            if rf_type in ("json_schema", "json_object") and schema not in SCHEMA_NAMES and kind is None:
                 return done(_err(400, f"Unknown schema name {schema!r}: the fake knows {', '.join(SCHEMA_NAMES)}"
                                  + ("" if rf_type == "json_schema" else " (put 'JSON schema name: <NAME>' on a system-message line)")))
             n_items = 1
@@ -772,7 +851,7 @@ class _Core:
                 return 200, b"<html>this is not JSON {", {}, entry
             if endpoint == "embeddings":
                 return done(self._embeddings(body, model, texts, entry, u_shuffle, u_missing, shuffle_seed))
-            return done(self._chat(body, model, schema, user_text, entry))
+            return done(self._chat(body, model, schema, user_text, entry, "\n".join(system_text)))
         finally:
             self._release()
 
@@ -829,17 +908,25 @@ class _Core:
         return 200, {"object": "list", "data": data, "model": model,
                      "usage": {"prompt_tokens": total, "total_tokens": total}}, {}
 
-    def _chat(self, body: dict, model: str, schema: str | None, user_text: str, entry: dict) -> tuple[int, dict, dict]:
-        """A chat.completion whose content is the schema's answer to the last user message."""
+    def _chat(self, body: dict, model: str, schema: str | None, user_text: str, entry: dict,
+              system_text: str = "") -> tuple[int, Any, dict]:
+        """A chat.completion whose content is the schema's answer to the last user message
+        (or the answer to a GraphRAG query prompt); server-sent events when ``"stream": true``."""
         for s in self.cfg.fail_chat_substrings:
             if s and s in user_text:
                 self._fault(entry, "fail_chat")
                 return _err(500, "The server had an error while processing your request (fake fail_chat_substrings).",
                             type_="server_error")
-        content = json.dumps(fake_chat_answer(schema, user_text)) if schema in SCHEMA_NAMES else "This is a fake reply."
+        kind = entry.get("kind")
+        if schema in SCHEMA_NAMES:
+            content = json.dumps(fake_chat_answer(schema, user_text))
+        elif kind is not None:
+            content = graphrag_query_answer(kind, system_text, user_text)
+        else:
+            content = "This is a fake reply."
         prompt_tokens = sum(len(_content_text(m.get("content"))) for m in body["messages"] if isinstance(m, dict)) // 4 + 1
         completion_tokens = len(content) // 4 + 1
-        return 200, {
+        completion = {
             "id": f"chatcmpl-fake-{entry['seq']}",
             "object": "chat.completion",
             "created": int(time.time()),
@@ -848,7 +935,10 @@ class _Core:
                          "logprobs": None, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
-        }, {}
+        }
+        if body.get("stream"):
+            return 200, _event_stream(completion, content), {}
+        return 200, completion, {}
 
 
 # --------------------------------------------------------------------------- in-process server

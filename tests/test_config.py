@@ -32,6 +32,13 @@ def test_graphrag_query_blocks_are_allowed(tmp_path):
     assert load_settings(tmp_path).llm.provider == "offline"
 
 
+def test_other_graphrag_blocks_are_still_unknown_keys(tmp_path):
+    # Only the two model blocks init writes are GraphRAG's; any other top-level key is a typo.
+    (tmp_path / "settings.yaml").write_text("completion_models: {}\nvector_store: {db_uri: output/lancedb}\n")
+    with pytest.raises(SettingsError, match="vector_store"):
+        load_settings(tmp_path)
+
+
 def test_secrets_never_reach_the_public_settings_or_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("GRAPHRAG_FLOW_LLM__API_KEY", "sk-VERY-SECRET")
     settings = load_settings(tmp_path)
