@@ -41,6 +41,7 @@ from tasks.summarize import summarize_stage
 from tasks.write import write_stage
 from tasks.neo4j import neo4j_stage
 from flows.artifacts import observed_run
+from flows.quota import require_concurrency_limit
 from flows.summary import stage_rows, summary_markdown
 
 OUTPUT_DIR = "output"
@@ -115,6 +116,7 @@ async def index(
     logger = get_run_logger()
     root_path = Path(root).resolve()
     settings = load_settings(root_path)
+    await require_concurrency_limit(settings)  # a misspelt quota name must not mean no quota
     recover_interrupted_swap(root_path)
     # before anything is written: what the new run is compared with (documents, rows carried over)
     last_run = await asyncio.to_thread(read_last_run, root_path / OUTPUT_DIR)

@@ -247,8 +247,9 @@ def _artifacts(srv: PrefectServer, flow_run_id) -> list:
 
 
 @pytest.fixture(scope="module")
-def deployment_run(deployed, tmp_path_factory):
-    """`prefect deployment run 'index/index-now' --watch`, picked up by a process worker."""
+def deployment_run(deployed, quota_runs, tmp_path_factory):
+    """`prefect deployment run 'index/index-now' --watch`, picked up by a process worker
+    (while the two quota runs, started first, go on beside it)."""
     srv = deployed
     base = tmp_path_factory.mktemp("deployed-project")
     project = make_project(base / "project", input_dir=_copy_inputs(base / "docs", REPO / "examples" / "input",
@@ -361,33 +362,59 @@ def _max_overlap(intervals: list[tuple[float, float]]) -> int:
     return peak
 
 
-@pytest.fixture(scope="module")
-def two_runs_one_quota(deployed, tmp_path_factory):
-    srv = deployed
-    base = tmp_path_factory.mktemp("quota")
-    proc, url = start_fake_server_process(
-        latency_s=0.25, models=["chat-a", "chat-b", "emb-a", "emb-b"], fail_chat_substrings=[FAIL_MARKER])
-    try:
-        roots = {}
+class QuotaRuns:
+    """Two CLI runs, started together against one fake OpenAI server and one quota of 4.
+
+    Started before the deployment run and collected after it: they share the module's
+    server, and their wall time mostly hides behind the deployment's.
+    """
+
+    def __init__(self, srv: PrefectServer, base: Path):
+        self.base = base
+        self.fake, self.url = start_fake_server_process(
+            latency_s=0.25, models=["chat-a", "chat-b", "emb-a", "emb-b"], fail_chat_substrings=[FAIL_MARKER])
+        self.roots: dict[str, Path] = {}
         for name, docs in (("a", ["pep-0257.rst", "pep-0602.rst"]), ("b", ["pep-0020.rst", "pep-0526.rst"])):
             inputs = _copy_inputs(base / f"docs-{name}", PEPS_MINI, docs)
-            if name == "b":
+            if name == "b":  # run B fails in extract on this document's text unit
                 with (inputs / "pep-0020.rst").open("a", encoding="utf-8") as f:
                     f.write(f"\n\nThe {FAIL_MARKER} clause is where this run fails.\n")
-            llm = dict(provider="openai", api_base=url, chat_model=f"chat-{name}", embedding_model=f"emb-{name}",
+            llm = dict(provider="openai", api_base=self.url, chat_model=f"chat-{name}", embedding_model=f"emb-{name}",
                        max_concurrency=16, prefect_concurrency_limit=QUOTA, request_timeout_s=30, max_retries=1)
-            roots[name] = make_project(base / name, input_dir=inputs, llm=llm)
-        started = time.monotonic()
-        procs = {n: _cli_popen(srv, root, base, base / f"cli-{n}.log") for n, root in roots.items()}
-        for p in procs.values():
-            p.wait(300)
-        seconds = time.monotonic() - started
-        print(f"two quota runs {seconds:.1f}s")
-        stats = fetch_stats(url)
-    finally:
-        stop_fake_server_process(proc)
-    logs = {n: (base / f"cli-{n}.log").read_text() for n in procs}
-    return dict(roots=roots, rc={n: p.returncode for n, p in procs.items()}, logs=logs, stats=stats, seconds=seconds)
+            self.roots[name] = make_project(base / name, input_dir=inputs, llm=llm)
+        self.started = time.monotonic()
+        self.procs = {n: _cli_popen(srv, root, base, base / f"cli-{n}.log") for n, root in self.roots.items()}
+        self._result: dict | None = None
+
+    def result(self) -> dict:
+        if self._result is None:
+            for p in self.procs.values():
+                p.wait(300)
+            seconds = time.monotonic() - self.started
+            print(f"two quota runs {seconds:.1f}s")
+            stats = fetch_stats(self.url)
+            logs = {n: (self.base / f"cli-{n}.log").read_text() for n in self.procs}
+            self._result = dict(roots=self.roots, rc={n: p.returncode for n, p in self.procs.items()}, logs=logs,
+                                stats=stats, seconds=seconds)
+        return self._result
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+        stop_fake_server_process(self.fake)
+
+
+@pytest.fixture(scope="module")
+def quota_runs(deployed, tmp_path_factory):
+    runs = QuotaRuns(deployed, tmp_path_factory.mktemp("quota"))
+    yield runs
+    runs.stop()
+
+
+@pytest.fixture(scope="module")
+def two_runs_one_quota(quota_runs):
+    return quota_runs.result()
 
 
 def test_two_runs_share_one_global_concurrency_limit_of_4(two_runs_one_quota):
@@ -421,3 +448,16 @@ def test_a_failed_run_publishes_a_summary_naming_the_stage_and_items(two_runs_on
     assert "FAILED" in text and "Stage **extract**" in text
     assert "fake fail_chat_substrings" in text, text  # the reason, as the server gave it
     assert "resumes" in text
+
+
+def test_a_quota_name_that_names_no_limit_fails_naming_the_setting(deployed, tmp_path):
+    from flows.quota import require_concurrency_limit
+    from graphrag_flow.config import load_settings
+    from graphrag_flow.errors import SettingsError
+
+    root = make_project(tmp_path / "p", llm=dict(prefect_concurrency_limit="no-such-quota"))
+    settings = load_settings(root)
+    with pytest.raises(SettingsError, match=r"llm\.prefect_concurrency_limit.*no-such-quota.*prefect gcl create"):
+        deployed.api(lambda client: require_concurrency_limit(settings, client))
+    ok = load_settings(make_project(tmp_path / "q", llm=dict(prefect_concurrency_limit=QUOTA)))
+    deployed.api(lambda client: require_concurrency_limit(ok, client))  # exists: no error
