@@ -103,7 +103,10 @@ def index_once(root: Path, base_url: str | None) -> dict:
         "seconds": round(wall, 1),
         "documents": (summary.get("changes") or {}).get("documents"),
         "communities": (summary.get("changes") or {}).get("communities"),
-        "stages": {s: {"items": r["items"], "reused": r["reused"], "recomputed": r["recomputed"]} for s, r in rows.items()},
+        "stages": {
+            s: {"items": r["items"], "reused": r["reused"], "recomputed": r["recomputed"], "seconds": r["seconds"]}
+            for s, r in rows.items()
+        },
         "model_calls": sum(rows[s]["recomputed"] for s in LLM_STAGES if s in rows)
         + sum(r["recomputed"] for s, r in rows.items() if s.startswith("embed-")),
         "rows_embedded": sum(r["recomputed"] for s, r in rows.items() if s.startswith("embed-")),

@@ -42,12 +42,12 @@ PEPS = SHARED / "corpora" / "peps"
 RUN_TIMEOUT_S = 400
 #: The second run may cost at most this share of the first run's API requests. Why: of the 12
 #: documents, the changed and the added one hold ~12 KB of ~470 KB of text (~2.5%), so
-#: extraction, description summaries and embeddings redo a few percent; reports are redone for
-#: every community whose material changed, and a change ripples up to the ancestors of the
-#: communities it touches (the big component's top levels), which measured ~30% of the
-#: reports here. Together that measured 13% of the first run's requests; 20% leaves room
-#: without admitting "redo everything" (100%) or even "redo every report" (~35%).
-MAX_SHARE_OF_FIRST_RUN = 0.20
+#: extraction, description summaries and embeddings redo a few percent of their requests;
+#: reports are redone for every community whose material changed, and the change (and the
+#: deletion) lands in peps-mini's one big connected component, whose communities are then
+#: clustered anew: about a third of the reports. Measured: 71 of 423 requests (17%), 49 of them
+#: reports. Redoing every report alone would be 148 requests (35%), redoing everything 100%.
+MAX_SHARE_OF_FIRST_RUN = 0.25
 
 
 # --------------------------------------------------------------------------- processes
@@ -235,7 +235,8 @@ def test_incremental_run_costs_a_small_fraction_of_the_first_runs_requests(incre
     print(
         f"\nincremental run: {second.work_requests} requests ({second.schemas}, {second.embedding_inputs} texts embedded)"
         f" vs first run {first.work_requests} ({first.schemas}, {first.embedding_inputs} texts embedded):"
-        f" {share:.1%}, bound {MAX_SHARE_OF_FIRST_RUN:.0%}; seconds {second.seconds:.0f} vs {first.seconds:.0f}"
+        f" {share:.1%}, bound {MAX_SHARE_OF_FIRST_RUN:.0%}; seconds {second.seconds:.0f} vs {first.seconds:.0f}\n"
+        + re.search(r"communities changed: .*", second.stdout).group(0)
     )
     assert share <= MAX_SHARE_OF_FIRST_RUN
     # extraction: only text units whose text is new (the answer cache serves every other one)
