@@ -366,3 +366,52 @@ def test_full_still_rebuilds_everything(incremental):
     rows = _stage_rows(run.stdout)
     for stage, cells in rows.items():
         assert cells[1] == "0" and cells[5] == "0", f"--full reused {cells[1]} / hit the cache {cells[5]} in {stage}"
+
+
+# --------------------------------------------------------------------------- the delta itself (no runs)
+
+
+def _manifest(docs: dict[str, str], settings: str = "s1", code: str = "c1") -> dict:
+    return {"settings_sha256": settings, "code_version": code,
+            "documents": [{"id": h, "title": t, "content_sha256": h} for t, h in docs.items()]}
+
+
+def test_the_delta_is_by_title_and_content_hash():
+    from graphrag_flow.incremental import document_delta
+
+    last = _manifest({"a.md": "1", "b.md": "2", "c.md": "3", "moved.md": "4"})
+    delta = document_delta(last, [("a.md", "1"), ("b.md", "22"), ("d.md", "5"), ("renamed.md", "4")], "s1", "c1")
+    assert (delta.added, delta.changed, delta.removed, delta.unchanged) == (
+        ["d.md", "renamed.md"], ["b.md"], ["c.md", "moved.md"], ["a.md"])
+    assert delta.counts() == {"added": 2, "changed": 1, "removed": 2, "unchanged": 1}
+    assert delta.headline() == "documents: 2 added, 1 changed, 2 removed, 1 unchanged"
+    assert not delta.no_changes
+
+
+def test_no_changes_only_when_documents_settings_and_code_are_the_same():
+    from graphrag_flow.incremental import document_delta
+
+    last = _manifest({"a.md": "1", "b.md": "2"})
+    same = document_delta(last, [("b.md", "2"), ("a.md", "1")], "s1", "c1")
+    assert same.no_changes and same.headline().startswith("no changes since the last completed run")
+    for settings, code in (("s2", "c1"), ("s1", "c2")):
+        other = document_delta(last, [("a.md", "1"), ("b.md", "2")], settings, code)
+        assert not other.no_changes and "settings or code changed" in other.headline()
+    first = document_delta(None, [("a.md", "1")], "s1", "c1")
+    assert first.first_run and not first.no_changes and first.headline() == "first run: 1 document(s) added"
+
+
+def test_reports_count_as_reused_by_their_material_and_full_reuses_nothing():
+    from graphrag_flow.incremental import carried_over, community_changes
+
+    before = {"communities": {("c1", "x"), ("c2", "y")}, "community_reports": {("r1", "m1"), ("r2", "m2")},
+              "text_units": {("u1", "t1"), ("u2", "t2")}, "entities": {("e1", "d1")}, "relationships": set()}
+    # c2 got a new member (new id) but its trimmed material m2 is unchanged: its report costs nothing
+    after = {"communities": {("c1", "x"), ("c3", "y2")}, "community_reports": {("r1", "m1"), ("r3", "m2")},
+             "text_units": {("u1", "t1"), ("u3", "t3")}, "entities": {("e1", "d1"), ("e2", "d2")}, "relationships": set()}
+    assert carried_over(before, after) == {"chunk": 1, "summarize": 1, "communities": 1, "reports": 2}
+    assert community_changes(before, after) == {
+        "total": 2, "changed": 1, "removed": 1, "unchanged": 1, "reports_regenerated": 0, "reports_reused": 2}
+    rebuilt = community_changes(before, after, rebuilt=True)
+    assert rebuilt["reports_regenerated"] == 2 and rebuilt["reports_reused"] == 0
+    assert carried_over(None, after) == {}
