@@ -417,7 +417,7 @@ def two_runs_one_quota(quota_runs):
     return quota_runs.result()
 
 
-def test_two_runs_share_one_global_concurrency_limit_of_4(two_runs_one_quota):
+def test_two_runs_share_one_global_concurrency_limit_of_4(two_runs_one_quota, deployed):
     r = two_runs_one_quota
     assert r["rc"]["a"] == 0, r["logs"]["a"]
     log = [e for e in r["stats"]["log"] if e["endpoint"] in ("chat", "embeddings")]
@@ -428,6 +428,9 @@ def test_two_runs_share_one_global_concurrency_limit_of_4(two_runs_one_quota):
     # ... each allowed 16 in flight, yet together never more than the quota's 4; and the quota was used
     assert _max_overlap(by_run["a"] + by_run["b"]) == 4
     assert r["stats"]["max_in_flight"] <= 4 + 2, "only the preflight's GET /models may come on top"
+    # run B's requests failed (HTTP 500) and its flow failed: no slot is left held
+    quota = deployed.api(lambda client: client.read_global_concurrency_limit_by_name(QUOTA))
+    assert quota.active_slots == 0
 
 
 def test_a_failed_run_publishes_a_summary_naming_the_stage_and_items(two_runs_one_quota, deployed):
@@ -461,3 +464,50 @@ def test_a_quota_name_that_names_no_limit_fails_naming_the_setting(deployed, tmp
         deployed.api(lambda client: require_concurrency_limit(settings, client))
     ok = load_settings(make_project(tmp_path / "q", llm=dict(prefect_concurrency_limit=QUOTA)))
     deployed.api(lambda client: require_concurrency_limit(ok, client))  # exists: no error
+
+
+def test_quota_slots_are_held_per_request_and_released_on_failure_and_cancellation(deployed, tmp_path):
+    """The run's RequestLimiter with the real Prefect limit: one slot per request in flight, none left after."""
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    from flows.index import _prefect_limit
+    from graphrag_flow.config import load_settings
+    from graphrag_flow.llm.limiter import RequestLimiter
+
+    name = "slot-release-check"
+    settings = load_settings(make_project(tmp_path / "p", llm=dict(prefect_concurrency_limit=name)))
+
+    async def scenario(client):
+        await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=3))
+
+        async def active() -> int:
+            return (await client.read_global_concurrency_limit_by_name(name)).active_slots
+
+        limiter = RequestLimiter(16, extra=_prefect_limit(settings))
+
+        async def request(fail: bool = False) -> None:
+            async with limiter.slot():
+                if fail:
+                    raise RuntimeError("HTTP 500")
+                await asyncio.sleep(120)
+
+        held = [asyncio.create_task(request()) for _ in range(5)]
+        deadline = time.monotonic() + 60
+        while limiter.in_flight < 3:
+            assert time.monotonic() < deadline, "slots were not granted"
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2)  # the other two wait for the quota, although the run allows 16
+        in_flight, slots_held = limiter.in_flight, await active()
+        for task in held:
+            task.cancel()
+        await asyncio.gather(*held, return_exceptions=True)
+        after_cancel = await active()
+        for _ in range(4):  # failing requests release their slot: more failures than slots still run
+            with pytest.raises(RuntimeError):
+                await asyncio.wait_for(request(fail=True), 60)
+        return in_flight, slots_held, after_cancel, await active()
+
+    in_flight, slots_held, after_cancel, after_failures = deployed.api(scenario)
+    assert (in_flight, slots_held) == (3, 3)
+    assert after_cancel == 0, "cancelled requests kept their slots"
+    assert after_failures == 0, "failed requests kept their slots"
