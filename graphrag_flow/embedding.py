@@ -56,7 +56,8 @@ async def embed_field(
     result = EmbedResult(field=field_name, total=len(inputs), reused=len(inputs) - len(todo))
 
     texts = [inputs["text"].iat[k] for k in todo]
-    batches = backend.plan(texts) if texts else []
+    # Planning tokenizes every text: tens to hundreds of ms, off the loop serving requests.
+    batches = await asyncio.to_thread(backend.plan, texts) if texts else []
     progress = StageProgress(f"embed-{field_name}", len(inputs))
     progress.advance(result.reused)
     slots = asyncio.Semaphore(max(1, backend.concurrency))
