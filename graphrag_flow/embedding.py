@@ -46,8 +46,13 @@ async def embed_field(
     table: VectorTable,
     inputs: pd.DataFrame,
     backend: EmbeddingBackend,
+    slots: asyncio.Semaphore | None = None,
 ) -> EmbedResult:
-    """Bring `table` to exactly one current vector per row of `inputs` (id, text)."""
+    """Bring `table` to exactly one current vector per row of `inputs` (id, text).
+
+    `slots` bounds the batches taken but not yet merged; pass one semaphore to every field of
+    a run so that bound holds for the run ("at most max_concurrency in all"), not per field.
+    """
     shas = [sha256_text(t) for t in inputs["text"]]
     state = await asyncio.to_thread(table.state)
     wanted = set(zip(inputs["id"], shas))
@@ -60,7 +65,7 @@ async def embed_field(
     batches = await asyncio.to_thread(backend.plan, texts) if texts else []
     progress = StageProgress(f"embed-{field_name}", len(inputs))
     progress.advance(result.reused)
-    slots = asyncio.Semaphore(max(1, backend.concurrency))
+    slots = slots if slots is not None else asyncio.Semaphore(max(1, backend.concurrency))
     pending: list[tuple[list[str], np.ndarray, list[str]]] = []
     write_lock = asyncio.Lock()
     prepared: list[int] = []

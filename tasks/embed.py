@@ -22,6 +22,17 @@ from tasks._common import STAGE_RETRIES, STAGE_RETRY_DELAY_S, current_run, retry
 from tasks._llm import llm_client
 
 
+def _run_slots(run, concurrency: int) -> asyncio.Semaphore:
+    """One semaphore for every field of a run: the embed stages run concurrently on the flow's
+    event loop, and at most `max_concurrency` batches may be taken but not yet merged in all
+    (what a kill can lose), not that many per field."""
+    slots = getattr(run, "_embed_slots", None)
+    if slots is None:
+        slots = asyncio.Semaphore(max(1, concurrency))
+        run._embed_slots = slots
+    return slots
+
+
 def _final_source(field: str, source: StageRef, frame: str):
     run = current_run()
     return embedding_inputs(field, run.store.load(source, frame))
@@ -47,7 +58,8 @@ async def embed_stage(field: str, source: StageRef, frame: str) -> dict:
                 if client is None
                 else OpenAIBackend(run.settings, client, stage)
             )
-            result = await embed_field(field, table, inputs, backend)
+            slots = None if client is None else _run_slots(run, backend.concurrency)
+            result = await embed_field(field, table, inputs, backend, slots)
         if result.failures:
             raise StageFailedError(stage, result.failures)
         summary = asdict(result)

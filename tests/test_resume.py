@@ -502,7 +502,9 @@ def test_a_kill_while_parquet_is_written_leaves_the_old_or_the_new_file_whole(tm
 # --------------------------------------------------------------------------- offline provider
 
 
-OFFLINE_FILES = ("pep-0020.rst", "pep-0257.rst", "pep-0484.rst")
+#: ~14 text units and ~240 entity descriptions: four batches of the local model, so a kill after
+#: the first leaves work to resume, and the test stays cheap.
+OFFLINE_FILES = ("pep-0526.rst", "pep-0602.rst", "pep-0634.rst")
 
 
 def test_offline_killed_mid_embedding_keeps_finished_batches(tmp_path, peps_mini, runner):
@@ -550,12 +552,15 @@ def test_offline_killed_mid_embedding_keeps_finished_batches(tmp_path, peps_mini
     kept = {i: v for i, v in zip(final.column("id").to_pylist(), final.column("vector").to_pylist())}
     for i, v in zip(saved.column("id").to_pylist(), saved.column("vector").to_pylist()):
         assert kept[i] == v, i
-    # and every vector is what the model gives for the row's text (as an uninterrupted run's)
+    # and the vectors are what the model gives for each row's text, as in an uninterrupted run
+    # (checked on a sample of both kinds of row: the model costs ~0.1 s a text here)
     from graphrag_flow.embed_offline import get_offline_embedder
 
     entities = pq.read_table(root / "output" / "entities.parquet").to_pandas()
     inputs = embedding_inputs("entity_description", entities)
     assert inputs["id"].tolist() == ids
-    want = get_offline_embedder("truncate").embed(inputs["text"].tolist())
-    got = np.asarray(final.column("vector").combine_chunks().flatten()).reshape(len(ids), -1)
+    saved_ids = set(saved.column("id").to_pylist())
+    sample = [k for k, i in enumerate(ids) if i in saved_ids][:12] + [k for k, i in enumerate(ids) if i not in saved_ids][:12]
+    want = get_offline_embedder("truncate").embed([inputs["text"].iat[k] for k in sample])
+    got = np.asarray(final.column("vector").combine_chunks().flatten()).reshape(len(ids), -1)[sample]
     assert np.allclose(got, want, atol=1e-5)
