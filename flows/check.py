@@ -7,6 +7,7 @@ also has each model answer one tiny request.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from graphrag_flow.config import Settings
@@ -59,13 +60,12 @@ async def _check_llm(root: Path, settings: Settings, quick: bool) -> list[str]:
     from graphrag_flow.llm.client import OpenAICompatibleClient
     from graphrag_flow.llm.limiter import RequestLimiter
     from graphrag_flow.llm.stats import LLMStats
-    from tasks._common import resolve_api_key
 
     llm = settings.llm.model_copy(
         update={"request_timeout_s": min(settings.llm.request_timeout_s, CHECK_TIMEOUT_S), "max_retries": 0}
     )
     client = OpenAICompatibleClient(
-        llm, api_key=resolve_api_key(settings), limiter=RequestLimiter(2), stats=LLMStats(), cache=None
+        llm, api_key=_api_key(settings), limiter=RequestLimiter(2), stats=LLMStats(), cache=None
     )
     async with client:
         try:
@@ -91,3 +91,15 @@ def query_block_warnings(root: Path, settings: Settings) -> list[str]:
     from graphrag_flow.graphrag_query import query_block_warnings as warnings
 
     return warnings(root, settings.llm)
+
+
+def _api_key(settings: Settings) -> str | None:
+    """The key, as tasks._common.resolve_api_key finds it, without importing Prefect and pandas
+    (seconds on a busy machine: a wrong key must fail in < 5 s) unless a Secret block is named."""
+    if settings.llm.api_key is not None:
+        return settings.llm.api_key.get_secret_value()
+    if settings.llm.api_key_secret:
+        from tasks._common import resolve_api_key
+
+        return resolve_api_key(settings)
+    return os.environ.get("OPENAI_API_KEY")

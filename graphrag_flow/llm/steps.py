@@ -6,6 +6,7 @@ serves any item whose content did not change, whatever run or order it comes in.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -66,7 +67,8 @@ def llm_summarizer(client: "OpenAICompatibleClient", prompt: str) -> SummarizeOn
 
 def llm_reporter(client: "OpenAICompatibleClient", prompt: str, max_input_tokens: int) -> ReportOne:
     async def report_one(members: pd.DataFrame, rels: pd.DataFrame, sub_reports: list[str]):
-        context = report_context(members, rels, sub_reports, max_input_tokens)
+        # pandas and the tokenizer take tens of ms per community: off the loop serving requests.
+        context = await asyncio.to_thread(report_context, members, rels, sub_reports, max_input_tokens)
         item = f"community report of {', '.join(members['title'].head(3))}"
         answer: CommunityReportAnswer = await client.chat("reports", "community_report", _messages(prompt, context), item)
         return answer, sha256_text(context)
