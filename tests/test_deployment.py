@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -30,7 +31,7 @@ import pytest
 import yaml
 
 from conftest import PEPS_MINI, REPO, cli_env, make_project, run_cli
-from fake_openai import fetch_stats, start_fake_server_process, stop_fake_server_process
+from fake_openai import configure_remote, fetch_stats, start_fake_server_process, stop_fake_server_process
 
 PREFECT = [sys.executable, "-m", "prefect"]
 POOL = "graphrag-flow"
@@ -369,10 +370,14 @@ class QuotaRuns:
     server, and their wall time mostly hides behind the deployment's.
     """
 
+    #: Requests are slow until both flow runs are Running (CLIs start in 10-30 s on a busy
+    #: machine, and a run alone would finish first), then fast: the runs are sure to overlap.
+    SLOW_S, FAST_S = 8.0, 0.3
+
     def __init__(self, srv: PrefectServer, base: Path):
         self.base = base
         self.fake, self.url = start_fake_server_process(
-            latency_s=0.25, models=["chat-a", "chat-b", "emb-a", "emb-b"], fail_chat_substrings=[FAIL_MARKER])
+            latency_s=self.SLOW_S, models=["chat-a", "chat-b", "emb-a", "emb-b"], fail_chat_substrings=[FAIL_MARKER])
         self.roots: dict[str, Path] = {}
         for name, docs in (("a", ["pep-0257.rst", "pep-0602.rst"]), ("b", ["pep-0020.rst", "pep-0526.rst"])):
             inputs = _copy_inputs(base / f"docs-{name}", PEPS_MINI, docs)
@@ -385,13 +390,34 @@ class QuotaRuns:
         self.started = time.monotonic()
         self.procs = {n: _cli_popen(srv, root, base, base / f"cli-{n}.log") for n, root in self.roots.items()}
         self._result: dict | None = None
+        self.both_running_s: float | None = None
+        self._speed_up = threading.Thread(target=self._fast_once_both_run, args=(srv,), daemon=True)
+        self._speed_up.start()
+
+    def _fast_once_both_run(self, srv: PrefectServer) -> None:
+        names = [f"index-{root}" for root in self.roots.values()]
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and all(p.poll() is None for p in self.procs.values()):
+            body = json.dumps({"flow_runs": {"name": {"any_": names}, "state": {"type": {"any_": ["RUNNING"]}}}})
+            req = urllib.request.Request(srv.api_url + "/flow_runs/filter", data=body.encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as resp:
+                    if len(json.loads(resp.read())) == 2:
+                        self.both_running_s = time.monotonic() - self.started
+                        break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        configure_remote(self.url, latency_s=self.FAST_S)
 
     def result(self) -> dict:
         if self._result is None:
             for p in self.procs.values():
                 p.wait(300)
+            self._speed_up.join(30)
             seconds = time.monotonic() - self.started
-            print(f"two quota runs {seconds:.1f}s")
+            print(f"two quota runs {seconds:.1f}s (both Running after {self.both_running_s}s)")
             stats = fetch_stats(self.url)
             logs = {n: (self.base / f"cli-{n}.log").read_text() for n in self.procs}
             self._result = dict(roots=self.roots, rc={n: p.returncode for n, p in self.procs.items()}, logs=logs,
@@ -433,16 +459,33 @@ def test_two_runs_share_one_global_concurrency_limit_of_4(two_runs_one_quota, de
     assert quota.active_slots == 0
 
 
+def _flow_run_named(srv: PrefectServer, name: str):
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    async def read(client):
+        return await client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+
+    (run,) = srv.api(read)
+    return run
+
+
+def test_progress_artifacts_are_updated_while_a_stage_runs(two_runs_one_quota, deployed):
+    """Run A's long stages (LLM requests at 0.25 s each, 4 at a time) each had a progress artifact
+    that moved while the stage ran, and ended at 100 %."""
+    run = _flow_run_named(deployed, f"index-{two_runs_one_quota['roots']['a']}")
+    progress = [a for a in _artifacts(deployed, run.id) if a.type == "progress"]
+    stages = {a.description.split(":")[0].removeprefix("graphrag-flow ") for a in progress}
+    assert {"extract", "summarize", "reports", "embed-text_unit_text", "embed-entity_description"} <= stages, stages
+    assert len(stages) == len(progress), "one artifact per stage"
+    assert all(float(a.data) == 100.0 for a in progress)
+    assert any((a.updated - a.created).total_seconds() >= 1 for a in progress), "no artifact was updated mid-stage"
+
+
 def test_a_failed_run_publishes_a_summary_naming_the_stage_and_items(two_runs_one_quota, deployed):
     r = two_runs_one_quota
     assert r["rc"]["b"] != 0, r["logs"]["b"]
     assert "extract" in r["logs"]["b"]
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
-
-    async def read(client):
-        return await client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"index-{r['roots']['b']}"])))
-
-    (run,) = deployed.api(read)
+    run = _flow_run_named(deployed, f"index-{r['roots']['b']}")
     assert run.state.is_failed(), run.state
     assert "extract" in (run.state.message or "")
     summaries = [a for a in _artifacts(deployed, run.id) if a.key == "graphrag-flow-summary"]
