@@ -18,6 +18,7 @@ result, cache key or log line.
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,9 @@ def _retry_unless_settings(task, task_run, state) -> bool:
     return not isinstance(exc, (SettingsError, VerifyError))
 
 
-def _sink(output: Path, root: Path, settings: Settings, password: str | None, full: bool) -> dict[str, Any]:
+def _sink(
+    output: Path, root: Path, settings: Settings, password: str | None, full: bool, cancel: threading.Event
+) -> dict[str, Any]:
     """The whole stage in one worker thread: read the tables, write, verify, save the state."""
     tables = {name: read_table(output, name) for name in SCHEMAS}
     sink_dir = _sink_dir(root)
@@ -85,7 +88,9 @@ def _sink(output: Path, root: Path, settings: Settings, password: str | None, fu
             bar.append(StageProgress(STAGE, p.total))
         bar[0].advance()
 
-    summary = write_graph(settings.neo4j, password, tables, deletes, checkpoint=checkpoint, on_batch=on_batch)
+    summary = write_graph(
+        settings.neo4j, password, tables, deletes, checkpoint=checkpoint, on_batch=on_batch, cancel=cancel
+    )
     state.save(tables)
     if bar:
         bar[0].finish()
@@ -116,10 +121,14 @@ async def neo4j_stage(output: str) -> dict:
     run = current_run()
     logger = get_run_logger()
     password = await resolve_neo4j_password(run.settings)
+    cancel = threading.Event()  # a cancelled flow run stops the thread after the batch in flight
     with timed(STAGE):
         try:
             # the sync driver, in a worker thread: the event loop never waits on Neo4j
-            result = await asyncio.to_thread(_sink, Path(output), run.root, run.settings, password, run.full)
+            result = await asyncio.to_thread(_sink, Path(output), run.root, run.settings, password, run.full, cancel)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
         except Neo4jSinkError as exc:
             raise Neo4jSinkError(f"{_failed(output)}: {exc}", setting=exc.setting) from None
         except VerifyError as exc:  # the database holds more or less than the tables call for
