@@ -254,3 +254,35 @@ def test_check_warns_when_graphrag_blocks_disagree_with_llm(tmp_path, prefect_ho
     assert "embedding_models.default_embedding_model.call_args.dimensions is None but llm.embedding_dimensions is 256" in out
     assert "embedding_models.default_embedding_model.api_key holds a literal key" in out
     assert "sk-literal-in-file" not in out
+
+
+def test_fake_server_answers_graphrag_prompt_shapes_and_keeps_its_own():
+    """The shapes GraphRAG parses, streamed on request; our own schemas' rules are unchanged."""
+    import json
+
+    import openai
+
+    with FakeOpenAIServer(log_prompts=True) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key=KEY, max_retries=0)
+        chat = dict(model="gpt-4.1-mini")
+        stream = client.chat.completions.create(
+            messages=[{"role": "system", "content": "---Data tables---\nid|text\n0|hello"},
+                      {"role": "user", "content": "q?"}], stream=True, **chat)
+        streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        assert streamed.startswith(GRAPHRAG_ANSWER_PREFIX) and "q?" in streamed
+        points = client.chat.completions.create(
+            messages=[{"role": "system", "content": 'Answer as {"points": [...]}\n---Data tables---'},
+                      {"role": "user", "content": "q?"}], **chat).choices[0].message.content
+        (point,) = json.loads(points)["points"]
+        assert point["score"] > 0 and point["description"].startswith(GRAPHRAG_ANSWER_PREFIX)
+        primer = client.chat.completions.create(
+            messages=[{"role": "user", "content": "give intermediate_answer, score, follow_up_queries"}],
+            response_format={"type": "json_schema", "json_schema": {"name": "PrimerResponse", "schema": {}}},
+            **chat).choices[0].message.content
+        assert set(json.loads(primer)) == {"intermediate_answer", "score", "follow_up_queries"}
+        with pytest.raises(openai.BadRequestError):  # json_object without a known schema: still 400
+            client.chat.completions.create(messages=[{"role": "user", "content": "hi"}],
+                                           response_format={"type": "json_object"}, **chat)
+        log = srv.stats()["log"]
+    assert [e["kind"] for e in log] == ["search_answer", "global_map", "drift_primer", None]
+    assert log[0]["stream"] and log[0]["messages"][1] == {"role": "user", "content": "q?"}
