@@ -51,15 +51,24 @@ def cache_key_for(stage: str):
     return key_fn
 
 
+def failed_state_exception(state) -> BaseException | None:
+    """The exception a failed task state holds, without awaiting anything.
+
+    `state.result()` cannot be used in a retry_condition_fn of an async task: there it
+    returns an un-awaited coroutine instead of raising (measured with Prefect 3.8.8), so every
+    error would look retryable. A failed state's data is the exception, or a result record
+    holding it when the task persists results.
+    """
+    data = state.data
+    if isinstance(data, BaseException):
+        return data
+    inner = getattr(data, "result", None)
+    return inner if isinstance(inner, BaseException) else None
+
+
 def retry_unless_fatal(task, task_run, state) -> bool:
     """Prefect retry_condition_fn: 401/403/404, bad settings and bad input stop at once."""
-    try:
-        state.result()
-    except _NO_RETRY:
-        return False
-    except Exception:
-        return True
-    return True
+    return not isinstance(failed_state_exception(state), _NO_RETRY)
 
 
 def stage_options(stage: str) -> dict[str, Any]:

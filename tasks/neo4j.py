@@ -31,7 +31,7 @@ from graphrag_flow.neo4j_sink import BatchCheckpoint, BatchProgress, SinkState, 
 from graphrag_flow.outputs import read_table
 from graphrag_flow.progress import StageProgress
 from graphrag_flow.tables import SCHEMAS
-from tasks._common import current_run, timed
+from tasks._common import current_run, failed_state_exception, timed
 
 STAGE = "neo4j-sink"
 
@@ -64,7 +64,7 @@ def _retry_unless_settings(task, task_run, state) -> bool:
     Reads the exception from `state.data`: in an async task `state.result()` returns a
     coroutine instead of raising (measured with Prefect 3.8.8), which would retry everything.
     """
-    exc = state.data
+    exc = failed_state_exception(state)
     if isinstance(exc, Neo4jSinkError):
         return exc.setting is None
     return not isinstance(exc, (SettingsError, VerifyError))
