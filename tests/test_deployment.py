@@ -212,6 +212,25 @@ def deployed(server):
     return server
 
 
+def test_deploy_all_registers_both_deployments_as_prefect_yaml_says(deployed):
+    """What `prefect --no-prompt deploy --all` stored: schedule, pull step, pool, parameter schema."""
+
+    async def read(client):
+        return {name: await client.read_deployment_by_name(f"index/{name}") for name in ("index-nightly", "index-now")}
+
+    deployments = deployed.api(read)
+    for name, d in deployments.items():
+        assert d.work_pool_name == POOL, name
+        assert d.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
+        assert d.parameters["root"] == f"{REPO}/examples"
+        props = d.parameter_openapi_schema["properties"]
+        assert props["root"]["type"] == "string" and "settings.yaml" in props["root"]["description"]
+        assert props["full"]["type"] == "boolean" and props["full"]["description"]
+    (nightly,) = deployments["index-nightly"].schedules
+    assert (nightly.schedule.cron, nightly.schedule.timezone, nightly.active) == ("0 2 * * *", "UTC", True)
+    assert deployments["index-now"].schedules == []
+
+
 def _copy_inputs(dst: Path, src: Path, names: list[str]) -> Path:
     dst.mkdir(parents=True)
     for name in names:
