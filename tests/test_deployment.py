@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import PEPS_MINI, REPO, cli_env, make_project, run_cli
+from conftest import REPO, cli_env, make_project, run_cli
 from fake_openai import configure_remote, fetch_stats, start_fake_server_process, stop_fake_server_process
 
 PREFECT = [sys.executable, "-m", "prefect"]
@@ -393,13 +393,13 @@ class QuotaRuns:
     #: machine, and a run alone would finish first), then fast: the runs are sure to overlap.
     SLOW_S, FAST_S = 8.0, 0.3
 
-    def __init__(self, srv: PrefectServer, base: Path):
+    def __init__(self, srv: PrefectServer, base: Path, corpus: Path):
         self.base = base
         self.fake, self.url = start_fake_server_process(
             latency_s=self.SLOW_S, models=["chat-a", "chat-b", "emb-a", "emb-b"], fail_chat_substrings=[FAIL_MARKER])
         self.roots: dict[str, Path] = {}
         for name, docs in (("a", ["pep-0257.rst", "pep-0602.rst"]), ("b", ["pep-0020.rst", "pep-0526.rst"])):
-            inputs = _copy_inputs(base / f"docs-{name}", PEPS_MINI, docs)
+            inputs = _copy_inputs(base / f"docs-{name}", corpus, docs)
             if name == "b":  # run B fails in extract on this document's text unit
                 with (inputs / "pep-0020.rst").open("a", encoding="utf-8") as f:
                     f.write(f"\n\nThe {FAIL_MARKER} clause is where this run fails.\n")
@@ -451,8 +451,8 @@ class QuotaRuns:
 
 
 @pytest.fixture(scope="module")
-def quota_runs(deployed, tmp_path_factory):
-    runs = QuotaRuns(deployed, tmp_path_factory.mktemp("quota"))
+def quota_runs(deployed, peps_mini, tmp_path_factory):
+    runs = QuotaRuns(deployed, tmp_path_factory.mktemp("quota"), peps_mini)
     yield runs
     runs.stop()
 
