@@ -171,8 +171,9 @@ def _assert_global(result, log, root: Path) -> None:
     assert any(t in context for t in reports["title"])
 
 
-def test_openai_output_has_graphrag_schema(runs):
+def test_both_outputs_have_graphrag_3_3_0_schema(runs):
     assert schema_mismatches(runs["openai_root"] / "output") == []
+    assert schema_mismatches(runs["offline_root"] / "output") == []
 
 
 def test_global_search_maps_our_community_reports(runs):
