@@ -311,14 +311,14 @@ def deployment_run(deployed, quota_runs, tmp_path_factory):
 
 def test_deployment_run_completes_and_its_outputs_verify(deployment_run, deployed, prefect_home):
     r = deployment_run
-    assert r["watch_rc"] == 0, r["watch_log"] + r["worker_log"]
-    assert f"UUID: {r['flow_run'].id}" in r["watch_log"]
 
     async def read(client):
         return await client.read_flow_run(r["flow_run"].id)
 
     run = deployed.api(read)
-    assert run.state.is_completed(), run.state
+    assert run.state.is_completed(), f"{run.state}: {run.state.message}\n{r['worker_log'][-4000:]}"
+    assert r["watch_rc"] == 0, r["watch_log"] + r["worker_log"]
+    assert f"UUID: {r['flow_run'].id}" in r["watch_log"]
     assert run.parameters["root"] == str(r["project"]) and not run.parameters.get("full")
     assert run.name == f"index-{r['project']}"
     out = r["project"] / "output"
