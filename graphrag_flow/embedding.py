@@ -41,6 +41,11 @@ class EmbedResult:
     failures: list[ItemFailedError] = field(default_factory=list)
 
 
+def _columns(inputs: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
+    ids, texts = inputs["id"].tolist(), inputs["text"].tolist()
+    return ids, texts, [sha256_text(t) for t in texts]
+
+
 async def embed_field(
     field_name: str,
     table: VectorTable,
@@ -53,14 +58,16 @@ async def embed_field(
     `slots` bounds the batches taken but not yet merged; pass one semaphore to every field of
     a run so that bound holds for the run ("at most max_concurrency in all"), not per field.
     """
-    shas = [sha256_text(t) for t in inputs["text"]]
+    # Plain lists, hashed in a thread: per-row pandas access and hashing of every text held
+    # the loop serving requests for 400 ms on peps-mini's entities (the heartbeat test).
+    all_ids, all_texts, shas = await asyncio.to_thread(_columns, inputs)
     state = await asyncio.to_thread(table.state)
-    wanted = set(zip(inputs["id"], shas))
+    wanted = set(zip(all_ids, shas))
     have = {(i, s) for i, s, m in state.keys if m == backend.model}
-    todo = [k for k, (i, s) in enumerate(zip(inputs["id"], shas)) if (i, s) not in have]
+    todo = [k for k, (i, s) in enumerate(zip(all_ids, shas)) if (i, s) not in have]
     result = EmbedResult(field=field_name, total=len(inputs), reused=len(inputs) - len(todo))
 
-    texts = [inputs["text"].iat[k] for k in todo]
+    texts = [all_texts[k] for k in todo]
     # Planning tokenizes every text: tens to hundreds of ms, off the loop serving requests.
     batches = await asyncio.to_thread(backend.plan, texts) if texts else []
     progress = StageProgress(f"embed-{field_name}", len(inputs))
@@ -84,7 +91,7 @@ async def embed_field(
     async def run_batch(number: int, positions: list[int]) -> None:
         try:
             rows = [todo[p] for p in positions]
-            ids = [inputs["id"].iat[r] for r in rows]
+            ids = [all_ids[r] for r in rows]
             item = f"{field_name} batch {number} (ids {ids[0][:12]}…, {len(ids)} rows)"
             try:
                 vectors = await backend.embed_batch([texts[p] for p in positions], item)

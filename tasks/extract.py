@@ -28,10 +28,10 @@ async def extract_stage(text_units: StageRef, llm: dict) -> StageRef:
             if client is None:
                 extractor, concurrency = offline_extractor(None if run.full else run.cache), OFFLINE_CONCURRENCY
             else:
-                from graphrag_flow.llm.steps import llm_extractor
+                from graphrag_flow.llm.steps import items_in_progress, llm_extractor
 
                 extractor = llm_extractor(client, prompt("graph_extraction"), run.settings.chunks.size)
-                concurrency = run.settings.llm.max_concurrency
+                concurrency = items_in_progress(run.settings.llm.max_concurrency)
             answers, failures = await run_extraction(units, extractor, concurrency, progress)
         progress.finish()
         if failures:

@@ -34,10 +34,10 @@ async def reports_stage(
             if client is None:
                 reporter, concurrency = offline_reporter(), 1
             else:
-                from graphrag_flow.llm.steps import llm_reporter
+                from graphrag_flow.llm.steps import items_in_progress, llm_reporter
 
                 reporter = llm_reporter(client, prompt("community_report"), run.settings.llm.report_max_input_tokens)
-                concurrency = run.settings.llm.max_concurrency
+                concurrency = items_in_progress(run.settings.llm.max_concurrency)
             reports, failures = await build_reports(comms, entities, relationships, reporter, concurrency, progress)
         progress.finish()
         if failures:

@@ -26,10 +26,10 @@ async def summarize_stage(extractions: StageRef, llm: dict) -> StageRef:
             if client is None:
                 summarizer, concurrency = offline_summarizer(), 1
             else:
-                from graphrag_flow.llm.steps import llm_summarizer
+                from graphrag_flow.llm.steps import items_in_progress, llm_summarizer
 
                 summarizer = llm_summarizer(client, prompt("entity_summary"))
-                concurrency = run.settings.llm.max_concurrency
+                concurrency = items_in_progress(run.settings.llm.max_concurrency)
             frames, failures = await summarize_descriptions(
                 {"entities": entities, "relationships": relationships}, summarizer, concurrency, progress
             )

@@ -28,6 +28,7 @@ import ssl
 import time
 from array import array
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -182,6 +183,7 @@ class OpenAICompatibleClient:
         self._active = 0
         self._idle: asyncio.Event | None = None
         self._closing = False
+        self._cache_thread: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "none"
@@ -209,6 +211,10 @@ class OpenAICompatibleClient:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
+        # The answer cache gets its own thread: its lookups and fsync'd stores, one per chat
+        # request, must not queue behind LanceDB merges and pandas work in the default pool
+        # (that queueing held requests off the wire while their limiter slots sat empty).
+        self._cache_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answer-cache")
         self._http = httpx.AsyncClient(
             base_url=self._api_base + "/",
             headers=headers,
@@ -229,6 +235,9 @@ class OpenAICompatibleClient:
             http, self._http = self._http, None
             if http is not None:
                 await asyncio.shield(http.aclose())
+            pool, self._cache_thread = self._cache_thread, None
+            if pool is not None:
+                pool.shutdown(wait=False)  # idle by now: every call that used it has finished
 
     @asynccontextmanager
     async def _call(self) -> AsyncIterator[httpx.AsyncClient]:
@@ -265,7 +274,7 @@ class OpenAICompatibleClient:
         async with self._call():
             key = answer_key(s.chat_model, messages, schema_name, schema, s.temperature)
             if cache is not None:
-                stored = await asyncio.to_thread(cache.get, key)
+                stored = await self._in_cache_thread(cache.get, key)
                 if stored is not None:
                     try:
                         answer = model_cls.model_validate_json(stored)
@@ -313,10 +322,14 @@ class OpenAICompatibleClient:
         log.warning(note)
         self._stats.warning(stage, note)
 
+    async def _in_cache_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        assert self._cache_thread is not None
+        return await asyncio.get_running_loop().run_in_executor(self._cache_thread, fn, *args)
+
     async def _store(self, cache: AnswerCache, key: str, value: str) -> None:
         """Committed before the answer is returned (off the loop: it fsyncs)."""
         try:
-            await asyncio.to_thread(cache.put, key, value)
+            await self._in_cache_thread(cache.put, key, value)
         except sqlite3.Error as exc:  # a lost cache entry costs one request later, never the answer
             log.warning("could not store an LLM answer in the answer cache: %s", exc)
 

@@ -1,0 +1,206 @@
+"""LLM throughput of the openai provider: peps-mini against the fake server; prints JSON.
+
+Starts tests/fake_openai.py as a subprocess (latency 200 ms per request, capacity 64
+requests at once), then indexes ../shared/corpora/peps-mini from scratch once per
+`llm.max_concurrency` in 8, 16, 32, 64, plus one fault run (10% disconnects, 5% 429 with
+Retry-After 1 s, 1% 500, 2% hangs; request_timeout_s 5) at concurrency 16. Each run is a
+fresh process calling the `index` flow (like benchmarks/offline_index.py), so Prefect's
+temporary server start-up is in `startup_seconds`, not in the LLM window.
+
+Per run it prints one JSON object:
+
+- `requests`: per stage, attempts put on the wire (the run summary's counters; a retry counts
+  again), and `first_attempts` (requests minus retries: the work itself);
+- `llm_window_seconds`: on the server's clock, first chat/embedding request received to last
+  response written (the preflight's GET /models is left out);
+- `ideal_seconds`: the time the same work needs at this concurrency if every request took
+  exactly the latency and the limit were never idle. Per stage ceil(first_attempts / c) x
+  latency, with stages that run at the same time counted once. The flow runs three phases
+  one after the other (flows/index.py):
+    A. extract  |  embed-text_unit_text                 (side by side)
+    B. summarize
+    C. reports -> embed-community_full_content  |  embed-entity_description
+  Stages side by side share the one limit, so a phase needs ceil(sum of its requests / c)
+  rounds, but never fewer than its longest chain of dependent stages (reports must finish
+  before their embeddings start): phase C = max(ceil((r + e_c + e_e) / c),
+  ceil(r / c) + ceil(e_c / c), ceil(e_e / c)). Ideal = (A + B + C) rounds x latency.
+  `ideal_reports_by_level_seconds` is the same with the reports stage counted per community
+  level (a level's reports wait for the level below), a tighter bound the formula ignores;
+- `ratio` = llm_window / ideal (goal <= 1.2; fault run <= 2), and `ratio_vs_level_bound`;
+- `idle_seconds`: time inside the window with no request in flight (gaps between stages),
+  and `schema_windows`: per chat schema, first request to last response;
+- `faults`: injected, per kind (server side); `retries` per reason (client side).
+
+    .venv/bin/python benchmarks/llm_throughput.py [--corpus DIR] [--concurrency 8 16 32 64]
+        [--fault-concurrency 16] [--no-fault-run]
+
+On a busy machine the client's own CPU time (JSON, pydantic, tiktoken, pandas between
+stages) stretches the window: say how loaded the machine was next to the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.fake_openai import (  # noqa: E402  (the repo root must be on sys.path first)
+    configure_remote,
+    fetch_stats,
+    reset_remote,
+    start_fake_server_process,
+    stop_fake_server_process,
+)
+
+DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "peps-mini"
+LATENCY_S = 0.2
+CAPACITY = 64
+FAULTS = {"p_disconnect": 0.10, "p_429": 0.05, "p_500": 0.01, "p_hang": 0.02, "retry_after_s": 1.0}
+NO_FAULTS = {"p_disconnect": 0.0, "p_429": 0.0, "p_500": 0.0, "p_hang": 0.0, "retry_after_s": None}
+SCHEMA_STAGE = {"graph_extraction": "extract", "entity_summary": "summarize", "community_report": "reports"}
+
+RUNNER = r"""
+import asyncio, json, sys
+import pyarrow.parquet as pq
+from flows.index import index
+summary = asyncio.run(index(root=sys.argv[1]))
+levels = pq.read_table(sys.argv[1] + "/output/community_reports.parquet", columns=["level"]).column("level").to_pylist()
+print("SUMMARY " + json.dumps({"stages": summary["stages"], "tables": summary["tables"],
+                              "max_in_flight": summary.get("max_in_flight"), "report_levels": levels}))
+"""
+
+
+def rounds(n: int, c: int) -> int:
+    return math.ceil(n / c) if n > 0 else 0
+
+
+def ideal_rounds(first: dict[str, int], c: int, report_levels: list[int] | None = None) -> int:
+    """Rounds of `c` requests the flow's phases need at the least (see the module docstring)."""
+    get = lambda stage: first.get(stage, 0)  # noqa: E731
+    phase_a = rounds(get("extract") + get("embed-text_unit_text"), c)
+    phase_b = rounds(get("summarize"), c)
+    r, e_c, e_e = get("reports"), get("embed-community_full_content"), get("embed-entity_description")
+    if report_levels:
+        counts: dict[int, int] = {}
+        for level in report_levels:
+            counts[level] = counts.get(level, 0) + 1
+        r_rounds = sum(rounds(n, c) for n in counts.values())
+    else:
+        r_rounds = rounds(r, c)
+    phase_c = max(rounds(r + e_c + e_e, c), r_rounds + rounds(e_c, c), rounds(e_e, c))
+    return phase_a + phase_b + phase_c
+
+
+def idle_seconds(entries: list[dict]) -> float:
+    """Time between the first request and the last response with nothing in flight."""
+    spans = sorted((e["t_start"], e["t_end"]) for e in entries if e["t_end"] is not None)
+    idle, reach = 0.0, spans[0][1]
+    for start, end in spans[1:]:
+        if start > reach:
+            idle += start - reach
+        reach = max(reach, end)
+    return idle
+
+
+def run_once(corpus: Path, url: str, concurrency: int, faults: bool, workdir: Path) -> dict:
+    root = workdir / f"c{concurrency}{'-faults' if faults else ''}"
+    root.mkdir(parents=True)
+    llm = {"provider": "openai", "api_base": url, "api_key": "sk-bench", "max_concurrency": concurrency,
+           "request_timeout_s": 5.0 if faults else 30.0, "max_retries": 8}
+    (root / "settings.yaml").write_text(yaml.safe_dump({"input": {"dir": str(corpus)}, "llm": llm}))
+    reset_remote(url)
+    configure_remote(url, **(FAULTS if faults else NO_FAULTS))
+    env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING",
+               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120")
+    started = time.monotonic()  # CLOCK_MONOTONIC: the same clock as the fake server's on one host
+    # Its own session: if the benchmark is stopped, the run and its Prefect server go with it.
+    child = subprocess.Popen([sys.executable, "-c", RUNNER, str(root)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = child.communicate()
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    proc = subprocess.CompletedProcess(child.args, child.returncode, out, err)
+    wall = time.monotonic() - started
+    stats = fetch_stats(url)
+    if proc.returncode != 0:
+        return {"concurrency": concurrency, "faults": faults, "completed": False, "wall_seconds": round(wall, 1),
+                "error": (proc.stdout[-1500:] + proc.stderr[-3000:])}
+    summary = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("SUMMARY "))[8:])
+    api = [e for e in stats["log"] if e["endpoint"] in ("chat", "embeddings")]
+    first_t = min(e["t_start"] for e in api)
+    last_t = max(e["t_end"] for e in api if e["completed"])
+    window = last_t - first_t
+    requests = {r["stage"]: r["requests"] for r in summary["stages"] if r["requests"]}
+    first = {r["stage"]: r["requests"] - r["retries"] for r in summary["stages"] if r["requests"]}
+    ideal = ideal_rounds(first, concurrency) * LATENCY_S
+    ideal_levels = ideal_rounds(first, concurrency, summary["report_levels"]) * LATENCY_S
+    schema_windows = {}
+    for schema, stage in SCHEMA_STAGE.items():
+        mine = [e for e in api if e["schema"] == schema and e["t_end"] is not None]
+        if mine:
+            schema_windows[stage] = [round(min(e["t_start"] for e in mine) - first_t, 2),
+                                     round(max(e["t_end"] for e in mine) - first_t, 2)]
+    return {
+        "concurrency": concurrency,
+        "faults": FAULTS if faults else None,
+        "completed": True,
+        "requests": requests,
+        "first_attempts": first,
+        "server_requests": {k: v for k, v in stats["requests"].items() if k != "models"},
+        "retries": {r["stage"]: r["retries"] for r in summary["stages"] if r["retries"]},
+        "injected_faults": stats["faults"],
+        "max_in_flight_server": stats["max_in_flight"],
+        "llm_window_seconds": round(window, 2),
+        "ideal_seconds": round(ideal, 2),
+        "ratio": round(window / ideal, 2),
+        "ideal_reports_by_level_seconds": round(ideal_levels, 2),
+        "ratio_vs_level_bound": round(window / ideal_levels, 2),
+        "idle_seconds": round(idle_seconds(api), 2),
+        "schema_windows": schema_windows,
+        "stage_seconds": {r["stage"]: r["seconds"] for r in summary["stages"]},
+        "startup_seconds": round(first_t - started, 1),
+        "wall_seconds": round(wall, 1),
+        "goal_ratio": 2.0 if faults else 1.2,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 16, 32, 64])
+    parser.add_argument("--fault-concurrency", type=int, default=16)
+    parser.add_argument("--no-fault-run", action="store_true")
+    args = parser.parse_args()
+    proc, url = start_fake_server_process(latency_s=LATENCY_S, capacity=CAPACITY, seed=7)
+    workdir = Path(tempfile.mkdtemp(prefix="graphrag-flow-llm-bench-"))
+    try:
+        plan = [(c, False) for c in args.concurrency]
+        if not args.no_fault_run:
+            plan.append((args.fault_concurrency, True))
+        for concurrency, faults in plan:
+            result = run_once(args.corpus.resolve(), url, concurrency, faults, workdir)
+            result["load_average_1m"] = round(os.getloadavg()[0], 1)
+            print(json.dumps(result), flush=True)
+    finally:
+        stop_fake_server_process(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
