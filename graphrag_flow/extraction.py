@@ -157,10 +157,11 @@ def _offline_version() -> str:
     return sha256_text(Path(__file__).with_name("extract_offline.py").read_text(encoding="utf-8"))[:16]
 
 
-def offline_extractor(cache: AnswerCache | None) -> ExtractOne:
+def offline_extractor(cache: AnswerCache | None, on_cache_hit: Callable[[], None] | None = None) -> ExtractOne:
     """Rule-based extraction in a worker thread, its answers cached like an LLM's.
 
-    Caching makes an incremental offline run extract only new or changed text units.
+    Caching makes an incremental offline run extract only new or changed text units;
+    `on_cache_hit` counts each served answer, so the run summary says so (cache hits).
     """
     from graphrag_flow.extract_offline import extract_offline
 
@@ -171,6 +172,8 @@ def offline_extractor(cache: AnswerCache | None) -> ExtractOne:
         if cache is not None:
             hit = cache.get(key)
             if hit is not None:
+                if on_cache_hit is not None:
+                    on_cache_hit()
                 return GraphExtraction.model_validate_json(hit)
         answer = await asyncio.to_thread(extract_offline, text)
         if cache is not None:

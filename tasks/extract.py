@@ -26,7 +26,10 @@ async def extract_stage(text_units: StageRef, llm: dict) -> StageRef:
         progress = StageProgress("extract", len(units))
         async with llm_client("extract") as client:
             if client is None:
-                extractor, concurrency = offline_extractor(None if run.full else run.cache), OFFLINE_CONCURRENCY
+                extractor, concurrency = (
+                    offline_extractor(None if run.full else run.cache, lambda: run.stats.cache_hit("extract")),
+                    OFFLINE_CONCURRENCY,
+                )
             else:
                 from graphrag_flow.llm.steps import items_in_progress, llm_extractor
 
