@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from graphrag_flow.aio import gather_fatal_first
 from graphrag_flow.config import Settings, load_settings
 from graphrag_flow.errors import GraphragFlowError
 from graphrag_flow.hashing import CODE_VERSION
@@ -150,10 +151,12 @@ async def index(
         del docs
         logger.info("%s", delta.headline())
         text_units = await stages("chunk", chunk_stage, documents=documents, chunking=settings.chunks.model_dump())
-        extractions, unit_vectors = await asyncio.gather(
+        # A TaskGroup, not gather: when one branch fails the other is cancelled and awaited
+        # before the run's resources (answer cache, limiter) are closed under it.
+        extractions, unit_vectors = await gather_fatal_first([
             stages("extract", extract_stage, text_units=text_units, llm=llm_extract),
             embed_stage(field="text_unit_text", source=text_units, frame="text_units"),
-        )
+        ])
         graph = await stages("summarize", summarize_stage, extractions=extractions, llm=llm_summary)
         clustering = settings.graph.model_dump()
 
@@ -171,10 +174,10 @@ async def index(
             report_vectors = await embed_stage(field="community_full_content", source=reports, frame="community_reports")
             return communities, reports, report_vectors
 
-        (communities, reports, report_vectors), entity_vectors = await asyncio.gather(
+        (communities, reports, report_vectors), entity_vectors = await gather_fatal_first([
             communities_then_reports(),
             embed_stage(field="entity_description", source=graph, frame="entities"),
-        )
+        ])
         embedding_model = _embedding_model_name(settings)
         manifest = await write_stage(
             documents=documents,
