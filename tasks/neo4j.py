@@ -111,6 +111,7 @@ def _failed(output: str) -> str:
 
 @task(
     name=STAGE,
+    task_run_name=STAGE,
     cache_policy=NO_CACHE,
     retries=1,
     retry_delay_seconds=[3],
