@@ -78,9 +78,16 @@ async def embed_field(
     prepared: list[int] = []
 
     async def save_pending() -> None:
+        # Every batch answered while the previous merge ran goes into one merge: a merge costs
+        # about the same for 8 rows as for 128 (8 vs 10 ms measured), and a batch waiting for
+        # its merge is work a kill would lose.
         async with write_lock:
             while pending:
-                ids, vectors, batch_shas = pending.pop(0)
+                taken = pending[:]
+                pending.clear()
+                ids = [i for batch in taken for i in batch[0]]
+                vectors = np.concatenate([batch[1] for batch in taken])
+                batch_shas = [sha for batch in taken for sha in batch[2]]
                 if not prepared:
                     await asyncio.to_thread(table.prepare, vectors.shape[1])
                     prepared.append(vectors.shape[1])
