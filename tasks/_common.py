@@ -7,6 +7,7 @@ skips finished stages across processes, and a code change never serves a stale r
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from contextlib import contextmanager
@@ -125,6 +126,12 @@ def run_resources(resources: RunResources) -> Iterator[RunResources]:
     finally:
         _current = previous
         resources.cache.close()
+
+
+async def load_frames(*wanted: tuple[StageRef, str]) -> list:
+    """Stage frames read in a worker thread: parquet reads never stall the serving loop."""
+    run = current_run()
+    return await asyncio.to_thread(lambda: [run.store.load(ref, frame) for ref, frame in wanted])
 
 
 @contextmanager

@@ -9,15 +9,14 @@ from prefect import task
 
 from graphrag_flow.communities import compute_communities
 from graphrag_flow.storage.stages import StageRef
-from tasks._common import current_run, stage_key, stage_options, timed
+from tasks._common import current_run, load_frames, stage_key, stage_options, timed
 
 
 @task(name="detect-communities", task_run_name="detect-communities", **stage_options("communities"))
 async def communities_stage(graph: StageRef, clustering: dict) -> StageRef:
     run = current_run()
     with timed("communities"):
-        entities = run.store.load(graph, "entities")
-        relationships = run.store.load(graph, "relationships")
+        entities, relationships = await load_frames((graph, "entities"), (graph, "relationships"))
         communities, degree = await asyncio.to_thread(
             compute_communities, entities, relationships, clustering["max_cluster_size"], clustering["seed"]
         )

@@ -10,7 +10,7 @@ from graphrag_flow.errors import StageFailedError
 from graphrag_flow.extraction import answers_frame, offline_extractor, run_extraction
 from graphrag_flow.progress import StageProgress
 from graphrag_flow.storage.stages import StageRef
-from tasks._common import current_run, stage_key, stage_options, timed
+from tasks._common import current_run, load_frames, stage_key, stage_options, timed
 from tasks._llm import llm_client, prompt
 
 #: Offline extraction is pure Python: two threads keep the GIL holder busy while the other
@@ -22,7 +22,7 @@ OFFLINE_CONCURRENCY = 2
 async def extract_stage(text_units: StageRef, llm: dict) -> StageRef:
     run = current_run()
     with timed("extract"):
-        units = run.store.load(text_units, "text_units")
+        (units,) = await load_frames((text_units, "text_units"))
         progress = StageProgress("extract", len(units))
         async with llm_client("extract") as client:
             if client is None:

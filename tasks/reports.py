@@ -15,19 +15,26 @@ from tasks._common import current_run, stage_key, stage_options, timed
 from tasks._llm import llm_client, prompt
 
 
+def _report_inputs(documents: StageRef, text_units: StageRef, graph: StageRef, communities: StageRef):
+    """Communities with their period, entities with their degree (pandas: run in a thread)."""
+    store = current_run().store
+    comms = store.load(communities, "communities")
+    degrees = store.load(communities, "degrees")
+    entities = store.load(graph, "entities")
+    entities["degree"] = entities["title"].map(dict(zip(degrees["title"], degrees["degree"]))).fillna(0).astype("int64")
+    relationships = store.load(graph, "relationships")
+    comms["period"] = community_periods(comms, store.load(text_units, "text_units"), store.load(documents, "documents"))
+    return comms, entities, relationships
+
+
 @task(name="community-reports", task_run_name="community-reports", **stage_options("reports"))
 async def reports_stage(
     documents: StageRef, text_units: StageRef, graph: StageRef, communities: StageRef, llm: dict
 ) -> StageRef:
     run = current_run()
     with timed("reports"):
-        comms = run.store.load(communities, "communities")
-        degrees = run.store.load(communities, "degrees")
-        entities = run.store.load(graph, "entities")
-        entities["degree"] = entities["title"].map(dict(zip(degrees["title"], degrees["degree"]))).fillna(0).astype("int64")
-        relationships = run.store.load(graph, "relationships")
-        comms["period"] = community_periods(
-            comms, run.store.load(text_units, "text_units"), run.store.load(documents, "documents")
+        comms, entities, relationships = await asyncio.to_thread(
+            _report_inputs, documents, text_units, graph, communities
         )
         progress = StageProgress("reports", len(comms))
         async with llm_client("reports") as client:

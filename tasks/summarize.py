@@ -11,7 +11,7 @@ from graphrag_flow.extraction import answers_from_frame, merge_extractions
 from graphrag_flow.progress import StageProgress
 from graphrag_flow.storage.stages import StageRef
 from graphrag_flow.summarize import offline_summarizer, summarize_descriptions
-from tasks._common import current_run, stage_key, stage_options, timed
+from tasks._common import current_run, load_frames, stage_key, stage_options, timed
 from tasks._llm import llm_client, prompt
 
 
@@ -19,8 +19,8 @@ from tasks._llm import llm_client, prompt
 async def summarize_stage(extractions: StageRef, llm: dict) -> StageRef:
     run = current_run()
     with timed("summarize"):
-        answers = answers_from_frame(run.store.load(extractions, "extractions"))
-        entities, relationships = await asyncio.to_thread(merge_extractions, answers)
+        (extracted,) = await load_frames((extractions, "extractions"))
+        entities, relationships = await asyncio.to_thread(lambda: merge_extractions(answers_from_frame(extracted)))
         progress = StageProgress("summarize", len(entities) + len(relationships))
         async with llm_client("summarize") as client:
             if client is None:
