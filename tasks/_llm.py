@@ -58,7 +58,8 @@ async def llm_client(stage: str) -> AsyncIterator[object | None]:
         api_key=resolve_api_key(run.settings),
         limiter=run.limiter,
         stats=run.stats,
-        cache=None if run.full else run.cache,
+        cache=run.cache,
+        read_cache=not run.full,
     )
     async with client:
         yield client

@@ -468,6 +468,31 @@ def test_answer_cache_serves_the_second_call_without_a_request(tmp_path):
     assert KEY.encode() not in raw and b"127.0.0.1" not in raw
 
 
+def test_a_full_rebuild_asks_again_but_stores_every_answer_for_a_later_resume(tmp_path):
+    """--full (read_cache=False) ignores stored answers, yet stores the new ones as they arrive,
+    so a killed rebuild followed by a normal run does not pay for them twice."""
+    stats = LLMStats()
+    cache = AnswerCache(tmp_path / "answers.sqlite")
+    with FakeOpenAIServer(FakeConfig()) as srv:
+        s = settings(srv.base_url)
+
+        async def ask(read_cache: bool, text: str):
+            client = OpenAICompatibleClient(s, KEY, RequestLimiter(s.max_concurrency), stats, cache,
+                                            read_cache=read_cache, backoff_base_s=0.02, backoff_max_s=0.2)
+            async with client as c:
+                return await c.chat("extract", "graph_extraction", messages(text), "u1")
+
+        asyncio.run(ask(True, "Ada Lovelace met Charles Babbage."))
+        asyncio.run(ask(False, "Ada Lovelace met Charles Babbage."))  # cached, asked again all the same
+        asyncio.run(ask(False, "Grace Hopper wrote a compiler."))  # new: stored although not read
+        assert srv.stats(with_log=False)["requests"]["chat"] == 3
+        asyncio.run(ask(True, "Grace Hopper wrote a compiler."))  # the normal run finds it
+        assert srv.stats(with_log=False)["requests"]["chat"] == 3
+    assert len(cache) == 2
+    cache.close()
+    assert stats.get("extract").cache_hits == 1
+
+
 def test_answer_key_changes_with_what_changes_the_answer():
     base = dict(model=CHAT, messages=messages("x"), schema_name="entity_summary", schema={"a": 1}, temperature=0.0)
     key = answer_key(**base)

@@ -160,6 +160,7 @@ class OpenAICompatibleClient:
         cache: AnswerCache | None,
         *,
         json_object_mode: bool = False,
+        read_cache: bool = True,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 20.0,
     ):
@@ -172,6 +173,9 @@ class OpenAICompatibleClient:
         self._limiter = limiter
         self._stats = stats
         self._cache = cache
+        # --full asks again for every answer but still stores each one as it arrives, so a
+        # killed rebuild resumes from what it had received.
+        self._read_cache = read_cache
         self.json_object_mode = json_object_mode
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
@@ -273,7 +277,7 @@ class OpenAICompatibleClient:
         cache = self._cache if use_cache else None
         async with self._call():
             key = answer_key(s.chat_model, messages, schema_name, schema, s.temperature)
-            if cache is not None:
+            if cache is not None and self._read_cache:
                 stored = await self._in_cache_thread(cache.get, key)
                 if stored is not None:
                     try:
