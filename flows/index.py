@@ -242,9 +242,9 @@ async def publish_summary(summary: dict) -> None:
 
 def _embedding_model_name(settings: Settings) -> str:
     if is_offline(settings):
-        from graphrag_flow.embed_offline import OFFLINE_MODEL_NAME
+        from graphrag_flow.embed_offline import offline_model_id
 
-        return f"offline/{OFFLINE_MODEL_NAME}"
+        return offline_model_id(settings.embed.long_text)
     return settings.llm.embedding_model
 
 

@@ -44,6 +44,13 @@ from typing import Literal, Sequence
 import numpy as np
 
 OFFLINE_MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
+
+
+def offline_model_id(long_text: str) -> str:
+    """The `model` recorded with each offline vector: the long-text mode changes the vectors of
+    long texts, so switching `embed.long_text` must re-embed them, as a new model would."""
+    suffix = "" if long_text == "truncate" else f"+{long_text}"
+    return f"offline/{OFFLINE_MODEL_NAME}{suffix}"
 DIMENSION = 384
 #: Word pieces per sequence, [CLS] and [SEP] included: the model's max sequence length.
 MAX_TOKENS = 256

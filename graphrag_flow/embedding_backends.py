@@ -19,10 +19,10 @@ class OfflineBackend:
     concurrency = 1
 
     def __init__(self, settings: Settings):
-        from graphrag_flow.embed_offline import get_offline_embedder
+        from graphrag_flow.embed_offline import get_offline_embedder, offline_model_id
 
         self._embedder = get_offline_embedder(settings.embed.long_text)
-        self.model = f"offline/{self._embedder.model_name}"
+        self.model = offline_model_id(settings.embed.long_text)
         self.dimension = self._embedder.dimension
 
     def plan(self, texts: list[str]) -> list[list[int]]:

@@ -133,3 +133,16 @@ def test_get_offline_embedder_is_cached_and_validates():
         OfflineEmbedder("chunks")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         get_offline_embedder().embed("one string, not a list")
+
+
+def test_the_long_text_mode_is_part_of_the_recorded_model(tmp_path):
+    """Vectors record the mode, so switching embed.long_text re-embeds them (rows whose model
+    differs are stale); the default keeps the documented `offline/<model name>`."""
+    from graphrag_flow.config import load_settings
+    from graphrag_flow.embedding_backends import OfflineBackend
+
+    truncate = OfflineBackend(load_settings(tmp_path)).model
+    (tmp_path / "settings.yaml").write_text("embed: {long_text: mean_windows}\n")
+    windows = OfflineBackend(load_settings(tmp_path)).model
+    assert truncate == "offline/all-MiniLM-L6-v2-onnx-int8"
+    assert windows != truncate and windows.startswith(truncate)
