@@ -17,10 +17,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -29,7 +25,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, SHARED, cli_env, make_project, run_cli
+from conftest import SHARED, make_project, prefect_server, run_cli
 from fake_openai import fetch_stats, reset_remote, start_fake_server_process, stop_fake_server_process
 from graphrag_flow.reports import report_id
 from graphrag_flow.storage.vectors import VectorTable
@@ -57,44 +53,11 @@ pytestmark = pytest.mark.timeout(900)
 # --------------------------------------------------------------------------- processes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def prefect_api(tmp_path_factory):
     """One Prefect server for the module's five CLI runs: each then costs its work, not a server start."""
-    home = tmp_path_factory.mktemp("prefect-incremental-home")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = cli_env(home, PREFECT_API_URL=url, PREFECT_SERVER_API_PORT=str(port), PREFECT_SERVER_API_HOST="127.0.0.1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2):
-                    break
-            except OSError:
-                assert proc.poll() is None, f"prefect server exited with {proc.returncode}"
-                assert time.monotonic() < deadline, "prefect server did not answer /api/health in 120 s"
-                time.sleep(0.3)
-        yield home, url
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+    with prefect_server(tmp_path_factory.mktemp("prefect-incremental-home")) as api:
+        yield api
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,9 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import REPO, cli_env, make_project
+from conftest import REPO, cli_env, kill_group, make_project, prefect_server
 from fake_openai import configure_remote, fetch_stats, reset_remote, start_fake_server_process, stop_fake_server_process
 from graphrag_flow.hashing import sha256_text
 from graphrag_flow.storage.vectors import VectorTable
@@ -43,44 +41,11 @@ RUN_TIMEOUT_S = 300
 # --------------------------------------------------------------------------- processes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def prefect_api(tmp_path_factory):
     """One Prefect server for the module's CLI runs (killed CLIs leave no temporary server behind)."""
-    home = tmp_path_factory.mktemp("prefect-resume-home")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = cli_env(home, PREFECT_API_URL=url, PREFECT_SERVER_API_PORT=str(port), PREFECT_SERVER_API_HOST="127.0.0.1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2):
-                    break
-            except OSError:
-                assert proc.poll() is None, f"prefect server exited with {proc.returncode}"
-                assert time.monotonic() < deadline, "prefect server did not answer /api/health in 120 s"
-                time.sleep(0.3)
-        yield home, url
-    finally:
-        _kill_group(proc)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(30)
+    with prefect_server(tmp_path_factory.mktemp("prefect-resume-home")) as api:
+        yield api
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +81,7 @@ class Runner:
         try:
             stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
         finally:
-            _kill_group(proc)
+            kill_group(proc)
         result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
         assert result.returncode == 0, stdout[-3000:] + stderr[-3000:]
         return result, fetch_stats(self.base_url)
@@ -144,7 +109,7 @@ class Runner:
                 assert time.monotonic() < deadline, "kill point never reached"
                 time.sleep(poll_s)
         finally:
-            _kill_group(proc)
+            kill_group(proc)
             proc.communicate()
         time.sleep(0.3)  # requests cut by the kill are logged as they close
         return fetch_stats(self.base_url), kill_t
@@ -494,7 +459,7 @@ def test_a_kill_while_parquet_is_written_leaves_the_old_or_the_new_file_whole(tm
             time.sleep(0.05)
         time.sleep(delay_s)
     finally:
-        _kill_group(proc)
+        kill_group(proc)
         proc.stdout.close()
     frame = pq.read_table(target).to_pandas()
     assert len(frame) == 200_000 and frame["v"].nunique() == 1
@@ -538,7 +503,7 @@ def test_offline_killed_mid_embedding_keeps_finished_batches(tmp_path, peps_mini
             assert time.monotonic() < deadline
             time.sleep(0.1)
     finally:
-        _kill_group(proc)
+        kill_group(proc)
         proc.communicate()
     saved = table.read().sort_by("id")
     assert saved.num_rows % 64 == 0, "a table holds whole batches only"
