@@ -19,6 +19,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 PEPS_MINI = SHARED / "corpora" / "peps-mini"
+#: In a PREFECT_HOME made by `shared_prefect_home`: the URL of the server CLI runs there use.
+API_URL_FILE = "graphrag-flow-test-api-url"
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +60,9 @@ def cli_env(prefect_home: Path, **extra: str) -> dict[str, str]:
         PREFECT_LOGGING_LEVEL="WARNING",
         COLUMNS="200",
     )
+    api_url = prefect_home / API_URL_FILE
+    if api_url.exists():  # a home served by one running server (shared_prefect_home)
+        env["PREFECT_API_URL"] = api_url.read_text().strip()
     env.update(extra)
     return env
 
@@ -112,3 +117,13 @@ def prefect_server(home: Path) -> Iterator[tuple[Path, str]]:
         yield home, url
     finally:
         kill_group(proc)
+
+
+@pytest.fixture(scope="module")
+def shared_prefect_home(tmp_path_factory) -> Iterator[Path]:
+    """A PREFECT_HOME served by one running Prefect server for a module's CLI runs (each then
+    skips the temporary server's start); a module opts in by overriding `prefect_home`."""
+    home = tmp_path_factory.mktemp("prefect-shared-home")
+    with prefect_server(home) as (_, url):
+        (home / API_URL_FILE).write_text(url)
+        yield home

@@ -56,6 +56,12 @@ SLOW_START = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
 ERROR_NOISE = ("client has been closed", "Server disconnected", "Traceback", "RemoteProtocolError")
 
 
+@pytest.fixture(scope="module")
+def prefect_home(shared_prefect_home):
+    """This module's CLI runs share one running Prefect server (a temporary one costs 5-15 s each)."""
+    return shared_prefect_home
+
+
 # --------------------------------------------------------------------------- helpers
 
 
