@@ -127,3 +127,22 @@ def shared_prefect_home(tmp_path_factory) -> Iterator[Path]:
     with prefect_server(home) as (_, url):
         (home / API_URL_FILE).write_text(url)
         yield home
+
+
+@pytest.fixture(scope="module")
+def prefect_api(tmp_path_factory) -> Iterator[tuple[Path, str]]:
+    """(PREFECT_HOME, API URL) of one Prefect server for a module's CLI runs."""
+    with prefect_server(tmp_path_factory.mktemp("prefect-api-home")) as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[str]:
+    """The base URL of a fake OpenAI server in its own process (its counters outlive a killed CLI)."""
+    from fake_openai import start_fake_server_process, stop_fake_server_process
+
+    proc, base_url = start_fake_server_process()
+    try:
+        yield base_url
+    finally:
+        stop_fake_server_process(proc)

@@ -25,8 +25,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import SHARED, make_project, prefect_server, run_cli
-from fake_openai import fetch_stats, reset_remote, start_fake_server_process, stop_fake_server_process
+from conftest import SHARED, make_project, run_cli
+from fake_openai import fetch_stats, reset_remote
 from graphrag_flow.reports import report_id
 from graphrag_flow.storage.vectors import VectorTable
 from graphrag_flow.tables import SCHEMAS, VECTOR_FIELDS
@@ -51,22 +51,6 @@ pytestmark = pytest.mark.timeout(900)
 
 
 # --------------------------------------------------------------------------- processes
-
-
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory):
-    """One Prefect server for the module's five CLI runs: each then costs its work, not a server start."""
-    with prefect_server(tmp_path_factory.mktemp("prefect-incremental-home")) as api:
-        yield api
-
-
-@pytest.fixture(scope="module")
-def fake():
-    proc, base_url = start_fake_server_process()
-    try:
-        yield base_url
-    finally:
-        stop_fake_server_process(proc)
 
 
 @dataclass

@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import REPO, cli_env, kill_group, make_project, prefect_server
-from fake_openai import configure_remote, fetch_stats, reset_remote, start_fake_server_process, stop_fake_server_process
+from conftest import REPO, cli_env, kill_group, make_project
+from fake_openai import configure_remote, fetch_stats, reset_remote
 from graphrag_flow.hashing import sha256_text
 from graphrag_flow.storage.vectors import VectorTable
 from graphrag_flow.tables import SCHEMAS, VECTOR_FIELDS, embedding_inputs
@@ -39,22 +39,6 @@ RUN_TIMEOUT_S = 300
 
 
 # --------------------------------------------------------------------------- processes
-
-
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory):
-    """One Prefect server for the module's CLI runs (killed CLIs leave no temporary server behind)."""
-    with prefect_server(tmp_path_factory.mktemp("prefect-resume-home")) as api:
-        yield api
-
-
-@pytest.fixture(scope="module")
-def fake():
-    proc, base_url = start_fake_server_process()
-    try:
-        yield base_url
-    finally:
-        stop_fake_server_process(proc)
 
 
 class Runner:
