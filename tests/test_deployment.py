@@ -440,7 +440,7 @@ class QuotaRuns:
             stats = fetch_stats(self.url)
             logs = {n: (self.base / f"cli-{n}.log").read_text() for n in self.procs}
             self._result = dict(roots=self.roots, rc={n: p.returncode for n, p in self.procs.items()}, logs=logs,
-                                stats=stats, seconds=seconds)
+                                stats=stats, seconds=seconds, both_running_s=self.both_running_s)
         return self._result
 
     def stop(self) -> None:
@@ -468,8 +468,10 @@ def test_two_runs_share_one_global_concurrency_limit_of_4(two_runs_one_quota, de
     log = [e for e in r["stats"]["log"] if e["endpoint"] in ("chat", "embeddings")]
     by_run = {n: [(e["t_start"], e["t_end"]) for e in log if e["model"].endswith(f"-{n}")] for n in "ab"}
     assert by_run["a"] and by_run["b"], "both runs sent requests"
-    # the two runs were on the wire at the same time ...
-    assert any(sa < eb and sb < ea for sa, ea in by_run["a"] for sb, eb in by_run["b"]), "the runs did not overlap"
+    # the two flow runs were Running at the same time (seen through the Prefect API) ...
+    # (their requests need not interleave: a global limit is not fair, so one run may hold
+    # all 4 slots while the other waits for one, which is the quota doing its job)
+    assert r["both_running_s"] is not None, "the two flow runs were never Running at the same time"
     # ... each allowed 16 in flight, yet together never more than the quota's 4; and the quota was used
     assert _max_overlap(by_run["a"] + by_run["b"]) == 4
     assert r["stats"]["max_in_flight"] <= 4 + 2, "only the preflight's GET /models may come on top"
