@@ -17,25 +17,10 @@ import pyarrow.parquet as pq
 from graphrag_flow.storage.vectors import vector_schema
 from graphrag_flow.tables import SCHEMAS, VECTOR_FIELDS
 
+from graphrag_schema.arrow_types import canonical_type  # the rules the reference was written with
+
 REFERENCE = Path(__file__).parent / "graphrag_schema" / "graphrag_3_3_0.json"
 OURS = [["content_sha256", "string"], ["model", "string"]]
-
-
-def canonical_type(t: pa.DataType) -> str:
-    """Same rules as derive_schema.canonical_type (string == large_string; list element names ignored)."""
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "string"
-    if pa.types.is_fixed_size_list(t):
-        return f"fixed_size_list<{canonical_type(t.value_type)}>"
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return f"list<{canonical_type(t.value_type)}>"
-    if pa.types.is_struct(t):
-        return "struct<" + ", ".join(f"{f.name}: {canonical_type(f.type)}" for f in t) + ">"
-    if pa.types.is_float64(t):
-        return "float64"
-    if pa.types.is_float32(t):
-        return "float32"
-    return str(t)
 
 
 def reference() -> dict:
