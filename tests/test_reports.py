@@ -23,7 +23,7 @@ def _community():
             "weight": [3.0, 5.0],
         }
     )
-    return members, rels
+    return members.to_dict("records"), rels.to_dict("records")
 
 
 def test_offline_report_has_title_summary_rating_and_findings_from_the_graph():
@@ -46,7 +46,7 @@ def test_full_content_is_graphrag_markdown():
 
 def test_report_context_is_trimmed_to_the_token_budget():
     members, rels = _community()
-    big = pd.concat([members] * 200, ignore_index=True)
+    big = members * 200
     full = report_context(big, rels, ["# Sub report\nabout things"], max_tokens=100_000)
     small = report_context(big, rels, ["# Sub report\nabout things"], max_tokens=200)
     from graphrag_flow.chunking import count_tokens

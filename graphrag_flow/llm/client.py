@@ -64,6 +64,11 @@ LATENCY_WINDOW = 256
 CHECK_TIMEOUT_S = 10.0
 #: A Retry-After longer than this is capped (a misbehaving proxy must not park the run).
 MAX_RETRY_AFTER_S = 300.0
+#: Connections per httpx pool. httpcore scans every connection of its pool on each request
+#: (a readability syscall and getpeername per idle connection), so one pool of 64 spent more
+#: CPU choosing a connection than sending (benchmarks/llm_throughput.py, py-spy): the client
+#: spreads `max_concurrency` over pools of at most this many connections.
+CONNECTIONS_PER_POOL = 8
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
@@ -182,7 +187,8 @@ class OpenAICompatibleClient:
         self._budget = _Budget(settings.max_retries, settings.request_timeout_s)
         self._latencies: dict[str, deque[float]] = {}
         self._embedding_dim: int | None = settings.embedding_dimensions
-        self._http: httpx.AsyncClient | None = None
+        self._http: list[httpx.AsyncClient] | None = None
+        self._pool_load: list[int] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._active = 0
         self._idle: asyncio.Event | None = None
@@ -219,14 +225,21 @@ class OpenAICompatibleClient:
         # request, must not queue behind LanceDB merges and pandas work in the default pool
         # (that queueing held requests off the wire while their limiter slots sat empty).
         self._cache_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answer-cache")
-        self._http = httpx.AsyncClient(
-            base_url=self._api_base + "/",
-            headers=headers,
-            limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
-            timeout=httpx.Timeout(connect=min(10.0, rt), read=rt, write=min(30.0, rt), pool=rt),
-            follow_redirects=False,
-            verify=verify,
-        )
+        timeout = httpx.Timeout(connect=min(10.0, rt), read=rt, write=min(30.0, rt), pool=rt)
+        pools = math.ceil(n / CONNECTIONS_PER_POOL)
+        sizes = [n // pools + (1 if i < n % pools else 0) for i in range(pools)]
+        self._http = [
+            httpx.AsyncClient(
+                base_url=self._api_base + "/",
+                headers=headers,
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                timeout=timeout,
+                follow_redirects=False,
+                verify=verify,
+            )
+            for size in sizes
+        ]
+        self._pool_load = [0] * pools
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -236,15 +249,15 @@ class OpenAICompatibleClient:
             if self._idle is not None:
                 await self._idle.wait()
         finally:
-            http, self._http = self._http, None
-            if http is not None:
+            pools, self._http = self._http, None
+            for http in pools or ():
                 await asyncio.shield(http.aclose())
             pool, self._cache_thread = self._cache_thread, None
             if pool is not None:
                 pool.shutdown(wait=False)  # idle by now: every call that used it has finished
 
     @asynccontextmanager
-    async def _call(self) -> AsyncIterator[httpx.AsyncClient]:
+    async def _call(self) -> AsyncIterator[None]:
         """Marks one public call as in flight, so `__aexit__` closes only after it is done."""
         if self._http is None or self._idle is None:
             raise RuntimeError("open the client with `async with client:` before calling it")
@@ -255,7 +268,7 @@ class OpenAICompatibleClient:
         self._active += 1
         self._idle.clear()
         try:
-            yield self._http
+            yield
         finally:
             self._active -= 1
             if self._active == 0:
@@ -494,10 +507,17 @@ class OpenAICompatibleClient:
                 adaptive = self._adaptive_deadline(kind)
                 if adaptive is not None:
                     limit = min(hard, adaptive * (2 ** deadline_hits))
-                started = time.monotonic()
-                async with asyncio.timeout(limit):
-                    response = await self._http.request(method, path, json=body)
-                latency = time.monotonic() - started
+                # The least busy pool: the limiter keeps the total within the pools' sum, so
+                # a request never waits inside httpx for a connection.
+                pool = min(range(len(self._http)), key=self._pool_load.__getitem__)
+                self._pool_load[pool] += 1
+                try:
+                    started = time.monotonic()
+                    async with asyncio.timeout(limit):
+                        response = await self._http[pool].request(method, path, json=body)
+                    latency = time.monotonic() - started
+                finally:
+                    self._pool_load[pool] -= 1
         except TimeoutError:
             if limit < hard:
                 raise _Retryable("deadline", f"no answer within the adaptive deadline ({limit:.2f}s, "

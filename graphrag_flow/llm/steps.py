@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-import pandas as pd
 
 from graphrag_flow.chunking import get_encoding
 from graphrag_flow.extraction import ExtractOne
@@ -78,10 +77,10 @@ def llm_summarizer(client: "OpenAICompatibleClient", prompt: str) -> SummarizeOn
 
 
 def llm_reporter(client: "OpenAICompatibleClient", prompt: str, max_input_tokens: int) -> ReportOne:
-    async def report_one(members: pd.DataFrame, rels: pd.DataFrame, sub_reports: list[str]):
-        # pandas and the tokenizer take tens of ms per community: off the loop serving requests.
+    async def report_one(members: list[dict], rels: list[dict], sub_reports: list[str]):
+        # The tokenizer takes ms per large community: off the loop serving requests.
         context = await asyncio.to_thread(report_context, members, rels, sub_reports, max_input_tokens)
-        item = f"community report of {', '.join(members['title'].head(3))}"
+        item = f"community report of {', '.join(m['title'] for m in members[:3])}"
         answer: CommunityReportAnswer = await client.chat("reports", "community_report", _messages(prompt, context), item)
         return answer, sha256_text(context)
 
