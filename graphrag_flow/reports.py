@@ -160,8 +160,12 @@ async def build_reports(
     concurrency: int,
     progress: StageProgress,
 ) -> tuple[pd.DataFrame, list[ItemFailedError]]:
-    """One report per community, deepest level first so parents can use their children's.
+    """One report per community; each starts as soon as its own sub-communities have theirs.
 
+    A parent's context leads with its children's reports, so it waits for them, but only for
+    them: not for the whole level below (a level barrier left the limit idle while one slow
+    request finished, and every level paid that tail again). The result is the same in any
+    order, since a report depends only on its community and its children's reports.
     `report_one` returns the answer and the sha256 of the material it was made from, which
     becomes the row's `content_sha256`.
     """
@@ -172,39 +176,46 @@ async def build_reports(
     failures: list[ItemFailedError] = []
     rows: dict[int, dict] = {}
     limit = asyncio.Semaphore(max(1, concurrency))
+    done = {int(c): asyncio.Event() for c in communities["community"]}
 
     async def one(row) -> None:
-        async with limit:
-            members = [ent_by_id[i] for i in row.entity_ids]
-            rels = [rel_by_id[i] for i in row.relationship_ids]
-            subs = [rows[c]["full_content"] for c in row.children if c in rows]
-            try:
-                answer, material = await report_one(members, rels, subs)
-            except ItemFailedError as exc:
-                failures.append(exc)
+        children = [int(c) for c in row.children if int(c) in done]
+        for child in children:  # waited for without a slot, so waiting never starves the work
+            await done[child].wait()
+        try:
+            async with limit:
+                members = [ent_by_id[i] for i in row.entity_ids]
+                rels = [rel_by_id[i] for i in row.relationship_ids]
+                subs = [rows[c]["full_content"] for c in children if c in rows]
+                try:
+                    answer, material = await report_one(members, rels, subs)
+                except ItemFailedError as exc:
+                    failures.append(exc)
+                    progress.advance()
+                    return
+                rows[int(row.community)] = {
+                    "id": report_id(row.id),
+                    "community": int(row.community),
+                    "level": int(row.level),
+                    "parent": int(row.parent),
+                    "children": list(row.children),
+                    "title": answer.title,
+                    "summary": answer.summary,
+                    "full_content": render_full_content(answer),
+                    "rank": float(answer.rating),
+                    "rating_explanation": answer.rating_explanation,
+                    "findings": [f.model_dump() for f in answer.findings],
+                    "full_content_json": answer_json(answer),
+                    "period": row.period,
+                    "size": int(row.size),
+                    "content_sha256": material,
+                }
                 progress.advance()
-                return
-            rows[int(row.community)] = {
-                "id": report_id(row.id),
-                "community": int(row.community),
-                "level": int(row.level),
-                "parent": int(row.parent),
-                "children": list(row.children),
-                "title": answer.title,
-                "summary": answer.summary,
-                "full_content": render_full_content(answer),
-                "rank": float(answer.rating),
-                "rating_explanation": answer.rating_explanation,
-                "findings": [f.model_dump() for f in answer.findings],
-                "full_content_json": answer_json(answer),
-                "period": row.period,
-                "size": int(row.size),
-                "content_sha256": material,
-            }
-            progress.advance()
+        finally:
+            done[int(row.community)].set()  # a failed child still releases its parent
 
-    for level in sorted(communities["level"].unique(), reverse=True):
-        at_level = communities[communities["level"] == level]
-        await gather_fatal_first(one(r) for r in at_level.itertuples())
+    # Deepest first, so with a small limit the slots go to the work that unblocks the most.
+    ordered = communities.sort_values(["level", "community"], ascending=[False, True])
+    await gather_fatal_first(one(r) for r in ordered.itertuples())
     frame = pd.DataFrame([rows[k] for k in sorted(rows)])
     return frame, failures

@@ -53,3 +53,54 @@ def test_report_context_is_trimmed_to_the_token_budget():
 
     assert count_tokens(small) <= 200 < count_tokens(full)
     assert small.startswith("-----Sub-community reports-----")
+
+
+def _hierarchy():
+    """Two trees: 0 <- 2 and 1 <- 3 (level 1 under level 0), one entity each."""
+    entities = pd.DataFrame({
+        "id": [f"e{i}" for i in range(4)], "title": [f"ENTITY {i}" for i in range(4)], "type": ["CONCEPT"] * 4,
+        "description": [f"Entity {i}." for i in range(4)], "degree": [1] * 4, "frequency": [1] * 4,
+    })
+    relationships = pd.DataFrame({"id": ["r0"], "source": ["ENTITY 0"], "target": ["ENTITY 2"],
+                                  "description": ["Entity 0 contains entity 2."], "weight": [1.0]})
+    communities = pd.DataFrame({
+        "id": [f"c{i}" for i in range(4)], "community": [0, 1, 2, 3], "level": [0, 0, 1, 1],
+        "parent": [-1, -1, 0, 1], "children": [[2], [3], [], []],
+        "entity_ids": [["e0", "e2"], ["e1", "e3"], ["e2"], ["e3"]],
+        "relationship_ids": [["r0"], [], [], []], "period": ["2024-01-01"] * 4, "size": [2, 2, 1, 1],
+    })
+    return communities, entities, relationships
+
+
+def test_a_parent_report_waits_for_its_own_children_only_and_reads_their_reports():
+    import asyncio
+
+    from graphrag_flow.progress import StageProgress
+    from graphrag_flow.reports import build_reports, offline_report
+
+    communities, entities, relationships = _hierarchy()
+    parent_0_started = None
+    seen_subs: dict[str, list[str]] = {}
+
+    async def report_one(members, rels, subs):
+        titles = {m["title"] for m in members}
+        seen_subs[min(titles)] = subs
+        if titles == {"ENTITY 0", "ENTITY 2"}:
+            parent_0_started.set()
+        if titles == {"ENTITY 3"}:
+            # With a level barrier community 0 could not start before this level-1 report
+            # finishes, and this would time out.
+            await asyncio.wait_for(parent_0_started.wait(), timeout=5)
+        return offline_report(members, rels), "sha"
+
+    async def main():
+        nonlocal parent_0_started
+        parent_0_started = asyncio.Event()
+        return await build_reports(communities, entities, relationships, report_one, 4, StageProgress("reports", 4))
+
+    frame, failures = asyncio.run(main())
+    assert not failures and sorted(frame["community"]) == [0, 1, 2, 3]
+    by_community = dict(zip(frame["community"], frame["full_content"]))
+    assert seen_subs["ENTITY 0"] == [by_community[2]], "a parent's context leads with its child's report"
+    assert seen_subs["ENTITY 1"] == [by_community[3]]
+    assert seen_subs["ENTITY 2"] == [] and seen_subs["ENTITY 3"] == []
