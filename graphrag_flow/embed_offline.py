@@ -34,6 +34,7 @@ sum. The tests assert this, because the flow resumes partway and must reproduce 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import threading
@@ -57,9 +58,12 @@ MAX_TOKENS = 256
 #: ``mean_windows`` embeds at most this many windows of a text (16 x 254 = 4,064 word pieces,
 #: ~3,000 words); text past the last window is ignored, which bounds the cost of one huge text.
 MAX_WINDOWS = 16
-#: Sequences per onnxruntime call. Texts are sorted by length first, so a sub-batch wastes little
-#: on padding; 32 keeps the activation tensors small (32 x 256 x 1536 floats = 50 MB at most).
-SUB_BATCH = 32
+#: Sequences per onnxruntime call at most ...
+SUB_BATCH = 256
+#: ... and padded word pieces per call (rows x width) at most. onnxruntime's CPU arena keeps
+#: the largest activations it has seen: 32 x 256 per call grew the process by 1.3 GB, 4,096
+#: pieces per call by ~370 MB, at the same speed (9-10k pieces/s on 2 cores, measured).
+SUB_BATCH_TOKENS = 4096
 
 LongText = Literal["truncate", "mean_windows"]
 _LONG_TEXT_MODES = ("truncate", "mean_windows")
@@ -99,6 +103,10 @@ class _Loaded:
     cls_id: int
     sep_id: int
     tokenizer_lock: threading.Lock
+    #: Held around each model run of a session that uses every core (threads=None): the three
+    #: embed fields run side by side, and concurrent runs only oversubscribed the 2 cores while
+    #: each grew its own activation buffers (a 4.7 GB peak on the peps benchmark).
+    run_lock: threading.Lock | None
 
 
 _load_lock = threading.Lock()
@@ -125,7 +133,8 @@ def _load(threads: int | None) -> _Loaded:
             tokenizer.no_padding()
             tokenizer.no_truncation()
             _loaded[threads] = _Loaded(
-                session, tokenizer, tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]"), threading.Lock()
+                session, tokenizer, tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]"), threading.Lock(),
+                threading.Lock() if not threads else None,
             )
         return _loaded[threads]
 
@@ -156,12 +165,17 @@ class OfflineEmbedder:
         self._cls = loaded.cls_id
         self._sep = loaded.sep_id
         self._tokenizer_lock = loaded.tokenizer_lock  # shared by every embedder using this tokenizer
+        self._run_lock = loaded.run_lock or contextlib.nullcontext()
 
     def _pieces(self, texts: Sequence[str]) -> list[list[int]]:
         """Word-piece ids of each text, without [CLS]/[SEP] and untruncated."""
         with self._tokenizer_lock:
             encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
         return [e.ids for e in encodings]
+
+    def piece_counts(self, texts: Sequence[str]) -> list[int]:
+        """Word pieces per text, without [CLS]/[SEP] (what batching by length sorts on)."""
+        return [len(ids) for ids in self._pieces(texts)]
 
     def count_tokens(self, text: str) -> int:
         """Word pieces of ``text`` with [CLS]/[SEP], before any truncation: more than
@@ -179,26 +193,34 @@ class OfflineEmbedder:
     def _run(self, sequences: list[list[int]]) -> np.ndarray:
         """Mean-pooled (not yet normalised) vectors of token sequences, in input order.
 
-        Sorted by length and cut into sub-batches padded to their longest member: far less padding
-        than one batch padded to 256, and a row's result does not depend on its batch (see the
-        module docstring). Pooling slices each row to its real length rather than multiplying by
-        the mask, so the sum over positions is the same arithmetic whatever the padding.
+        Sorted by length and cut into sub-batches padded to their longest member (at most
+        ``SUB_BATCH`` rows and ``SUB_BATCH_TOKENS`` padded pieces): far less padding than one batch
+        padded to 256, and a row's result does not depend on its batch (see the module docstring).
+        Pooling slices each row to its real length rather than multiplying by the mask, so the sum
+        over positions is the same arithmetic whatever the padding.
         """
         out = np.empty((len(sequences), self.dimension), dtype=np.float32)
         # Stable sort on (length, index): the sub-batches are a function of the input alone.
         order = sorted(range(len(sequences)), key=lambda i: (len(sequences[i]), i))
-        for start in range(0, len(order), SUB_BATCH):
-            rows = order[start : start + SUB_BATCH]
+        start = 0
+        while start < len(order):
+            end = start + 1  # ascending lengths: the last row taken sets the padded width
+            while (end < len(order) and end - start < SUB_BATCH
+                   and (end - start + 1) * len(sequences[order[end]]) <= SUB_BATCH_TOKENS):
+                end += 1
+            rows = order[start:end]
+            start = end
             width = len(sequences[rows[-1]])
             ids = np.zeros((len(rows), width), dtype=np.int64)  # 0 = [PAD]
             mask = np.zeros((len(rows), width), dtype=np.int64)
             for r, i in enumerate(rows):
                 ids[r, : len(sequences[i])] = sequences[i]
                 mask[r, : len(sequences[i])] = 1
-            hidden = self._session.run(
-                ["last_hidden_state"],
-                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
-            )[0]
+            with self._run_lock:
+                hidden = self._session.run(
+                    ["last_hidden_state"],
+                    {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+                )[0]
             for r, i in enumerate(rows):
                 out[i] = hidden[r, : len(sequences[i])].mean(axis=0, dtype=np.float64)
         return out

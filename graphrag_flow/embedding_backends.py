@@ -10,7 +10,7 @@ from graphrag_flow.config import Settings
 
 #: Texts per offline batch: big enough to keep the model busy, small enough that a kill
 #: loses seconds of work (each batch is merged into LanceDB before the next is taken).
-OFFLINE_BATCH_SIZE = 64
+OFFLINE_BATCH_SIZE = 128
 
 
 class OfflineBackend:
@@ -26,7 +26,17 @@ class OfflineBackend:
         self.dimension = self._embedder.dimension
 
     def plan(self, texts: list[str]) -> list[list[int]]:
-        return [list(range(i, min(i + OFFLINE_BATCH_SIZE, len(texts)))) for i in range(0, len(texts), OFFLINE_BATCH_SIZE)]
+        """Batches of texts of similar length (shortest first), so the model pads little.
+
+        In input order, a batch of entity descriptions mixed 10- and 250-piece texts and the
+        model spent half its time on padding. Sorted on the word pieces the model will see
+        (tokenizing 20k texts takes about a second, in the stage's worker thread). Batch
+        composition does not change a vector (embed_offline's docstring), and the plan is a
+        function of the texts alone, so a resumed run plans the same batches for what is left.
+        """
+        counts = self._embedder.piece_counts(texts)
+        order = sorted(range(len(texts)), key=lambda i: (min(counts[i], self._embedder.max_tokens), i))
+        return [order[i : i + OFFLINE_BATCH_SIZE] for i in range(0, len(order), OFFLINE_BATCH_SIZE)]
 
     async def embed_batch(self, texts: list[str], item: str) -> np.ndarray:
         return await asyncio.to_thread(self._embedder.embed, texts)
