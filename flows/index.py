@@ -12,6 +12,7 @@ Run it by hand: `graphrag-flow index --root DIR`, or `python -m flows.index DIR`
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -21,11 +22,11 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from graphrag_flow.aio import gather_fatal_first
+from graphrag_flow.aio import frozen_heap, gather_fatal_first
 from graphrag_flow.config import Settings, load_settings
 from graphrag_flow.errors import GraphragFlowError
 from graphrag_flow.hashing import CODE_VERSION
-from graphrag_flow.incremental import document_delta, read_last_run, run_changes
+from graphrag_flow.incremental import LastRun, document_delta, read_last_run, run_changes
 from graphrag_flow.llm.answer_cache import AnswerCache
 from graphrag_flow.llm.limiter import RequestLimiter
 from graphrag_flow.llm.stats import LLMStats
@@ -141,6 +142,14 @@ async def index(
     llm_report = llm_identity(settings, root_path, "community_report") | {
         "report_max_input_tokens": settings.llm.report_max_input_tokens
     }
+    with frozen_heap():  # no 0.4 s garbage-collector pauses on the loop serving requests
+        return await _index_stages(resources, last_run, llm_extract, llm_summary, llm_report, logger)
+
+
+async def _index_stages(resources: RunResources, last_run: LastRun, llm_extract: dict, llm_summary: dict,
+                        llm_report: dict, logger: logging.Logger | logging.LoggerAdapter) -> dict:
+    """The stages of one run, on the resources `index` opened for it."""
+    root_path, settings, full = resources.root, resources.settings, resources.full
     async with observed_run(resources) as run:  # progress artifacts; a summary artifact even on failure
         stages = _Stages(run)
         documents = await load_stage()

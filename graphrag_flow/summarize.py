@@ -68,29 +68,40 @@ async def summarize_descriptions(
     concurrency: int,
     progress: StageProgress,
 ) -> tuple[dict[str, pd.DataFrame], list[ItemFailedError]]:
-    """Give every entity and relationship candidate one `description` (in place of `descriptions`)."""
+    """Give every entity and relationship candidate one `description` (in place of `descriptions`).
+
+    Entities and relationships go through one pool of work, not one kind after the other:
+    the relationships would otherwise wait for the slowest entity request.
+    """
     failures: list[ItemFailedError] = []
     limit = asyncio.Semaphore(max(1, concurrency))
-    out: dict[str, pd.DataFrame] = {}
+    names: dict[str, list[str]] = {}
+    results: dict[str, list[str | None]] = {}
     for kind, frame in frames.items():
-        names = (
+        names[kind] = (
             frame["title"].tolist()
             if kind == "entities"
             else [f"{s} -> {t}" for s, t in zip(frame["source"], frame["target"])]
         )
-        results: list[str | None] = [None] * len(frame)
+        results[kind] = [None] * len(frame)
 
-        async def one(i: int, name: str, descriptions: list[str]) -> None:
-            async with limit:
-                try:
-                    results[i] = await summarize_one(name, list(descriptions))
-                except ItemFailedError as exc:
-                    failures.append(exc)
-                progress.advance()
+    async def one(kind: str, i: int, name: str, descriptions: list[str]) -> None:
+        async with limit:
+            try:
+                results[kind][i] = await summarize_one(name, list(descriptions))
+            except ItemFailedError as exc:
+                failures.append(exc)
+            progress.advance()
 
-        await gather_fatal_first(one(i, n, d) for i, (n, d) in enumerate(zip(names, frame["descriptions"])))
+    await gather_fatal_first(
+        one(kind, i, n, d)
+        for kind, frame in frames.items()
+        for i, (n, d) in enumerate(zip(names[kind], frame["descriptions"]))
+    )
+    out: dict[str, pd.DataFrame] = {}
+    for kind, frame in frames.items():
         done = frame.drop(columns=["descriptions"]).copy()
-        done["description"] = [r if r is not None else "" for r in results]
-        done["content_sha256"] = [sha256_json([n, list(d)]) for n, d in zip(names, frame["descriptions"])]
+        done["description"] = [r if r is not None else "" for r in results[kind]]
+        done["content_sha256"] = [sha256_json([n, list(d)]) for n, d in zip(names[kind], frame["descriptions"])]
         out[kind] = done
     return out, failures

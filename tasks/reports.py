@@ -41,7 +41,10 @@ async def reports_stage(
             if client is None:
                 reporter, concurrency = offline_reporter(), 1
             else:
+                from graphrag_flow.chunking import get_encoding
                 from graphrag_flow.llm.steps import items_in_progress, llm_reporter
+
+                await asyncio.to_thread(get_encoding)  # loads its BPE file once: not on the loop
 
                 reporter = llm_reporter(client, prompt("community_report"), run.settings.llm.report_max_input_tokens)
                 concurrency = items_in_progress(run.settings.llm.max_concurrency)

@@ -57,7 +57,13 @@ MIN_LATENCY_SAMPLES = 20
 #: An attempt may take this many times the observed p95 latency of its kind ...
 DEADLINE_P95_FACTOR = 4.0
 #: ... but never less than this (a fast server's jitter must not cause retries).
-DEADLINE_FLOOR_S = 1.0
+DEADLINE_FLOOR_S = 0.5
+#: An item's first retry after a dropped connection or a hung request waits at most this
+#: long (random): neither says the server is overloaded (a stale keep-alive connection, one
+#: lost request), and at a stage's end that one item is all the run waits for. A second
+#: failure of the item backs off exponentially as usual.
+QUICK_RETRY_S = 0.1
+QUICK_RETRY_KINDS = frozenset({"disconnect", "deadline"})
 #: Latencies kept per kind: recent enough to follow a server that slows down.
 LATENCY_WINDOW = 256
 #: `check()` must answer in seconds even against a hung server.
@@ -490,7 +496,12 @@ class OpenAICompatibleClient:
                 raise self._fail(stage, item, f"{failure.reason} (gave up after {attempt + 1} attempt(s))")
             attempt += 1
             self._stats.retry(stage, failure.kind)
-            delay = failure.wait if failure.wait is not None else self._backoff(attempt)
+            if failure.wait is not None:
+                delay = failure.wait
+            elif attempt == 1 and failure.kind in QUICK_RETRY_KINDS:
+                delay = random.uniform(0.0, QUICK_RETRY_S)
+            else:
+                delay = self._backoff(attempt)
             log.debug("%s %s: %s; retry %d/%d in %.2fs", stage, item, failure.reason, attempt, budget.retries, delay)
             await asyncio.sleep(delay)
 
@@ -568,7 +579,7 @@ class OpenAICompatibleClient:
         self._latencies.setdefault(kind, deque(maxlen=LATENCY_WINDOW)).append(latency)
 
     def _adaptive_deadline(self, kind: str) -> float | None:
-        """max(4 x p95, 1 s) of recent successful latencies of this kind, once there are 20."""
+        """max(4 x p95, 0.5 s) of recent successful latencies of this kind, once there are 20."""
         samples = self._latencies.get(kind)
         if not samples or len(samples) < MIN_LATENCY_SAMPLES:
             return None
