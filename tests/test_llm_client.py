@@ -113,6 +113,30 @@ def test_hangs_end_by_adaptive_deadline_not_full_timeouts():
     assert elapsed < 10, elapsed
 
 
+def test_the_adaptive_deadline_carries_over_to_the_next_stage_client():
+    # Every stage opens its own client; the latencies the first one saw must end a hang in the
+    # next one at once, not after request_timeout_s (5 s here).
+    stats = LLMStats()
+    with FakeOpenAIServer(FakeConfig(latency_s=0.01)) as srv:
+
+        async def main():
+            async with client_for(srv.base_url, stats=stats, request_timeout_s=5.0) as first:
+                for i in range(25):
+                    await first.embed("embed-a", [f"warm {i}"], f"warm {i}")
+            srv.configure(p_hang=1.0)
+            async with client_for(srv.base_url, stats=stats, request_timeout_s=5.0) as second:
+                call = asyncio.create_task(second.embed("embed-b", ["after the hang"], "batch 0"))
+                await asyncio.sleep(0.2)
+                srv.configure(p_hang=0.0)
+                start = time.monotonic()
+                await call
+                return time.monotonic() - start + 0.2
+
+        elapsed = asyncio.run(main())
+    assert stats.get("embed-b").retry_reasons == {"deadline": 1}
+    assert elapsed < 1.5, elapsed  # max(4 x p95, 0.5 s) plus a quick retry, not 5 s
+
+
 def test_429_waits_retry_after_and_is_counted():
     stats = LLMStats()
     with FakeOpenAIServer(FakeConfig(latency_s=0.0, p_429=1.0, retry_after_s=1)) as srv:

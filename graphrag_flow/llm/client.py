@@ -27,7 +27,6 @@ import sqlite3
 import ssl
 import time
 from array import array
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -61,11 +60,9 @@ DEADLINE_FLOOR_S = 0.5
 #: An item's first retry after a dropped connection or a hung request waits at most this
 #: long (random): neither says the server is overloaded (a stale keep-alive connection, one
 #: lost request), and at a stage's end that one item is all the run waits for. A second
-#: failure of the item backs off exponentially as usual.
+#: failure of the same kind backs off exponentially as usual.
 QUICK_RETRY_S = 0.1
 QUICK_RETRY_KINDS = frozenset({"disconnect", "deadline"})
-#: Latencies kept per kind: recent enough to follow a server that slows down.
-LATENCY_WINDOW = 256
 #: `check()` must answer in seconds even against a hung server.
 CHECK_TIMEOUT_S = 10.0
 #: A Retry-After longer than this is capped (a misbehaving proxy must not park the run).
@@ -191,7 +188,6 @@ class OpenAICompatibleClient:
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self._budget = _Budget(settings.max_retries, settings.request_timeout_s)
-        self._latencies: dict[str, deque[float]] = {}
         self._embedding_dim: int | None = settings.embedding_dimensions
         self._http: list[httpx.AsyncClient] | None = None
         self._pool_load: list[int] = []
@@ -484,6 +480,10 @@ class OpenAICompatibleClient:
         """
         attempt = 0
         deadline_hits = 0
+        # Backoff grows with the failures of one kind, not with every attempt: a disconnect,
+        # then a 429 (paced by its Retry-After), then a hang are three unrelated events, and
+        # backing off 1-2 s after the third (0.5 s x 2^2) held a stage's last item for 2 s.
+        by_kind: dict[str, int] = {}
         while True:
             self._stats.request(stage)
             try:
@@ -496,12 +496,13 @@ class OpenAICompatibleClient:
                 raise self._fail(stage, item, f"{failure.reason} (gave up after {attempt + 1} attempt(s))")
             attempt += 1
             self._stats.retry(stage, failure.kind)
+            n = by_kind[failure.kind] = by_kind.get(failure.kind, 0) + 1
             if failure.wait is not None:
                 delay = failure.wait
-            elif attempt == 1 and failure.kind in QUICK_RETRY_KINDS:
+            elif n == 1 and failure.kind in QUICK_RETRY_KINDS:
                 delay = random.uniform(0.0, QUICK_RETRY_S)
             else:
-                delay = self._backoff(attempt)
+                delay = self._backoff(n)
             log.debug("%s %s: %s; retry %d/%d in %.2fs", stage, item, failure.reason, attempt, budget.retries, delay)
             await asyncio.sleep(delay)
 
@@ -576,12 +577,12 @@ class OpenAICompatibleClient:
         return ceiling * random.uniform(0.5, 1.0)
 
     def _record_latency(self, kind: str, latency: float) -> None:
-        self._latencies.setdefault(kind, deque(maxlen=LATENCY_WINDOW)).append(latency)
+        self._stats.latency(kind, latency)  # shared by the run's clients (see LLMStats)
 
     def _adaptive_deadline(self, kind: str) -> float | None:
         """max(4 x p95, 0.5 s) of recent successful latencies of this kind, once there are 20."""
-        samples = self._latencies.get(kind)
-        if not samples or len(samples) < MIN_LATENCY_SAMPLES:
+        samples = self._stats.latencies(kind)
+        if len(samples) < MIN_LATENCY_SAMPLES:
             return None
         ordered = sorted(samples)
         p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]

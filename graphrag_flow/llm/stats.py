@@ -7,7 +7,7 @@ threading.Lock costs well under a microsecond uncontended, so it is safe in both
 from __future__ import annotations
 
 import threading
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 
 
@@ -23,12 +23,30 @@ class StageCounters:
     warnings: list[str] = field(default_factory=list)
 
 
+#: Successful latencies kept per request kind: recent enough to follow a server that slows down.
+LATENCY_WINDOW = 256
+
+
 class LLMStats:
-    """Counters keyed by stage name; updated from the event loop or worker threads."""
+    """Counters keyed by stage name; updated from the event loop or worker threads.
+
+    Also the run's recent latencies per request kind (chat, embeddings), which the clients'
+    adaptive deadline reads: every stage opens its own client, and with per-client samples a
+    hang early in a stage (before 20 samples) waited the full request_timeout_s.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.stages: dict[str, StageCounters] = defaultdict(StageCounters)
+        self._latencies: dict[str, deque[float]] = {}
+
+    def latency(self, kind: str, seconds: float) -> None:
+        with self._lock:
+            self._latencies.setdefault(kind, deque(maxlen=LATENCY_WINDOW)).append(seconds)
+
+    def latencies(self, kind: str) -> list[float]:
+        with self._lock:
+            return list(self._latencies.get(kind, ()))
 
     def request(self, stage: str) -> None:
         with self._lock:
