@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -35,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "peps"
 sys.path.insert(0, str(REPO))
 
+from tests.processes import kill_group, start_prefect_server  # noqa: E402
 from tests.fake_openai import fetch_stats, reset_remote, start_fake_server_process, stop_fake_server_process  # noqa: E402
 
 RUNNER = r"""
@@ -65,25 +65,14 @@ def prefect_server(home: Path, port: int = 4297) -> Iterator[str]:
     home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
     log = open(home / "server.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    api = f"http://127.0.0.1:{port}/api"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(api + "/health", timeout=5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"prefect server did not start; see {home / 'server.log'}")
-                time.sleep(1)
+        proc, api = start_prefect_server(env, port, timeout_s=180, log=log)
+    except RuntimeError as exc:
+        raise SystemExit(f"{exc}; see {home / 'server.log'}") from None
+    try:
         yield api
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(30)
+        kill_group(proc)
         log.close()
 
 

@@ -17,12 +17,10 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -33,6 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from graphrag_flow.storage.vectors import VectorTable  # noqa: E402
 from graphrag_flow.tables import SCHEMAS, VECTOR_FIELDS  # noqa: E402
+from tests.processes import free_port, kill_group, start_prefect_server  # noqa: E402
 from tests.fake_openai import (  # noqa: E402
     fetch_stats, reset_remote, start_fake_server_process, stop_fake_server_process,
 )
@@ -52,31 +51,9 @@ def _env(home: Path, api_url: str) -> dict[str, str]:
 
 
 def _start_prefect(home: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/api"
-    env = _env(home, url) | {"PREFECT_SERVER_API_PORT": str(port)}
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2):
-                return proc, url
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("prefect server did not start")
-            time.sleep(0.3)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(30)
+    port = free_port()
+    env = _env(home, f"http://127.0.0.1:{port}/api") | {"PREFECT_SERVER_API_PORT": str(port)}
+    return start_prefect_server(env, port, timeout_s=180)
 
 
 class Bench:
@@ -103,7 +80,7 @@ class Bench:
         start = time.monotonic()
         proc = self._start(root)
         out, err = proc.communicate()
-        _kill_group(proc)
+        kill_group(proc)
         if proc.returncode != 0:
             raise SystemExit(f"index of {root} failed ({proc.returncode}):\n{out[-2000:]}{err[-2000:]}")
         return fetch_stats(self.base_url), time.monotonic() - start
@@ -122,7 +99,7 @@ class Bench:
                     raise SystemExit(f"the run finished before {embeddings_done} embedding requests")
                 time.sleep(0.02)
         finally:
-            _kill_group(proc)
+            kill_group(proc)
             proc.communicate()
         time.sleep(0.3)
         return fetch_stats(self.base_url), kill_t
@@ -214,7 +191,7 @@ def main() -> None:
         )
         print(json.dumps(result, indent=2))
     finally:
-        _kill_group(prefect)
+        kill_group(prefect)
         stop_fake_server_process(fake)
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 import yaml
+
+from tests.processes import free_port, kill_group, start_prefect_server  # noqa: F401  (fixtures' helpers)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -78,21 +76,6 @@ def run_cli(args: list[str], prefect_home: Path, timeout: float = 600, **env: st
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL a process started with start_new_session=True and everything it started."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(30)
-
-
 @contextmanager
 def prefect_server(home: Path) -> Iterator[tuple[Path, str]]:
     """A real `prefect server` on a free port with its own PREFECT_HOME: CLI runs given its
@@ -100,20 +83,8 @@ def prefect_server(home: Path) -> Iterator[tuple[Path, str]]:
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = cli_env(home, PREFECT_API_URL=url, PREFECT_SERVER_API_PORT=str(port), PREFECT_SERVER_API_HOST="127.0.0.1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
+    proc, url = start_prefect_server(env, port)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2):
-                    break
-            except OSError:
-                assert proc.poll() is None, f"prefect server exited with {proc.returncode}"
-                assert time.monotonic() < deadline, "prefect server did not answer /api/health in 120 s"
-                time.sleep(0.3)
         yield home, url
     finally:
         kill_group(proc)
