@@ -32,7 +32,7 @@ from graphrag_flow.llm.limiter import RequestLimiter
 from graphrag_flow.llm.stats import LLMStats
 from graphrag_flow.storage.stages import StageRef, StageStore
 from tasks._common import RunResources, stage_key
-from tasks._llm import embedding_identity, is_offline, llm_identity
+from tasks._llm import is_offline, llm_identity
 from tasks.chunk import chunk_stage
 from tasks.communities import communities_stage
 from tasks.embed import embed_stage

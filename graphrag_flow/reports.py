@@ -48,6 +48,10 @@ def _by_strength(members: list[Member]) -> list[Member]:
     return sorted(members, key=lambda m: (-m["degree"], -m["frequency"], m["title"]))
 
 
+def _by_degree(members: list[Member]) -> list[Member]:
+    return sorted(members, key=lambda m: (-m["degree"], m["title"]))
+
+
 def _strongest(rels: list[Rel]) -> list[Rel]:
     return sorted(rels, key=lambda r: (-r["weight"], r["source"], r["target"]))
 
@@ -76,7 +80,7 @@ def offline_report(members: list[Member], rels: list[Rel]) -> CommunityReportAns
         for r in _strongest(rels)[:MAX_FINDINGS]
     ]
     if not findings:
-        for m in sorted(members, key=lambda m: (-m["degree"], m["title"]))[:MAX_FINDINGS]:
+        for m in _by_degree(members)[:MAX_FINDINGS]:
             findings.append(Finding(summary=m["title"].title(), explanation=cap_text(m["description"], 600) or m["title"]))
     total_degree = int(sum(m["degree"] for m in members))
     rating = round(min(10.0, 1.0 + 1.5 * math.log2(1 + len(members)) + 0.5 * math.log2(1 + total_degree)), 1)
@@ -109,7 +113,7 @@ def report_context(
         lines.extend(sub_reports)
     lines.append("-----Entities-----")
     lines.append("title,type,description")
-    for m in sorted(members, key=lambda m: (-m["degree"], m["title"])):
+    for m in _by_degree(members):
         lines.append(f"{m['title']},{m['type']},{m['description']}")
     lines.append("-----Relationships-----")
     lines.append("source,target,description,weight")
@@ -179,6 +183,7 @@ async def build_reports(
     done = {int(c): asyncio.Event() for c in communities["community"]}
 
     async def one(row) -> None:
+        community = int(row.community)
         children = [int(c) for c in row.children if int(c) in done]
         for child in children:  # waited for without a slot, so waiting never starves the work
             await done[child].wait()
@@ -191,28 +196,27 @@ async def build_reports(
                     answer, material = await report_one(members, rels, subs)
                 except ItemFailedError as exc:
                     failures.append(exc)
-                    progress.advance()
-                    return
-                rows[int(row.community)] = {
-                    "id": report_id(row.id),
-                    "community": int(row.community),
-                    "level": int(row.level),
-                    "parent": int(row.parent),
-                    "children": list(row.children),
-                    "title": answer.title,
-                    "summary": answer.summary,
-                    "full_content": render_full_content(answer),
-                    "rank": float(answer.rating),
-                    "rating_explanation": answer.rating_explanation,
-                    "findings": [f.model_dump() for f in answer.findings],
-                    "full_content_json": answer_json(answer),
-                    "period": row.period,
-                    "size": int(row.size),
-                    "content_sha256": material,
-                }
+                else:
+                    rows[community] = {
+                        "id": report_id(row.id),
+                        "community": community,
+                        "level": int(row.level),
+                        "parent": int(row.parent),
+                        "children": list(row.children),
+                        "title": answer.title,
+                        "summary": answer.summary,
+                        "full_content": render_full_content(answer),
+                        "rank": float(answer.rating),
+                        "rating_explanation": answer.rating_explanation,
+                        "findings": [f.model_dump() for f in answer.findings],
+                        "full_content_json": answer_json(answer),
+                        "period": row.period,
+                        "size": int(row.size),
+                        "content_sha256": material,
+                    }
                 progress.advance()
         finally:
-            done[int(row.community)].set()  # a failed child still releases its parent
+            done[community].set()  # a failed child still releases its parent
 
     # Deepest first, so with a small limit the slots go to the work that unblocks the most.
     ordered = communities.sort_values(["level", "community"], ascending=[False, True])

@@ -53,6 +53,16 @@ def texts(n: int, prefix: str = "text") -> list[str]:
     return [f"{prefix} {i}: Guido van Rossum wrote PEP {i} about Python number {i * 7}." for i in range(n)]
 
 
+async def seconds_with_reconfigure(call, srv, after_s: float, **knobs) -> float:
+    """Seconds `call` takes when the fake server is reconfigured (`knobs`) `after_s` into it."""
+    task = asyncio.create_task(call)
+    await asyncio.sleep(after_s)
+    srv.configure(**knobs)
+    start = time.monotonic()
+    await task
+    return time.monotonic() - start + after_s
+
+
 def messages(text: str) -> list[dict]:
     return [{"role": "system", "content": "Extract entities and relationships."}, {"role": "user", "content": text}]
 
@@ -125,12 +135,8 @@ def test_the_adaptive_deadline_carries_over_to_the_next_stage_client():
                     await first.embed("embed-a", [f"warm {i}"], f"warm {i}")
             srv.configure(p_hang=1.0)
             async with client_for(srv.base_url, stats=stats, request_timeout_s=5.0) as second:
-                call = asyncio.create_task(second.embed("embed-b", ["after the hang"], "batch 0"))
-                await asyncio.sleep(0.2)
-                srv.configure(p_hang=0.0)
-                start = time.monotonic()
-                await call
-                return time.monotonic() - start + 0.2
+                return await seconds_with_reconfigure(second.embed("embed-b", ["after the hang"], "batch 0"),
+                                                      srv, 0.2, p_hang=0.0)
 
         elapsed = asyncio.run(main())
     assert stats.get("embed-b").retry_reasons == {"deadline": 1}
@@ -143,12 +149,7 @@ def test_429_waits_retry_after_and_is_counted():
 
         async def main():
             async with client_for(srv.base_url, stats=stats) as c:
-                call = asyncio.create_task(c.embed("embed", ["x"], "batch 0"))
-                await asyncio.sleep(0.3)
-                srv.configure(p_429=0.0)
-                start = time.monotonic()
-                await call
-                return time.monotonic() - start + 0.3
+                return await seconds_with_reconfigure(c.embed("embed", ["x"], "batch 0"), srv, 0.3, p_429=0.0)
 
         elapsed = asyncio.run(main())
         requests = srv.stats(with_log=False)["requests"]["embeddings"]

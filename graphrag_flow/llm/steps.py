@@ -6,9 +6,7 @@ serves any item whose content did not change, whatever run or order it comes in.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
-
 
 from graphrag_flow.chunking import get_encoding
 from graphrag_flow.extraction import ExtractOne
