@@ -1,8 +1,8 @@
 """The `index` flow: a folder of documents -> GraphRAG tables and vector tables, resumably.
 
-Stages form a graph, not a chain: text units are embedded while the graph is extracted,
-entity descriptions while communities and reports are built, so one concurrency limit is
-kept busy. Every stage is a Prefect task with a content cache key; LLM answers are cached
+Stages form a graph, not a chain: text units are embedded while the graph is extracted;
+communities are found and reports written while descriptions are summarized; entity
+descriptions are embedded while reports are written; so one concurrency limit is kept busy. Every stage is a Prefect task with a content cache key; LLM answers are cached
 as they arrive and vector tables are merged batch by batch, so a run that dies is run
 again and redoes only what was in flight.
 
@@ -39,7 +39,7 @@ from tasks.embed import embed_stage
 from tasks.extract import extract_stage
 from tasks.load import load_stage
 from tasks.reports import reports_stage
-from tasks.summarize import summarize_stage
+from tasks.summarize import post_saved_descriptions, summarize_stage
 from tasks.write import write_stage
 from tasks.neo4j import neo4j_stage
 from flows.artifacts import observed_run
@@ -166,26 +166,35 @@ async def _index_stages(resources: RunResources, last_run: LastRun, llm_extract:
             stages("extract", extract_stage, text_units=text_units, llm=llm_extract),
             embed_stage(field="text_unit_text", source=text_units, frame="text_units"),
         ])
-        graph = await stages("summarize", summarize_stage, extractions=extractions, llm=llm_summary)
         clustering = settings.graph.model_dump()
+        # Summaries, communities and reports overlap: communities need only the graph's
+        # structure (from the extractions), and each report starts once its own members are
+        # summarized (the run's description board), not when the last summary is in.
+        summaries_key = stage_key("summarize", {"extractions": extractions, "llm": llm_summary})
+
+        async def summaries_then_vectors() -> tuple[StageRef, dict]:
+            graph = await stages("summarize", summarize_stage, extractions=extractions, llm=llm_summary)
+            await post_saved_descriptions(graph)
+            vectors = await embed_stage(field="entity_description", source=graph, frame="entities")
+            return graph, vectors
 
         async def communities_then_reports() -> tuple[StageRef, StageRef, dict]:
-            communities = await stages("communities", communities_stage, graph=graph, clustering=clustering)
+            communities = await stages("communities", communities_stage, extractions=extractions, clustering=clustering)
             reports = await stages(
                 "reports",
                 reports_stage,
                 documents=documents,
                 text_units=text_units,
-                graph=graph,
                 communities=communities,
+                summaries=summaries_key,
                 llm=llm_report,
             )
             report_vectors = await embed_stage(field="community_full_content", source=reports, frame="community_reports")
             return communities, reports, report_vectors
 
-        (communities, reports, report_vectors), entity_vectors = await gather_fatal_first([
+        (graph, entity_vectors), (communities, reports, report_vectors) = await gather_fatal_first([
+            summaries_then_vectors(),
             communities_then_reports(),
-            embed_stage(field="entity_description", source=graph, frame="entities"),
         ])
         embedding_model = _embedding_model_name(settings)
         manifest = await write_stage(

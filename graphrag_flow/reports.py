@@ -17,6 +17,7 @@ import pandas as pd
 
 from graphrag_flow.aio import gather_fatal_first
 from graphrag_flow.chunking import count_tokens, get_encoding
+from graphrag_flow.description_board import DescriptionBoard
 from graphrag_flow.errors import ItemFailedError
 from graphrag_flow.hashing import sha256_json, sha256_parts
 from graphrag_flow.progress import StageProgress
@@ -96,17 +97,7 @@ def offline_report(members: list[Member], rels: list[Rel]) -> CommunityReportAns
     )
 
 
-def report_context(
-    members: list[Member],
-    rels: list[Rel],
-    sub_reports: list[str],
-    max_tokens: int,
-) -> str:
-    """The text an LLM writes a report from, trimmed to `max_tokens`.
-
-    Higher-level communities lead with their sub-communities' reports (as GraphRAG does when
-    the raw material does not fit); entities and relationships follow, strongest first.
-    """
+def _context_lines(members: list[Member], rels: list[Rel], sub_reports: list[str]) -> list[str]:
     lines: list[str] = []
     if sub_reports:
         lines.append("-----Sub-community reports-----")
@@ -119,6 +110,11 @@ def report_context(
     lines.append("source,target,description,weight")
     for r in _strongest(rels):
         lines.append(f"{r['source']},{r['target']},{r['description']},{r['weight']:g}")
+    return lines
+
+
+def _trimmed(lines: list[str], max_tokens: int) -> tuple[str, bool]:
+    """The lines that fit in `max_tokens`, and whether all of them did."""
     kept: list[str] = []
     used = 0
     for line in lines:
@@ -126,17 +122,43 @@ def report_context(
         if used + n > max_tokens:
             if not kept:  # one huge line: keep its head rather than nothing
                 kept.append(get_encoding().decode(get_encoding().encode(line, disallowed_special=())[:max_tokens]))
-            break
+            return "\n".join(kept), False
         kept.append(line)
         used += n
-    return "\n".join(kept)
+    return "\n".join(kept), True
 
 
-ReportOne = Callable[[list[Member], list[Rel], list[str]], Awaitable[tuple[CommunityReportAnswer, str]]]
+def report_context(
+    members: list[Member],
+    rels: list[Rel],
+    sub_reports: list[str],
+    max_tokens: int,
+) -> str:
+    """The text an LLM writes a report from, trimmed to `max_tokens`: sub-community reports
+    first when given, then entities and relationships, strongest first."""
+    return _trimmed(_context_lines(members, rels, sub_reports), max_tokens)[0]
+
+
+def local_context(members: list[Member], rels: list[Rel], max_tokens: int) -> str | None:
+    """The community's own entities and relationships, if all of them fit in `max_tokens`.
+
+    As in GraphRAG, a community whose own material fits is reported from it alone; only one
+    that does not fit is reported from its sub-communities' reports (then as much of its own
+    material as fits). So most reports need not wait for any other report.
+    """
+    text, complete = _trimmed(_context_lines(members, rels, []), max_tokens)
+    return text if complete else None
+
+
+#: Waits for, and returns, the community's sub-community reports (asked only when needed).
+SubReports = Callable[[], Awaitable[list[str]]]
+ReportOne = Callable[[list[Member], list[Rel], SubReports], Awaitable[tuple[CommunityReportAnswer, str]]]
 
 
 def offline_reporter() -> ReportOne:
-    async def report_one(members: list[Member], rels: list[Rel], sub_reports: list[str]):
+    """Extractive reports read only the community's own material: they never wait for others."""
+
+    async def report_one(members: list[Member], rels: list[Rel], sub_reports: SubReports):
         material = sha256_json(
             [[[m["title"], m["type"], m["description"], m["degree"]] for m in members],
              [[r["source"], r["target"], r["description"], r["weight"]] for r in rels]]
@@ -146,37 +168,28 @@ def offline_reporter() -> ReportOne:
     return report_one
 
 
-def _records(frame: pd.DataFrame, columns: list[str]) -> dict[str, dict]:
-    """id -> record of native Python values (what the per-community work reads)."""
-    out = frame[["id", *columns]].to_dict("records")
-    return {r.pop("id"): r for r in out}
-
-
 def report_id(community_id: str) -> str:
     return sha256_parts("report", community_id)
 
 
 async def build_reports(
     communities: pd.DataFrame,
-    entities: pd.DataFrame,
-    relationships: pd.DataFrame,
+    degree: dict[str, int],
+    board: DescriptionBoard,
     report_one: ReportOne,
     concurrency: int,
     progress: StageProgress,
 ) -> tuple[pd.DataFrame, list[ItemFailedError]]:
-    """One report per community; each starts as soon as its own sub-communities have theirs.
+    """One report per community, each started as soon as its own members are summarized.
 
-    A parent's context leads with its children's reports, so it waits for them, but only for
-    them: not for the whole level below (a level barrier left the limit idle while one slow
-    request finished, and every level paid that tail again). The result is the same in any
-    order, since a report depends only on its community and its children's reports.
-    `report_one` returns the answer and the sha256 of the material it was made from, which
-    becomes the row's `content_sha256`.
+    Members come from `board` (posted by the summarize stage as it goes), so reports overlap
+    the summaries. A report that needs its sub-communities' reports (its own material does not
+    fit the budget) waits for those, and only those: not for a whole level (a level barrier
+    left the limit idle while one slow request finished, and every level paid that tail
+    again). Waiting never holds one of the `concurrency` slots, so waiting never starves the
+    work. The result is the same in any order. `report_one` returns the answer and the sha256
+    of the material it was made from, which becomes the row's `content_sha256`.
     """
-    ent_by_id, rel_by_id = await asyncio.to_thread(
-        lambda: (_records(entities, ["title", "type", "description", "degree", "frequency"]),
-                 _records(relationships, ["source", "target", "description", "weight"]))
-    )
     failures: list[ItemFailedError] = []
     rows: dict[int, dict] = {}
     limit = asyncio.Semaphore(max(1, concurrency))
@@ -185,37 +198,49 @@ async def build_reports(
     async def one(row) -> None:
         community = int(row.community)
         children = [int(c) for c in row.children if int(c) in done]
-        for child in children:  # waited for without a slot, so waiting never starves the work
-            await done[child].wait()
+        held = False
+
+        async def sub_reports() -> list[str]:
+            nonlocal held
+            limit.release()
+            held = False
+            for child in children:
+                await done[child].wait()
+            await limit.acquire()
+            held = True
+            return [rows[c]["full_content"] for c in children if c in rows]
+
         try:
-            async with limit:
-                members = [ent_by_id[i] for i in row.entity_ids]
-                rels = [rel_by_id[i] for i in row.relationship_ids]
-                subs = [rows[c]["full_content"] for c in children if c in rows]
-                try:
-                    answer, material = await report_one(members, rels, subs)
-                except ItemFailedError as exc:
-                    failures.append(exc)
-                else:
-                    rows[community] = {
-                        "id": report_id(row.id),
-                        "community": community,
-                        "level": int(row.level),
-                        "parent": int(row.parent),
-                        "children": list(row.children),
-                        "title": answer.title,
-                        "summary": answer.summary,
-                        "full_content": render_full_content(answer),
-                        "rank": float(answer.rating),
-                        "rating_explanation": answer.rating_explanation,
-                        "findings": [f.model_dump() for f in answer.findings],
-                        "full_content_json": answer_json(answer),
-                        "period": row.period,
-                        "size": int(row.size),
-                        "content_sha256": material,
-                    }
-                progress.advance()
+            members = [m | {"degree": degree.get(m["title"], 0)} for m in await board.get(row.entity_ids)]
+            rels = await board.get(row.relationship_ids)
+            await limit.acquire()
+            held = True
+            try:
+                answer, material = await report_one(members, rels, sub_reports)
+            except ItemFailedError as exc:
+                failures.append(exc)
+            else:
+                rows[community] = {
+                    "id": report_id(row.id),
+                    "community": community,
+                    "level": int(row.level),
+                    "parent": int(row.parent),
+                    "children": list(row.children),
+                    "title": answer.title,
+                    "summary": answer.summary,
+                    "full_content": render_full_content(answer),
+                    "rank": float(answer.rating),
+                    "rating_explanation": answer.rating_explanation,
+                    "findings": [f.model_dump() for f in answer.findings],
+                    "full_content_json": answer_json(answer),
+                    "period": row.period,
+                    "size": int(row.size),
+                    "content_sha256": material,
+                }
+            progress.advance()
         finally:
+            if held:
+                limit.release()
             done[community].set()  # a failed child still releases its parent
 
     # Deepest first, so with a small limit the slots go to the work that unblocks the most.

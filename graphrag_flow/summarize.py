@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Optional
 
 import pandas as pd
 
@@ -53,6 +53,8 @@ def summary_messages(system_prompt: str, name: str, descriptions: list[str]) -> 
 
 
 SummarizeOne = Callable[[str, list[str]], Awaitable[str]]
+#: Told of each finished item: its kind ("entities" or "relationships"), row and description.
+OnSummarized = Callable[[str, int, str], None]
 
 
 def offline_summarizer() -> SummarizeOne:
@@ -67,11 +69,13 @@ async def summarize_descriptions(
     summarize_one: SummarizeOne,
     concurrency: int,
     progress: StageProgress,
+    on_summarized: Optional[OnSummarized] = None,
 ) -> tuple[dict[str, pd.DataFrame], list[ItemFailedError]]:
     """Give every entity and relationship candidate one `description` (in place of `descriptions`).
 
     Entities and relationships go through one pool of work, not one kind after the other:
-    the relationships would otherwise wait for the slowest entity request.
+    the relationships would otherwise wait for the slowest entity request. `on_summarized`
+    hears of each item as it is done, so later work can start before the whole stage ends.
     """
     failures: list[ItemFailedError] = []
     limit = asyncio.Semaphore(max(1, concurrency))
@@ -91,6 +95,9 @@ async def summarize_descriptions(
                 results[kind][i] = await summarize_one(name, list(descriptions))
             except ItemFailedError as exc:
                 failures.append(exc)
+            else:
+                if on_summarized is not None:
+                    on_summarized(kind, i, results[kind][i])
             progress.advance()
 
     await gather_fatal_first(

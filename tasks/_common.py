@@ -18,6 +18,7 @@ from typing import Any, Iterator
 from prefect.context import TaskRunContext
 
 from graphrag_flow.config import Settings
+from graphrag_flow.description_board import DescriptionBoard
 from graphrag_flow.errors import FatalLLMError, InputError, SettingsError, VerifyError
 from graphrag_flow.hashing import CODE_VERSION, sha256_json
 from graphrag_flow.llm.answer_cache import AnswerCache
@@ -102,6 +103,8 @@ class RunResources:
     store: StageStore
     json_object_mode: list[bool] = field(default_factory=lambda: [False])
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: Summarized entities and relationships as they are done, for reports that start early.
+    descriptions: DescriptionBoard = field(default_factory=DescriptionBoard)
 
     @property
     def lancedb_dir(self) -> Path:

@@ -1,4 +1,9 @@
-"""Reports task: one report per community, deepest level first (LLM or extractive offline)."""
+"""Reports task: one report per community (LLM or extractive offline).
+
+Runs alongside the summarize stage: members' descriptions come from the run's description
+board as they are summarized, so the stage's cache key names the summarize stage's key
+(`summaries`) rather than its output, which does not exist yet when this starts.
+"""
 
 from __future__ import annotations
 
@@ -15,27 +20,22 @@ from tasks._common import current_run, stage_key, stage_options, timed
 from tasks._llm import llm_client, prompt
 
 
-def _report_inputs(documents: StageRef, text_units: StageRef, graph: StageRef, communities: StageRef):
-    """Communities with their period, entities with their degree (pandas: run in a thread)."""
+def _report_inputs(documents: StageRef, text_units: StageRef, communities: StageRef):
+    """Communities with their period, and each entity's degree (pandas: run in a thread)."""
     store = current_run().store
     comms = store.load(communities, "communities")
     degrees = store.load(communities, "degrees")
-    entities = store.load(graph, "entities")
-    entities["degree"] = entities["title"].map(dict(zip(degrees["title"], degrees["degree"]))).fillna(0).astype("int64")
-    relationships = store.load(graph, "relationships")
     comms["period"] = community_periods(comms, store.load(text_units, "text_units"), store.load(documents, "documents"))
-    return comms, entities, relationships
+    return comms, dict(zip(degrees["title"].tolist(), degrees["degree"].tolist()))
 
 
 @task(name="community-reports", task_run_name="community-reports", **stage_options("reports"))
 async def reports_stage(
-    documents: StageRef, text_units: StageRef, graph: StageRef, communities: StageRef, llm: dict
+    documents: StageRef, text_units: StageRef, communities: StageRef, summaries: str, llm: dict
 ) -> StageRef:
     run = current_run()
     with timed("reports"):
-        comms, entities, relationships = await asyncio.to_thread(
-            _report_inputs, documents, text_units, graph, communities
-        )
+        comms, degree = await asyncio.to_thread(_report_inputs, documents, text_units, communities)
         progress = StageProgress("reports", len(comms))
         async with llm_client("reports") as client:
             if client is None:
@@ -48,13 +48,14 @@ async def reports_stage(
 
                 reporter = llm_reporter(client, prompt("community_report"), run.settings.llm.report_max_input_tokens)
                 concurrency = items_in_progress(run.settings.llm.max_concurrency)
-            reports, failures = await build_reports(comms, entities, relationships, reporter, concurrency, progress)
+            reports, failures = await build_reports(comms, degree, run.descriptions, reporter, concurrency, progress)
         progress.finish()
         if failures:
             raise StageFailedError("reports", failures)
         key = stage_key(
             "reports",
-            {"documents": documents, "text_units": text_units, "graph": graph, "communities": communities, "llm": llm},
+            {"documents": documents, "text_units": text_units, "communities": communities, "summaries": summaries,
+             "llm": llm},
         )
         return await asyncio.to_thread(
             run.store.save, "reports", key, {"community_reports": reports}, {"items": len(reports)}

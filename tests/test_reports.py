@@ -57,33 +57,42 @@ def test_report_context_is_trimmed_to_the_token_budget():
 
 def _hierarchy():
     """Two trees: 0 <- 2 and 1 <- 3 (level 1 under level 0), one entity each."""
-    entities = pd.DataFrame({
-        "id": [f"e{i}" for i in range(4)], "title": [f"ENTITY {i}" for i in range(4)], "type": ["CONCEPT"] * 4,
-        "description": [f"Entity {i}." for i in range(4)], "degree": [1] * 4, "frequency": [1] * 4,
-    })
-    relationships = pd.DataFrame({"id": ["r0"], "source": ["ENTITY 0"], "target": ["ENTITY 2"],
-                                  "description": ["Entity 0 contains entity 2."], "weight": [1.0]})
+    entities = [(f"e{i}", {"title": f"ENTITY {i}", "type": "CONCEPT", "description": f"Entity {i}.", "frequency": 1})
+                for i in range(4)]
+    relationships = [("r0", {"source": "ENTITY 0", "target": "ENTITY 2",
+                             "description": "Entity 0 contains entity 2.", "weight": 1.0})]
     communities = pd.DataFrame({
         "id": [f"c{i}" for i in range(4)], "community": [0, 1, 2, 3], "level": [0, 0, 1, 1],
         "parent": [-1, -1, 0, 1], "children": [[2], [3], [], []],
         "entity_ids": [["e0", "e2"], ["e1", "e3"], ["e2"], ["e3"]],
         "relationship_ids": [["r0"], [], [], []], "period": ["2024-01-01"] * 4, "size": [2, 2, 1, 1],
     })
-    return communities, entities, relationships
+    degree = {f"ENTITY {i}": 1 for i in range(4)}
+    return communities, degree, entities, relationships
 
 
-def test_a_parent_report_waits_for_its_own_children_only_and_reads_their_reports():
+def _build(communities, degree, board, report_one, concurrency=4):
+    from graphrag_flow.progress import StageProgress
+    from graphrag_flow.reports import build_reports
+
+    return build_reports(communities, degree, board, report_one, concurrency, StageProgress("reports", len(communities)))
+
+
+def test_a_parent_that_needs_sub_reports_waits_for_its_own_children_only_and_reads_them():
     import asyncio
 
-    from graphrag_flow.progress import StageProgress
-    from graphrag_flow.reports import build_reports, offline_report
+    from graphrag_flow.description_board import DescriptionBoard
 
-    communities, entities, relationships = _hierarchy()
+    communities, degree, entities, relationships = _hierarchy()
     parent_0_started = None
     seen_subs: dict[str, list[str]] = {}
 
-    async def report_one(members, rels, subs):
+    async def report_one(members, rels, sub_reports):
         titles = {m["title"] for m in members}
+        if len(titles) > 1:  # the parents: as if their own material did not fit the budget
+            subs = await sub_reports()
+        else:
+            subs = []
         seen_subs[min(titles)] = subs
         if titles == {"ENTITY 0", "ENTITY 2"}:
             parent_0_started.set()
@@ -96,7 +105,9 @@ def test_a_parent_report_waits_for_its_own_children_only_and_reads_their_reports
     async def main():
         nonlocal parent_0_started
         parent_0_started = asyncio.Event()
-        return await build_reports(communities, entities, relationships, report_one, 4, StageProgress("reports", 4))
+        board = DescriptionBoard()
+        board.post_many(entities + relationships)
+        return await _build(communities, degree, board, report_one)
 
     frame, failures = asyncio.run(main())
     assert not failures and sorted(frame["community"]) == [0, 1, 2, 3]
@@ -104,3 +115,91 @@ def test_a_parent_report_waits_for_its_own_children_only_and_reads_their_reports
     assert seen_subs["ENTITY 0"] == [by_community[2]], "a parent's context leads with its child's report"
     assert seen_subs["ENTITY 1"] == [by_community[3]]
     assert seen_subs["ENTITY 2"] == [] and seen_subs["ENTITY 3"] == []
+
+
+def test_waiting_for_sub_reports_gives_up_the_slot_so_a_small_limit_cannot_deadlock():
+    """One slot, and the parent gets it first (its members are summarized first): it must let
+    its children use the slot while it waits for their reports."""
+    import asyncio
+
+    from graphrag_flow.description_board import DescriptionBoard
+
+    communities, degree, entities, relationships = _hierarchy()
+    order: list[str] = []
+
+    async def report_one(members, rels, sub_reports):
+        titles = sorted(m["title"] for m in members)
+        subs = await sub_reports() if len(titles) > 1 else []
+        order.append(titles[0] + (" (with sub-reports)" if subs else ""))
+        return offline_report(members, rels), "sha"
+
+    async def main():
+        board = DescriptionBoard()
+        first = {"e0", "e2", "r0"}  # community 0's members
+        board.post_many([r for r in entities + relationships if r[0] in first])
+        run = asyncio.create_task(_build(communities, degree, board, report_one, concurrency=1))
+        await asyncio.sleep(0.05)
+        board.post_many([r for r in entities + relationships if r[0] not in first])
+        return await asyncio.wait_for(run, timeout=5)
+
+    frame, failures = asyncio.run(main())
+    assert not failures and len(frame) == 4
+    assert order.index("ENTITY 0 (with sub-reports)") > order.index("ENTITY 2")
+
+
+def test_a_report_starts_when_its_own_members_are_summarized_not_when_all_are():
+    import asyncio
+
+    from graphrag_flow.description_board import DescriptionBoard
+
+    communities, degree, entities, relationships = _hierarchy()
+    started: list[str] = []
+
+    async def report_one(members, rels, sub_reports):
+        started.append(min(m["title"] for m in members))
+        return offline_report(members, rels), "sha"
+
+    async def main():
+        board = DescriptionBoard()
+        board.post_many([r for r in entities if r[0] == "e3"])  # community 3's only member
+        run = asyncio.create_task(_build(communities, degree, board, report_one))
+        await asyncio.sleep(0.05)
+        early = list(started)
+        board.post_many([r for r in entities + relationships if r[0] != "e3"])
+        frame, failures = await asyncio.wait_for(run, timeout=5)
+        return early, frame, failures
+
+    early, frame, failures = asyncio.run(main())
+    assert early == ["ENTITY 3"], "only the community whose members are all in has started"
+    assert not failures and len(frame) == 4
+    assert dict(zip(frame["community"], frame["size"])) == {0: 2, 1: 2, 2: 1, 3: 1}
+
+
+def test_the_llm_reporter_reads_sub_reports_only_when_its_own_material_does_not_fit():
+    import asyncio
+
+    from graphrag_flow.llm.schemas import CommunityReportAnswer
+    from graphrag_flow.llm.steps import llm_reporter
+    from graphrag_flow.reports import local_context
+
+    members, rels = _community()
+    contexts: list[str] = []
+    asked: list[bool] = []
+
+    class Client:  # stands in for OpenAICompatibleClient.chat: the context is what is tested
+        async def chat(self, stage, schema, messages, item):
+            contexts.append(messages[-1]["content"])
+            return CommunityReportAnswer(title="t", summary="s", rating=1, rating_explanation="r", findings=[])
+
+    async def sub_reports():
+        asked.append(True)
+        return ["# Child report\nabout the typing module"]
+
+    fits = local_context(members, rels, 10_000)
+    assert fits is not None and local_context(members, rels, 20) is None
+
+    asyncio.run(llm_reporter(Client(), "prompt", 10_000)(members, rels, sub_reports))
+    assert contexts[-1] == fits and not asked, "own material fits: no waiting for other reports"
+
+    asyncio.run(llm_reporter(Client(), "prompt", 60)(members, rels, sub_reports))
+    assert asked and contexts[-1].startswith("-----Sub-community reports-----\n# Child report")

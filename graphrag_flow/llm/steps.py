@@ -12,7 +12,7 @@ from graphrag_flow.chunking import get_encoding
 from graphrag_flow.extraction import ExtractOne
 from graphrag_flow.hashing import sha256_text
 from graphrag_flow.llm.schemas import CommunityReportAnswer, EntitySummary, GraphExtraction
-from graphrag_flow.reports import ReportOne, report_context
+from graphrag_flow.reports import ReportOne, SubReports, local_context, report_context
 from graphrag_flow.summarize import SummarizeOne, summary_messages
 
 if TYPE_CHECKING:
@@ -75,12 +75,14 @@ def llm_summarizer(client: "OpenAICompatibleClient", prompt: str) -> SummarizeOn
 
 
 def llm_reporter(client: "OpenAICompatibleClient", prompt: str, max_input_tokens: int) -> ReportOne:
-    async def report_one(members: list[dict], rels: list[dict], sub_reports: list[str]):
+    async def report_one(members: list[dict], rels: list[dict], sub_reports: SubReports):
         # On the loop: from plain records a context takes ~2 ms (tokenizing stops at the
         # budget). A worker thread per report cost more than that in GIL hand-offs with the
         # loop serving 64 requests (reports reached the server 0.2-0.8 s after their context
         # was ready). The stage loads the tokenizer in a thread before the first report.
-        context = report_context(members, rels, sub_reports, max_input_tokens)
+        context = local_context(members, rels, max_input_tokens)
+        if context is None:  # too big: report from the sub-communities' reports (GraphRAG's way)
+            context = report_context(members, rels, await sub_reports(), max_input_tokens)
         item = f"community report of {', '.join(m['title'] for m in members[:3])}"
         answer: CommunityReportAnswer = await client.chat("reports", "community_report", _messages(prompt, context), item)
         return answer, sha256_text(context)
