@@ -2,8 +2,9 @@
 
 Stages form a graph, not a chain: text units are embedded while the graph is extracted;
 communities are found and reports written while descriptions are summarized; entity
-descriptions are embedded while reports are written; so one concurrency limit is kept busy. Every stage is a Prefect task with a content cache key; LLM answers are cached
-as they arrive and vector tables are merged batch by batch, so a run that dies is run
+descriptions are embedded while reports are written; so one concurrency limit is kept
+busy. Every stage is a Prefect task with a content cache key; LLM answers are cached as they
+arrive and vector tables are merged batch by batch, so a run that dies is run
 again and redoes only what was in flight.
 
 Run it by hand: `graphrag-flow index --root DIR`, or `python -m flows.index DIR`.

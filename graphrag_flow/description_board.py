@@ -37,9 +37,6 @@ class DescriptionBoard:
         for item_id, record in records:
             self.post(item_id, record)
 
-    def __len__(self) -> int:
-        return len(self._records)
-
     async def get(self, ids: Iterable[str]) -> list[dict]:
         """The records of `ids`, in order, once all are posted.
 

@@ -202,6 +202,8 @@ async def build_reports(
 
         async def sub_reports() -> list[str]:
             nonlocal held
+            if not children:
+                return []
             limit.release()
             held = False
             for child in children:
