@@ -166,7 +166,8 @@ def _assert_global(result, log, root: Path) -> None:
     assert maps, "no map request reached the server"
     reports = _table(root, "community_reports")
     context = "\n".join(maps)
-    carried = [s for s in reports["summary"] if s and s in context]
+    # GraphRAG writes the map context with DataFrame.to_csv, which doubles a field's quotes.
+    carried = [s for s in reports["summary"] if s and (s in context or s.replace('"', '""') in context)]
     assert len(carried) >= min(10, len(reports)), f"{len(carried)} of {len(reports)} report summaries in the map prompts"
     assert any(t in context for t in reports["title"])
 
