@@ -2,8 +2,8 @@
 
 Stages form a graph, not a chain: text units are embedded while the graph is extracted;
 communities are found and reports written while descriptions are summarized; entity
-descriptions are embedded while reports are written; so one concurrency limit is kept
-busy. Every stage is a Prefect task with a content cache key; LLM answers are cached as they
+descriptions are embedded while reports are written; and each stage picks up what it reads
+in memory the moment it is made, so one concurrency limit is kept busy. Every stage is a Prefect task with a content cache key; LLM answers are cached as they
 arrive and vector tables are merged batch by batch, so a run that dies is run
 again and redoes only what was in flight.
 
@@ -17,7 +17,7 @@ import logging
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Callable
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
@@ -35,12 +35,12 @@ from graphrag_flow.storage.stages import StageRef, StageStore
 from tasks._common import RunResources, stage_key
 from tasks._llm import is_offline, llm_identity
 from tasks.chunk import chunk_stage
-from tasks.communities import communities_stage
+from tasks.communities import communities_stage, offer_saved_communities
 from tasks.embed import embed_stage
-from tasks.extract import extract_stage
+from tasks.extract import extract_stage, offer_saved_candidates
 from tasks.load import load_stage
-from tasks.reports import reports_stage
-from tasks.summarize import post_saved_descriptions, summarize_stage
+from tasks.reports import REPORTS, offer_saved_reports, reports_stage
+from tasks.summarize import ENTITIES, post_saved_descriptions, summarize_stage
 from tasks.write import write_stage
 from tasks.neo4j import neo4j_stage
 from flows.artifacts import observed_run
@@ -88,11 +88,17 @@ class _Stages:
         self.run = run
         self.storage = run.root / "cache" / "prefect-results"
 
-    async def __call__(self, stage: str, task, **params: Any) -> StageRef:
+    async def __call__(self, stage: str, task, offer_saved: Callable[[StageRef], None] | None = None,
+                       **params: Any) -> StageRef:
+        """Run `task`; then `offer_saved(ref)` puts its saved output on the run's hand-off for
+        the stages waiting on it, in case Prefect served it from cache (a no-op otherwise)."""
         key = stage_key(stage, params)
         refresh = self.run.full or not self.run.store.is_complete(stage, key)
         configured = task.with_options(result_storage=self.storage, refresh_cache=refresh)
-        return await configured(**params)
+        ref = await configured(**params)
+        if offer_saved is not None:
+            offer_saved(ref)
+        return ref
 
 
 @flow(
@@ -161,42 +167,37 @@ async def _index_stages(resources: RunResources, last_run: LastRun, llm_extract:
         del docs
         logger.info("%s", delta.headline())
         text_units = await stages("chunk", chunk_stage, documents=documents, chunking=settings.chunks.model_dump())
-        # A TaskGroup, not gather: when one branch fails the other is cancelled and awaited
+        # Every stage starts now and waits, in memory, for what it reads (the run's hand-off
+        # and description board): summaries and communities for the extract stage's merged
+        # candidates, reports for the communities and then each for its own members'
+        # summaries, each embedding field for its source frame. No stage waits for another's save, return and reload, so one
+        # concurrency limit is kept busy from the first request to the last.
+        # A TaskGroup, not gather: when one branch fails the others are cancelled and awaited
         # before the run's resources (answer cache, limiter) are closed under it.
-        extractions, unit_vectors = await gather_fatal_first([
-            stages("extract", extract_stage, text_units=text_units, llm=llm_extract),
-            embed_stage(field="text_unit_text", source=text_units, frame="text_units"),
-        ])
+        run.handoff.put_loader("text_units", lambda: run.store.load(text_units, "text_units"))
         clustering = settings.graph.model_dump()
-        # Summaries, communities and reports overlap: communities need only the graph's
-        # structure (from the extractions), and each report starts once its own members are
-        # summarized (the run's description board), not when the last summary is in.
-        summaries_key = stage_key("summarize", {"extractions": extractions, "llm": llm_summary})
+        extract_key = stage_key("extract", {"text_units": text_units, "llm": llm_extract})
+        summaries_key = stage_key("summarize", {"extractions": extract_key, "llm": llm_summary})
+        communities_key = stage_key("communities", {"extractions": extract_key, "clustering": clustering})
 
-        async def summaries_then_vectors() -> tuple[StageRef, dict]:
-            graph = await stages("summarize", summarize_stage, extractions=extractions, llm=llm_summary)
+        async def summaries() -> StageRef:
+            graph = await stages("summarize", summarize_stage, extractions=extract_key, llm=llm_summary)
             await post_saved_descriptions(graph)
-            vectors = await embed_stage(field="entity_description", source=graph, frame="entities")
-            return graph, vectors
+            return graph
 
-        async def communities_then_reports() -> tuple[StageRef, StageRef, dict]:
-            communities = await stages("communities", communities_stage, extractions=extractions, clustering=clustering)
-            reports = await stages(
-                "reports",
-                reports_stage,
-                documents=documents,
-                text_units=text_units,
-                communities=communities,
-                summaries=summaries_key,
-                llm=llm_report,
-            )
-            report_vectors = await embed_stage(field="community_full_content", source=reports, frame="community_reports")
-            return communities, reports, report_vectors
-
-        (graph, entity_vectors), (communities, reports, report_vectors) = await gather_fatal_first([
-            summaries_then_vectors(),
-            communities_then_reports(),
-        ])
+        extractions, graph, communities, reports, unit_vectors, entity_vectors, report_vectors = (
+            await gather_fatal_first([
+                stages("extract", extract_stage, offer_saved_candidates, text_units=text_units, llm=llm_extract),
+                summaries(),
+                stages("communities", communities_stage, offer_saved_communities, extractions=extract_key,
+                       clustering=clustering),
+                stages("reports", reports_stage, offer_saved_reports, documents=documents, text_units=text_units,
+                       communities=communities_key, summaries=summaries_key, llm=llm_report),
+                embed_stage(field="text_unit_text", frame="text_units"),
+                embed_stage(field="entity_description", frame=ENTITIES),
+                embed_stage(field="community_full_content", frame=REPORTS),
+            ])
+        )
         embedding_model = _embedding_model_name(settings)
         manifest = await write_stage(
             documents=documents,

@@ -59,9 +59,11 @@ FIELDS = {"entities": ["title", "type", "frequency"], "relationships": ["source"
 
 def base_records(kind: str, frame) -> list[tuple[str, dict]]:
     """(id, record without its description) per row of a summarize-stage frame; pandas, so
-    call it in a worker thread."""
-    rows = frame[["id", *FIELDS[kind]]].to_dict("records")
-    return [(r.pop("id"), r) for r in rows]
+    call it in a worker thread. From column lists: `to_dict("records")` took 30-40 ms for
+    peps-mini's 1,205 rows, between the last extraction and the first summary request."""
+    names = FIELDS[kind]
+    columns = [frame[name].tolist() for name in names]
+    return [(item_id, dict(zip(names, values))) for item_id, *values in zip(frame["id"].tolist(), *columns)]
 
 
 def summarized_records(kind: str, frame) -> list[tuple[str, dict]]:

@@ -100,11 +100,16 @@ async def summarize_descriptions(
                     on_summarized(kind, i, results[kind][i])
             progress.advance()
 
-    await gather_fatal_first(
-        one(kind, i, n, d)
+    # Items with the most descriptions first: those are the ones that cost a request (one
+    # description needs none), so every request is on the wire before the free items are
+    # settled, and the longest come back first rather than last.
+    work = [
+        (kind, i, n, d)
         for kind, frame in frames.items()
         for i, (n, d) in enumerate(zip(names[kind], frame["descriptions"]))
-    )
+    ]
+    work.sort(key=lambda item: -len(item[3]))
+    await gather_fatal_first(one(*item) for item in work)
     out: dict[str, pd.DataFrame] = {}
     for kind, frame in frames.items():
         done = frame.drop(columns=["descriptions"]).copy()

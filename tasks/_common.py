@@ -20,6 +20,7 @@ from prefect.context import TaskRunContext
 from graphrag_flow.config import Settings
 from graphrag_flow.description_board import DescriptionBoard
 from graphrag_flow.errors import FatalLLMError, InputError, SettingsError, VerifyError
+from graphrag_flow.handoff import Handoff
 from graphrag_flow.hashing import CODE_VERSION, sha256_json
 from graphrag_flow.llm.answer_cache import AnswerCache
 from graphrag_flow.llm.limiter import RequestLimiter
@@ -105,6 +106,9 @@ class RunResources:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     #: Summarized entities and relationships as they are done, for reports that start early.
     descriptions: DescriptionBoard = field(default_factory=DescriptionBoard)
+    #: Frames a stage hands to the stages running beside it (see graphrag_flow/handoff.py):
+    #: "candidates" (extract), "entities" (summarize), "community_reports" (reports), "text_units".
+    handoff: Handoff = field(default_factory=Handoff)
 
     @property
     def lancedb_dir(self) -> Path:

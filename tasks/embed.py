@@ -2,6 +2,12 @@
 
 Not cached by Prefect on purpose: the table itself says what is done, and checking it
 costs one read, so a deleted or partial table is always repaired rather than trusted.
+
+Each starts with the run and waits for its source frame on the run's hand-off (text units,
+summarized entities, community reports), put there by the stage that makes it before that
+stage saves and returns: entity descriptions are embedded while relationships are still
+being summarized and reports written, and report embeddings need not wait for the
+reports stage's save and task change-over.
 """
 
 from __future__ import annotations
@@ -9,13 +15,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import asdict
 
+import pandas as pd
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from graphrag_flow.embedding import embed_field
 from graphrag_flow.embedding_backends import OfflineBackend, OpenAIBackend
 from graphrag_flow.errors import StageFailedError
-from graphrag_flow.storage.stages import StageRef
 from graphrag_flow.storage.vectors import VectorTable
 from graphrag_flow.tables import embedding_inputs
 from tasks._common import STAGE_RETRIES, STAGE_RETRY_DELAY_S, current_run, retry_unless_fatal, timed
@@ -33,9 +40,8 @@ def _run_slots(run, concurrency: int) -> asyncio.Semaphore:
     return slots
 
 
-def _final_source(field: str, source: StageRef, frame: str):
-    run = current_run()
-    return embedding_inputs(field, run.store.load(source, frame))
+def _inputs(field: str, source: pd.DataFrame | dict[str, list]) -> pd.DataFrame:
+    return embedding_inputs(field, source if isinstance(source, pd.DataFrame) else pd.DataFrame(source))
 
 
 @task(
@@ -46,11 +52,13 @@ def _final_source(field: str, source: StageRef, frame: str):
     retry_delay_seconds=STAGE_RETRY_DELAY_S,
     retry_condition_fn=retry_unless_fatal,
 )
-async def embed_stage(field: str, source: StageRef, frame: str) -> dict:
+async def embed_stage(field: str, frame: str) -> dict:
+    """Embed `field` of the hand-off's `frame`; its time counts from when the frame arrives."""
     run = current_run()
     stage = f"embed-{field}"
+    source = await run.handoff.get(frame)
     with timed(stage):
-        inputs = await asyncio.to_thread(_final_source, field, source, frame)
+        inputs = await asyncio.to_thread(_inputs, field, source)
         table = VectorTable(run.lancedb_dir, field)
         async with llm_client(stage) as client:
             backend = (

@@ -1,8 +1,11 @@
 """Reports task: one report per community (LLM or extractive offline).
 
-Runs alongside the summarize stage: members' descriptions come from the run's description
-board as they are summarized, so the stage's cache key names the summarize stage's key
-(`summaries`) rather than its output, which does not exist yet when this starts.
+Starts with the run and runs alongside the summarize stage: the communities come from the
+run's hand-off the moment they are found, and members' descriptions from the run's
+description board as they are summarized. So the stage's cache key names the communities
+and summarize stages' keys rather than their outputs, which do not exist yet when this
+starts. The finished frame goes on the hand-off before it is saved, for the report
+embeddings.
 """
 
 from __future__ import annotations
@@ -16,35 +19,42 @@ from graphrag_flow.outputs import community_periods
 from graphrag_flow.progress import StageProgress
 from graphrag_flow.reports import build_reports, offline_reporter
 from graphrag_flow.storage.stages import StageRef
-from tasks._common import current_run, stage_key, stage_options, timed
-from tasks._llm import llm_client, prompt
+from tasks._common import current_run, load_frames, stage_key, stage_options, timed
+from tasks._llm import is_offline, llm_client, prompt
+from tasks.communities import COMMUNITIES
+
+#: The hand-off name of the finished reports frame (as saved).
+REPORTS = "community_reports"
 
 
-def _report_inputs(documents: StageRef, text_units: StageRef, communities: StageRef):
+def _with_periods(communities, degrees, text_units, documents):
     """Communities with their period, and each entity's degree (pandas: run in a thread)."""
-    store = current_run().store
-    comms = store.load(communities, "communities")
-    degrees = store.load(communities, "degrees")
-    comms["period"] = community_periods(comms, store.load(text_units, "text_units"), store.load(documents, "documents"))
+    comms = communities.copy()  # the hand-off's frame is shared with the communities stage's save
+    comms["period"] = community_periods(comms, text_units, documents)
     return comms, dict(zip(degrees["title"].tolist(), degrees["degree"].tolist()))
 
 
 @task(name="community-reports", task_run_name="community-reports", **stage_options("reports"))
 async def reports_stage(
-    documents: StageRef, text_units: StageRef, communities: StageRef, summaries: str, llm: dict
+    documents: StageRef, text_units: StageRef, communities: str, summaries: str, llm: dict
 ) -> StageRef:
+    """`communities` and `summaries` are those stages' cache keys: this stage starts with them."""
     run = current_run()
+    units, docs = await load_frames((text_units, "text_units"), (documents, "documents"))
+    if not is_offline(run.settings):
+        from graphrag_flow.chunking import get_encoding
+
+        await asyncio.to_thread(get_encoding)  # loads its BPE file once: not on the loop
+    found, degrees = await run.handoff.get(COMMUNITIES)
     with timed("reports"):
-        comms, degree = await asyncio.to_thread(_report_inputs, documents, text_units, communities)
+        comms, degree = await asyncio.to_thread(_with_periods, found, degrees, units, docs)
+        del units, docs
         progress = StageProgress("reports", len(comms))
         async with llm_client("reports") as client:
             if client is None:
                 reporter, concurrency = offline_reporter(), 1
             else:
-                from graphrag_flow.chunking import get_encoding
                 from graphrag_flow.llm.steps import items_in_progress, llm_reporter
-
-                await asyncio.to_thread(get_encoding)  # loads its BPE file once: not on the loop
 
                 reporter = llm_reporter(client, prompt("community_report"), run.settings.llm.report_max_input_tokens)
                 concurrency = items_in_progress(run.settings.llm.max_concurrency)
@@ -52,6 +62,7 @@ async def reports_stage(
         progress.finish()
         if failures:
             raise StageFailedError("reports", failures)
+        run.handoff.put(REPORTS, reports)  # their embeddings start now, not after the save
         key = stage_key(
             "reports",
             {"documents": documents, "text_units": text_units, "communities": communities, "summaries": summaries,
@@ -60,3 +71,9 @@ async def reports_stage(
         return await asyncio.to_thread(
             run.store.save, "reports", key, {"community_reports": reports}, {"items": len(reports)}
         )
+
+
+def offer_saved_reports(reports: StageRef) -> None:
+    """The reports frame from its saved stage, for when Prefect served this stage from cache."""
+    store = current_run().store
+    current_run().handoff.put_loader(REPORTS, lambda: store.load(reports, "community_reports"))

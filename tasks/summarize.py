@@ -1,7 +1,10 @@
-"""Summarize task: merge extraction answers into entities and relationships with one description each.
+"""Summarize task: give every entity and relationship candidate one description.
 
-Each finished item is posted to the run's description board, where community reports pick
-it up before this stage ends (graphrag_flow/description_board.py).
+It starts with the run and waits for the extract stage's candidates in memory (the run's
+hand-off). Each finished item is posted to the run's description board, where community
+reports pick it up before this stage ends (graphrag_flow/description_board.py); once every
+entity is done, (id, title, description) of all entities goes on the hand-off as "entities",
+for their embeddings, while relationships may still be in flight.
 """
 
 from __future__ import annotations
@@ -12,26 +15,34 @@ from prefect import task
 
 from graphrag_flow.description_board import base_records, summarized_records
 from graphrag_flow.errors import StageFailedError
-from graphrag_flow.extraction import answers_from_frame, merge_extractions
 from graphrag_flow.progress import StageProgress
 from graphrag_flow.storage.stages import StageRef
 from graphrag_flow.summarize import summarize_descriptions, offline_summarizer
-from tasks._common import current_run, load_frames, stage_key, stage_options, timed
+from tasks._common import current_run, stage_key, stage_options, timed
 from tasks._llm import llm_client, prompt
+from tasks.extract import CANDIDATES
+
+#: The hand-off name of the summarized entities: columns id, title, description.
+ENTITIES = "entities"
 
 
 @task(name="summarize-descriptions", task_run_name="summarize-descriptions", **stage_options("summarize"))
-async def summarize_stage(extractions: StageRef, llm: dict) -> StageRef:
+async def summarize_stage(extractions: str, llm: dict) -> StageRef:
+    """`extractions` is the extract stage's cache key: this stage starts before that one ends."""
     run = current_run()
+    entities, relationships = await run.handoff.get(CANDIDATES)
     with timed("summarize"):
-        (extracted,) = await load_frames((extractions, "extractions"))
-        entities, relationships = await asyncio.to_thread(lambda: merge_extractions(answers_from_frame(extracted)))
         frames = {"entities": entities, "relationships": relationships}
         bases = await asyncio.to_thread(lambda: {kind: base_records(kind, f) for kind, f in frames.items()})
+        entity_descriptions: dict[str, str] = {}
 
         def post(kind: str, row: int, description: str) -> None:
             item_id, record = bases[kind][row]
             run.descriptions.post(item_id, record | {"description": description})
+            if kind == "entities":
+                entity_descriptions[item_id] = description
+                if len(entity_descriptions) == len(entities):
+                    run.handoff.put(ENTITIES, _entity_columns(bases["entities"], entity_descriptions))
 
         progress = StageProgress("summarize", len(entities) + len(relationships))
         async with llm_client("summarize") as client:
@@ -46,6 +57,8 @@ async def summarize_stage(extractions: StageRef, llm: dict) -> StageRef:
         progress.finish()
         if failures:
             raise StageFailedError("summarize", failures)
+        if not len(entities):
+            run.handoff.put(ENTITIES, _entity_columns([], {}))
         key = stage_key("summarize", {"extractions": extractions, "llm": llm})
         ref = await asyncio.to_thread(
             run.store.save,
@@ -58,9 +71,21 @@ async def summarize_stage(extractions: StageRef, llm: dict) -> StageRef:
         return ref
 
 
+def _entity_columns(bases: list[tuple[str, dict]], descriptions: dict[str, str]) -> dict[str, list]:
+    """Plain lists (a frame is made in the embed stage's worker thread, not on this loop)."""
+    return {
+        "id": [i for i, _ in bases],
+        "title": [r["title"] for _, r in bases],
+        "description": [descriptions[i] for i, _ in bases],
+    }
+
+
 async def post_saved_descriptions(graph: StageRef) -> None:
-    """Fill the board from a summarize stage that did not run here (Prefect served it from cache)."""
+    """Fill the board and the hand-off from a summarize stage that did not run here (Prefect
+    served it from its cache)."""
     run = current_run()
+    if not run.handoff.has(ENTITIES):
+        run.handoff.put_loader(ENTITIES, lambda: run.store.load(graph, "entities"))
     if run.descriptions.complete:
         return
     records = await asyncio.to_thread(

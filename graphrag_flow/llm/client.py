@@ -619,8 +619,11 @@ def _strict_schema_json(schema_name: str) -> str:
     return json.dumps(strict_json_schema(ANSWER_MODELS[schema_name]))
 
 
+@lru_cache(maxsize=None)
 def _strict_schema(schema_name: str) -> dict[str, Any]:
-    return json.loads(_strict_schema_json(schema_name))  # a fresh copy: callers may not mutate the cached one
+    """One shared dict per schema, read-only by contract (hashed into answer keys, serialized
+    into request bodies): a fresh copy per request was 4% of the loop's time at 64 in flight."""
+    return json.loads(_strict_schema_json(schema_name))
 
 
 def _with_schema_prompt(messages: list[dict], schema_name: str, schema: dict) -> list[dict]:
