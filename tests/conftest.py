@@ -17,8 +17,20 @@ from tests.processes import free_port, kill_group, start_prefect_server  # noqa:
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 PEPS_MINI = SHARED / "corpora" / "peps-mini"
-#: In a PREFECT_HOME made by `shared_prefect_home`: the URL of the server CLI runs there use.
+#: In the PREFECT_HOME made by `served_prefect`: the URL of the server CLI runs there use.
 API_URL_FILE = "graphrag-flow-test-api-url"
+
+
+#: Modules by measured wall time, slowest first: pytest-xdist hands whole modules (--dist
+#: loadfile) to its two workers in collection order, and a long module started last would leave
+#: one worker idle while the other finishes it. Modules not named run after these.
+SLOWEST_FIRST = ("test_resume", "test_graphrag_query", "test_provider_faults", "test_index_offline",
+                 "test_deployment", "test_neo4j_flow", "test_incremental")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: in-module order kept
 
 
 @pytest.fixture(scope="session")
@@ -26,12 +38,6 @@ def peps_mini() -> Path:
     # A missing corpus fails the test (never skips): CI lays ../shared beside the clone.
     assert PEPS_MINI.is_dir(), f"corpus {PEPS_MINI} is missing: clone the repo beside shared/"
     return PEPS_MINI
-
-
-@pytest.fixture(scope="session")
-def prefect_home(tmp_path_factory) -> Path:
-    """One PREFECT_HOME for the session's CLI runs, apart from the user's."""
-    return tmp_path_factory.mktemp("prefect-home")
 
 
 def make_project(root: Path, input_dir: Path | None = None, files: dict[str, bytes] | None = None, **sections) -> Path:
@@ -59,7 +65,7 @@ def cli_env(prefect_home: Path, **extra: str) -> dict[str, str]:
         COLUMNS="200",
     )
     api_url = prefect_home / API_URL_FILE
-    if api_url.exists():  # a home served by one running server (shared_prefect_home)
+    if api_url.exists():  # the session's served home (served_prefect)
         env["PREFECT_API_URL"] = api_url.read_text().strip()
     env.update(extra)
     return env
@@ -90,21 +96,35 @@ def prefect_server(home: Path) -> Iterator[tuple[Path, str]]:
         kill_group(proc)
 
 
-@pytest.fixture(scope="module")
-def shared_prefect_home(tmp_path_factory) -> Iterator[Path]:
-    """A PREFECT_HOME served by one running Prefect server for a module's CLI runs (each then
-    skips the temporary server's start); a module opts in by overriding `prefect_home`."""
-    home = tmp_path_factory.mktemp("prefect-shared-home")
+@pytest.fixture(scope="session")
+def served_prefect(tmp_path_factory) -> Iterator[tuple[Path, str]]:
+    """One `prefect server` for the whole session (each pytest-xdist worker has its own): every
+    CLI run given its URL skips the temporary server's start (8-16 s of CPU each), which was a
+    third of the suite's time when each module and many runs started their own."""
+    home = tmp_path_factory.mktemp("prefect-home")
     with prefect_server(home) as (_, url):
         (home / API_URL_FILE).write_text(url)
-        yield home
+        yield home, url
 
 
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory) -> Iterator[tuple[Path, str]]:
-    """(PREFECT_HOME, API URL) of one Prefect server for a module's CLI runs."""
-    with prefect_server(tmp_path_factory.mktemp("prefect-api-home")) as api:
-        yield api
+@pytest.fixture(scope="session")
+def prefect_home(served_prefect) -> Path:
+    """The PREFECT_HOME of the session's CLI runs, apart from the user's, served by one running
+    server (`cli_env` points runs there at it)."""
+    return served_prefect[0]
+
+
+@pytest.fixture(scope="session")
+def prefect_api(served_prefect) -> tuple[Path, str]:
+    """(PREFECT_HOME, API URL) of the session's Prefect server."""
+    return served_prefect
+
+
+@pytest.fixture(scope="session")
+def unserved_prefect_home(tmp_path_factory) -> Path:
+    """A PREFECT_HOME with no server: a CLI run there starts Prefect's temporary server, as a
+    user's first `graphrag-flow index` does."""
+    return tmp_path_factory.mktemp("prefect-unserved-home")
 
 
 @pytest.fixture(scope="module")

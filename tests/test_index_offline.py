@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import make_project, prefect_server, run_cli
+from conftest import make_project, run_cli
 from graphrag_flow.tables import SCHEMAS, VECTOR_FIELDS
 from graphrag_flow.storage.vectors import VectorTable
 
@@ -19,18 +19,27 @@ def _index(root, prefect_home, *extra, **env):
     return result
 
 
-@pytest.fixture(scope="module")
-def shared_api(tmp_path_factory):
-    """One Prefect server for the smaller runs below; the peps-mini index and its re-run keep
-    the user's default path (the CLI's temporary server)."""
-    with prefect_server(tmp_path_factory.mktemp("prefect-offline-home")) as (home, url):
-        yield home, {"PREFECT_API_URL": url}
+#: Four PEPs of peps-mini: offline embedding is most of an offline run's time (~100 s of CPU for
+#: all twelve on 2 cores), and these give the graph every shape the checks below need.
+SUBSET = ("pep-0020.rst", "pep-0257.rst", "pep-0602.rst", "pep-0634.rst")
 
 
 @pytest.fixture(scope="module")
-def mini_index(tmp_path_factory, peps_mini, prefect_home):
-    root = make_project(tmp_path_factory.mktemp("mini") / "project", input_dir=peps_mini)
-    result = _index(root, prefect_home)
+def corpus(tmp_path_factory, peps_mini):
+    """The subset, copied once: projects indexing it see the same bytes and mtimes."""
+    target = tmp_path_factory.mktemp("corpus") / "input"
+    target.mkdir()
+    for name in SUBSET:
+        shutil.copy2(peps_mini / name, target / name)
+    return target
+
+
+@pytest.fixture(scope="module")
+def mini_index(tmp_path_factory, corpus, unserved_prefect_home):
+    """Indexed the way a user's first run is: no Prefect server running, so the CLI starts
+    Prefect's temporary one (every other run here uses the session's server)."""
+    root = make_project(tmp_path_factory.mktemp("mini") / "project", input_dir=corpus)
+    result = _index(root, unserved_prefect_home)
     return root, result
 
 
@@ -60,7 +69,8 @@ def test_every_table_has_graphrag_columns_types_and_rows(mini_index):
         assert table.column("human_readable_id").to_pylist() == (
             table.column("community").to_pylist() if name == "community_reports" else list(range(len(ids)))
         )
-    assert tables["documents"].num_rows == 12
+    assert tables["documents"].num_rows == len(SUBSET)
+    assert tables["entities"].num_rows > 50 and tables["communities"].num_rows > 5
 
 
 def test_every_vector_table_is_one_to_one_with_its_source_and_unit_length(mini_index):
@@ -119,27 +129,19 @@ def test_a_second_run_recomputes_nothing(mini_index, prefect_home):
         assert cells[3] == "0", f"{stage} recomputed {cells[3]} items on an unchanged second run"
 
 
-def test_two_fresh_runs_give_identical_tables_and_vectors(tmp_path, peps_mini, shared_api):
-    """Two projects indexed from scratch on the same files (four PEPs, to keep the suite short;
-    the rest of this module checks the full peps-mini index) give identical tables and vectors."""
-    shared_input = tmp_path / "input"
-    shared_input.mkdir()
-    for name in ("pep-0020.rst", "pep-0257.rst", "pep-0602.rst", "pep-0634.rst"):
-        shutil.copy2(peps_mini / name, shared_input / name)  # same bytes and mtime for both
-    roots = [make_project(tmp_path / name, input_dir=shared_input) for name in ("one", "two")]
-    home, env = shared_api
-    for root in roots:
-        _index(root, home, **env)
-    a, b = (_tables(root) for root in roots)
-    assert a["entities"].num_rows > 50 and a["communities"].num_rows > 5
+def test_two_fresh_runs_give_identical_tables_and_vectors(tmp_path, corpus, mini_index, prefect_home):
+    """A second project indexed from scratch on the same files gives the same tables and vectors."""
+    root = make_project(tmp_path / "two", input_dir=corpus)
+    _index(root, prefect_home)
+    a, b = (_tables(r) for r in (mini_index[0], root))
     for name in SCHEMAS:
         assert a[name].equals(b[name]), name
-    va, vb = (_vectors(root) for root in roots)
+    va, vb = (_vectors(r) for r in (mini_index[0], root))
     for field in VECTOR_FIELDS:
         assert va[field].num_rows > 0 and va[field].equals(vb[field]), field
 
 
-def test_bad_files_are_skipped_with_one_warning_each_and_the_valid_one_indexed(tmp_path, shared_api):
+def test_bad_files_are_skipped_with_one_warning_each_and_the_valid_one_indexed(tmp_path, prefect_home):
     root = make_project(
         tmp_path / "bad",
         files={
@@ -149,8 +151,7 @@ def test_bad_files_are_skipped_with_one_warning_each_and_the_valid_one_indexed(t
             "latin1.txt": "Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e at the Acad\u00e9mie Fran\u00e7aise.".encode("latin-1"),
         },
     )
-    home, env = shared_api
-    result = _index(root, home, **env)
+    result = _index(root, prefect_home)
     out = result.stdout + result.stderr
     for name in ("empty.txt", "binary.bin.txt", "latin1.txt"):
         assert out.count(f"warning: {name}:") == 1, (name, out)
@@ -158,10 +159,9 @@ def test_bad_files_are_skipped_with_one_warning_each_and_the_valid_one_indexed(t
     assert docs["title"].tolist() == ["valid.txt"]
 
 
-def test_an_empty_input_folder_fails_with_a_clear_message(tmp_path, shared_api):
+def test_an_empty_input_folder_fails_with_a_clear_message(tmp_path, prefect_home):
     root = make_project(tmp_path / "empty")
-    home, env = shared_api
-    result = run_cli(["index", "--root", str(root)], home, **env)
+    result = run_cli(["index", "--root", str(root)], prefect_home)
     assert result.returncode != 0
     assert "no input files" in result.stderr
 

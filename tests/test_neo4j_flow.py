@@ -55,12 +55,6 @@ FILES = {
 }
 
 
-@pytest.fixture(scope="module")
-def prefect_home(shared_prefect_home):
-    """This module's CLI runs share one running Prefect server (a temporary one costs 5-15 s each)."""
-    return shared_prefect_home
-
-
 def _tables(root: Path) -> dict:
     return {name: read_table(root / "output", name) for name in SCHEMAS}
 

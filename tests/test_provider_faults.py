@@ -56,12 +56,6 @@ SLOW_START = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
 ERROR_NOISE = ("client has been closed", "Server disconnected", "Traceback", "RemoteProtocolError")
 
 
-@pytest.fixture(scope="module")
-def prefect_home(shared_prefect_home):
-    """This module's CLI runs share one running Prefect server (a temporary one costs 5-15 s each)."""
-    return shared_prefect_home
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -294,7 +288,15 @@ def test_disconnects_lose_no_vector_and_show_no_client_error(faulty):
     for noise in ERROR_NOISE:
         assert noise not in run.output, f"{noise!r} reached the output:\n{run.stderr[-4000:]}"
     assert "(verified)" in run.output
-    assert stats["max_in_flight"] <= 8  # retries take slots like any request
+    # Retries take slots like any request: the requests whose end the server decides itself
+    # (answers, its own disconnects) never overlap beyond the limit. A hang ends when the server
+    # notices the client's close, which a loaded machine delays past the client's retry (seen
+    # with two test workers on 2 cores), so the server's own count may show those on top.
+    log = api_log(stats)
+    decided = [e for e in log if e["completed"] or e["status"] == "disconnect"]
+    assert max_overlap(decided) <= 8
+    cut_by_client = [e for e in log if not e["completed"] and e["status"] != "disconnect"]
+    assert stats["max_in_flight"] <= 8 + len(cut_by_client), stats["max_in_flight"]
 
 
 def test_hangs_are_cut_by_the_timeout_and_the_run_stays_bounded(faulty, baseline):
