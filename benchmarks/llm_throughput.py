@@ -34,6 +34,9 @@ Per run it prints one JSON object:
     .venv/bin/python benchmarks/llm_throughput.py [--corpus DIR] [--concurrency 8 16 32 64]
         [--fault-concurrency 16] [--no-fault-run]
 
+With BENCH_DUMP_LOG=DIR set, each run also writes the fake server's request log (DIR/<run>.json:
+t_start/t_end/schema per request, to plot requests in flight over time) and the run's stderr.
+
 On a busy machine the client's own CPU time (JSON, pydantic, tiktoken, pandas between
 stages) stretches the window: say how loaded the machine was next to the figures.
 """
@@ -138,6 +141,9 @@ def run_once(corpus: Path, url: str, concurrency: int, faults: bool, workdir: Pa
     proc = subprocess.CompletedProcess(child.args, child.returncode, out, err)
     wall = time.monotonic() - started
     stats = fetch_stats(url)
+    if os.environ.get("BENCH_DUMP_LOG"):  # the server's request log, to study one run's timeline
+        Path(os.environ["BENCH_DUMP_LOG"], f"{root.name}.json").write_text(json.dumps(stats["log"]))
+        Path(os.environ["BENCH_DUMP_LOG"], f"{root.name}.stderr").write_text(err)
     if proc.returncode != 0:
         return {"concurrency": concurrency, "faults": faults, "completed": False, "wall_seconds": round(wall, 1),
                 "error": (proc.stdout[-1500:] + proc.stderr[-3000:])}

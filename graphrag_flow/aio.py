@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from contextlib import contextmanager
-from typing import Awaitable, Iterable, Iterator, TypeVar
+from typing import Awaitable, Callable, Iterable, Iterator, TypeVar
 
 from graphrag_flow.errors import FatalLLMError
 
@@ -37,6 +37,26 @@ async def gather_fatal_first(coros: Iterable[Awaitable[T]]) -> list[T]:
         fatal = eg.subgroup(FatalLLMError)
         raise (fatal.exceptions[0] if fatal else eg.exceptions[0]) from None
     return [t.result() for t in tasks]
+
+
+async def for_each_bounded(items: Iterable[T], fn: Callable[[T], Awaitable[None]], workers: int) -> None:
+    """`await fn(item)` for every item, at most `workers` at once, in the items' order.
+
+    `workers` coroutines share one iterator, rather than one task per item behind a semaphore:
+    the summarize stage has ~35 items per request (peps-mini: 4,145 items, 109 requests), and
+    creating, scheduling and parking a task for each cost more loop time than the requests
+    themselves while the first answers came back. Each worker yields after every item, so
+    items that finish without awaiting never hold the loop for long. Errors as in
+    `gather_fatal_first`.
+    """
+    iterator = iter(items)
+
+    async def worker() -> None:
+        for item in iterator:
+            await fn(item)
+            await asyncio.sleep(0)
+
+    await gather_fatal_first(worker() for _ in range(max(1, workers)))
 
 
 @contextmanager

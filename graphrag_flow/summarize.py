@@ -7,13 +7,12 @@ a function of the descriptions alone, so the answer cache serves unchanged items
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Awaitable, Callable, Optional
 
 import pandas as pd
 
-from graphrag_flow.aio import gather_fatal_first
+from graphrag_flow.aio import for_each_bounded
 from graphrag_flow.errors import ItemFailedError
 from graphrag_flow.hashing import sha256_json
 from graphrag_flow.progress import StageProgress
@@ -78,7 +77,6 @@ async def summarize_descriptions(
     hears of each item as it is done, so later work can start before the whole stage ends.
     """
     failures: list[ItemFailedError] = []
-    limit = asyncio.Semaphore(max(1, concurrency))
     names: dict[str, list[str]] = {}
     results: dict[str, list[str | None]] = {}
     for kind, frame in frames.items():
@@ -89,16 +87,16 @@ async def summarize_descriptions(
         )
         results[kind] = [None] * len(frame)
 
-    async def one(kind: str, i: int, name: str, descriptions: list[str]) -> None:
-        async with limit:
-            try:
-                results[kind][i] = await summarize_one(name, list(descriptions))
-            except ItemFailedError as exc:
-                failures.append(exc)
-            else:
-                if on_summarized is not None:
-                    on_summarized(kind, i, results[kind][i])
-            progress.advance()
+    async def one(item: tuple[str, int, str, list[str]]) -> None:
+        kind, i, name, descriptions = item
+        try:
+            results[kind][i] = await summarize_one(name, list(descriptions))
+        except ItemFailedError as exc:
+            failures.append(exc)
+        else:
+            if on_summarized is not None:
+                on_summarized(kind, i, results[kind][i])
+        progress.advance()
 
     # Items with the most descriptions first: those are the ones that cost a request (one
     # description needs none), so every request is on the wire before the free items are
@@ -109,7 +107,7 @@ async def summarize_descriptions(
         for i, (n, d) in enumerate(zip(names[kind], frame["descriptions"]))
     ]
     work.sort(key=lambda item: -len(item[3]))
-    await gather_fatal_first(one(*item) for item in work)
+    await for_each_bounded(work, one, concurrency)
     out: dict[str, pd.DataFrame] = {}
     for kind, frame in frames.items():
         done = frame.drop(columns=["descriptions"]).copy()
