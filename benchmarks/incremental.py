@@ -20,10 +20,8 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -34,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "peps"
 sys.path.insert(0, str(REPO))
 
-from tests.processes import kill_group, start_prefect_server  # noqa: E402
+from tests.processes import kill_group, run_flow_subprocess, start_prefect_server  # noqa: E402
 from tests.fake_openai import fetch_stats, reset_remote, start_fake_server_process, stop_fake_server_process  # noqa: E402
 
 RUNNER = r"""
@@ -77,16 +75,9 @@ def prefect_server(home: Path, port: int = 4297) -> Iterator[str]:
 
 
 def index_once(root: Path, base_url: str | None) -> dict:
-    env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING")
     if base_url:
         reset_remote(base_url)
-    start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", RUNNER, str(root)], cwd=REPO, env=env, capture_output=True, text=True)
-    wall = time.monotonic() - start
-    if proc.returncode != 0:
-        print(proc.stdout[-3000:], proc.stderr[-5000:], file=sys.stderr)
-        raise SystemExit(proc.returncode)
-    summary = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("SUMMARY "))[8:])
+    summary, wall = run_flow_subprocess(RUNNER, root)
     rows = {r["stage"]: r for r in summary["stages"]}
     result = {
         "seconds": round(wall, 1),

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.processes import run_flow_subprocess  # noqa: E402
+
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "peps"
 
 RUNNER = r"""
@@ -41,14 +42,7 @@ def main() -> None:
     root = args.keep or Path(tempfile.mkdtemp(prefix="graphrag-flow-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     (root / "settings.yaml").write_text(yaml.safe_dump({"input": {"dir": str(args.corpus.resolve())}}))
-    env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING")
-    start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", RUNNER, str(root)], cwd=REPO, env=env, capture_output=True, text=True)
-    wall = time.monotonic() - start
-    if proc.returncode != 0:
-        print(proc.stdout[-3000:], proc.stderr[-5000:], file=sys.stderr)
-        raise SystemExit(proc.returncode)
-    summary = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("SUMMARY "))[8:])
+    summary, wall = run_flow_subprocess(RUNNER, root)
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result = {
         "corpus": str(args.corpus),

@@ -3,6 +3,7 @@ group, and a real `prefect server` on 127.0.0.1 (what a nightly deployment runs 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -51,3 +52,18 @@ def start_prefect_server(env: dict[str, str], port: int, timeout_s: float = 120.
                 raise RuntimeError(f"prefect server on port {port} did not answer /api/health in {timeout_s:g} s "
                                    f"(exit code {proc.returncode})") from None
             time.sleep(0.3)
+
+
+def run_flow_subprocess(runner: str, root: Path) -> tuple[dict, float]:
+    """`python -c runner root` (a script that runs the index flow and prints one
+    "SUMMARY {json}" line), for the benchmarks: the run summary and the wall seconds.
+    A failed run prints its output's end and exits with its code."""
+    env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING")
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", runner, str(root)], cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - start
+    if proc.returncode != 0:
+        print(proc.stdout[-3000:], proc.stderr[-5000:], file=sys.stderr)
+        raise SystemExit(proc.returncode)
+    summary = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("SUMMARY "))[8:])
+    return summary, wall
