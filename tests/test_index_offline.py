@@ -13,8 +13,8 @@ from graphrag_flow.tables import SCHEMAS, VECTOR_FIELDS
 from graphrag_flow.storage.vectors import VectorTable
 
 
-def _index(root, prefect_home, *extra, **env):
-    result = run_cli(["index", "--root", str(root), *extra], prefect_home, **env)
+def _index(root, prefect_home, *extra):
+    result = run_cli(["index", "--root", str(root), *extra], prefect_home)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
