@@ -16,6 +16,7 @@ import asyncio
 import logging
 import shutil
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
@@ -29,6 +30,7 @@ from graphrag_flow.errors import GraphragFlowError
 from graphrag_flow.hashing import CODE_VERSION
 from graphrag_flow.incremental import LastRun, document_delta, read_last_run, run_changes
 from graphrag_flow.llm.answer_cache import AnswerCache
+from graphrag_flow.llm.connections import ConnectionPools
 from graphrag_flow.llm.limiter import RequestLimiter
 from graphrag_flow.llm.stats import LLMStats
 from graphrag_flow.storage.stages import StageRef, StageStore
@@ -149,8 +151,11 @@ async def index(
     llm_report = llm_identity(settings, root_path, "community_report") | {
         "report_max_input_tokens": settings.llm.report_max_input_tokens
     }
-    with frozen_heap():  # no 0.4 s garbage-collector pauses on the loop serving requests
-        return await _index_stages(resources, last_run, llm_extract, llm_summary, llm_report, logger)
+    # The run's connections outlive each stage's client; opened and closed on this loop, around every stage.
+    async with nullcontext() if is_offline(settings) else ConnectionPools(settings.llm.max_concurrency) as pools:
+        resources.pools = pools
+        with frozen_heap():  # no 0.4 s garbage-collector pauses on the loop serving requests
+            return await _index_stages(resources, last_run, llm_extract, llm_summary, llm_report, logger)
 
 
 async def _index_stages(resources: RunResources, last_run: LastRun, llm_extract: dict, llm_summary: dict,

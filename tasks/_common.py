@@ -23,6 +23,7 @@ from graphrag_flow.errors import FatalLLMError, InputError, SettingsError, Verif
 from graphrag_flow.handoff import Handoff
 from graphrag_flow.hashing import CODE_VERSION, sha256_json
 from graphrag_flow.llm.answer_cache import AnswerCache
+from graphrag_flow.llm.connections import ConnectionPools
 from graphrag_flow.llm.limiter import RequestLimiter
 from graphrag_flow.llm.stats import LLMStats
 from graphrag_flow.storage.stages import StageRef, StageStore
@@ -109,6 +110,8 @@ class RunResources:
     #: Frames a stage hands to the stages running beside it (see graphrag_flow/handoff.py):
     #: "candidates" (extract), "entities" (summarize), "community_reports" (reports), "text_units".
     handoff: Handoff = field(default_factory=Handoff)
+    #: The run's keep-alive connections, lent to each stage's client (None offline).
+    pools: ConnectionPools | None = None
 
     @property
     def lancedb_dir(self) -> Path:

@@ -46,6 +46,7 @@ async def llm_client(stage: str) -> AsyncIterator[object | None]:
 
     Opened here, in the coroutine that uses it, and closed only after its requests have
     finished: a client is never shared across stages running in other threads or loops.
+    Its connections are the run's (graphrag_flow/llm/connections.py), kept open between stages.
     """
     run = current_run()
     if is_offline(run.settings):
@@ -60,6 +61,7 @@ async def llm_client(stage: str) -> AsyncIterator[object | None]:
         stats=run.stats,
         cache=run.cache,
         read_cache=not run.full,
+        pools=run.pools,
     )
     async with client:
         yield client

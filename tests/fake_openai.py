@@ -449,6 +449,7 @@ class _Core:
             "max_in_flight": 0,
             "active": 0,
             "max_active": 0,
+            "connections": 0,
             "faults": {},
             "ok": {},
             "status_counts": {},
@@ -567,6 +568,8 @@ class _Core:
     async def _on_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         self.conn_tasks.add(task)
+        with self.lock:
+            self.st["connections"] += 1  # accepted, so a test can tell pooled from fresh
         try:
             while not self.stopping.is_set():
                 req = await self._read_request(reader)

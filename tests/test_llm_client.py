@@ -26,6 +26,7 @@ from graphrag_flow.config import LLMSettings
 from graphrag_flow.errors import FatalLLMError, ItemFailedError
 from graphrag_flow.llm.answer_cache import AnswerCache, answer_key
 from graphrag_flow.llm.client import OpenAICompatibleClient, get_encoding, plan_batches
+from graphrag_flow.llm.connections import ConnectionPools
 from graphrag_flow.llm.limiter import RequestLimiter
 from graphrag_flow.llm.schemas import GraphExtraction
 from graphrag_flow.llm.stats import LLMStats
@@ -41,11 +42,12 @@ def settings(url: str, **kw) -> LLMSettings:
 
 
 def client_for(url: str, *, stats: LLMStats | None = None, cache: AnswerCache | None = None, key: str | None = KEY,
-               limiter: RequestLimiter | None = None, json_object_mode: bool = False, **kw) -> OpenAICompatibleClient:
+               limiter: RequestLimiter | None = None, json_object_mode: bool = False,
+               pools: ConnectionPools | None = None, **kw) -> OpenAICompatibleClient:
     s = settings(url, **kw)
     return OpenAICompatibleClient(
         s, key, limiter or RequestLimiter(s.max_concurrency), stats or LLMStats(), cache,
-        json_object_mode=json_object_mode, backoff_base_s=0.02, backoff_max_s=0.2,
+        json_object_mode=json_object_mode, backoff_base_s=0.02, backoff_max_s=0.2, pools=pools,
     )
 
 
@@ -82,6 +84,34 @@ def assert_vectors(items: list[str], vectors: list[list[float]], dim: int = 64) 
 
 
 # --------------------------------------------------------------------------- faults that retries fix
+
+
+def test_clients_on_the_runs_pools_share_connections_and_leave_them_open():
+    """A stage client closed after its requests leaves the run's sockets open for the next
+    stage; a client on another loop (a thread) does not touch them and opens its own."""
+    items = texts(24)
+    with FakeOpenAIServer(FakeConfig(latency_s=0.01)) as srv:
+
+        def in_a_thread(pools: ConnectionPools) -> list[list[float]]:
+            async def other_loop():
+                async with client_for(srv.base_url, pools=pools) as c:
+                    return await embed_all(c, items[:4])
+
+            return asyncio.run(other_loop())
+
+        async def main():
+            async with ConnectionPools(4) as pools:
+                for _ in range(3):  # three stages, one after another
+                    async with client_for(srv.base_url, pools=pools) as c:
+                        assert_vectors(items, await embed_all(c, items, batch_size=2))
+                assert srv.stats(with_log=False)["connections"] <= 4
+                assert_vectors(items[:4], await asyncio.to_thread(in_a_thread, pools))
+                async with client_for(srv.base_url, pools=pools) as c:  # still open after the thread's client
+                    assert_vectors(items[:2], await embed_all(c, items[:2]))
+
+        asyncio.run(main())
+        connections = srv.stats(with_log=False)["connections"]
+    assert 5 <= connections <= 4 + 4, connections
 
 
 def test_disconnects_are_retried_and_every_vector_is_the_servers():

@@ -229,6 +229,16 @@ def baseline(tmp_path_factory, peps_mini, prefect_home):
     return root, run, stats
 
 
+def test_stages_reuse_the_runs_connections(baseline):
+    """Every stage opens its own client, but the sockets are the run's: a stage's first round
+    does not open max_concurrency new connections (TLS handshakes, against a real provider).
+    Six LLM stages on fresh pools opened 50; the preflight check's own client adds two (its
+    chat and embedding requests go out together)."""
+    _, _, stats = baseline
+    assert not stats["faults"], stats["faults"]  # no disconnects: nothing needed a new socket
+    assert 8 <= stats["connections"] <= 8 + 2, stats["connections"]
+
+
 def test_concurrency_limit_is_reached_and_never_exceeded_across_stages(baseline):
     _, run, stats = baseline
     log = api_log(stats)

@@ -24,11 +24,10 @@ import logging
 import math
 import random
 import sqlite3
-import ssl
 import time
 from array import array
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -42,6 +41,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from graphrag_flow.config import LLMSettings
 from graphrag_flow.errors import FatalLLMError, ItemFailedError, SettingsError
 from graphrag_flow.llm.answer_cache import AnswerCache, answer_key
+from graphrag_flow.llm.connections import ConnectionPools
 from graphrag_flow.llm.limiter import RequestLimiter
 from graphrag_flow.llm.schemas import ANSWER_MODELS, strict_json_schema
 from graphrag_flow.llm.stats import LLMStats
@@ -67,23 +67,7 @@ QUICK_RETRY_KINDS = frozenset({"disconnect", "deadline"})
 CHECK_TIMEOUT_S = 10.0
 #: A Retry-After longer than this is capped (a misbehaving proxy must not park the run).
 MAX_RETRY_AFTER_S = 300.0
-#: Connections per httpx pool. httpcore scans every connection of its pool on each request
-#: (a readability syscall and getpeername per idle connection), so one pool of 64 spent more
-#: CPU choosing a connection than sending (benchmarks/llm_throughput.py, py-spy): the client
-#: spreads `max_concurrency` over pools of at most this many connections.
-CONNECTIONS_PER_POOL = 8
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
-
-
-@lru_cache(maxsize=1)
-def _ssl_context() -> ssl.SSLContext:
-    """httpx's default context (certifi or SSL_CERT_FILE/SSL_CERT_DIR), built once per process.
-
-    Loading the CA bundle takes 50-150 ms of CPU: built per client on the event loop it
-    stalled every request in flight (measured by the heartbeat test), so `__aenter__` builds
-    it in a thread once and every later client reuses it (an SSLContext is thread-safe).
-    """
-    return httpx.create_ssl_context()
 
 
 @lru_cache(maxsize=1)
@@ -171,6 +155,7 @@ class OpenAICompatibleClient:
         read_cache: bool = True,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 20.0,
+        pools: ConnectionPools | None = None,
     ):
         if not settings.api_base:
             raise SettingsError("llm.api_base is not set (e.g. https://api.openai.com/v1)")
@@ -190,7 +175,10 @@ class OpenAICompatibleClient:
         self._budget = _Budget(settings.max_retries, settings.request_timeout_s)
         self._embedding_dim: int | None = settings.embedding_dimensions
         self._http: list[httpx.AsyncClient] | None = None
-        self._pool_load: list[int] = []
+        #: The run's pools when given (and open on this client's loop), else the client's own.
+        self._shared_pools = pools
+        self._pools: ConnectionPools | None = None
+        self._own_pools: AsyncExitStack | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._active = 0
         self._idle: asyncio.Event | None = None
@@ -218,30 +206,31 @@ class OpenAICompatibleClient:
         if self._api_key is not None:
             # httpx masks Authorization in repr(headers); exceptions carry only the URL.
             headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
-        verify = await asyncio.to_thread(_ssl_context)
         self._loop = asyncio.get_running_loop()
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
+        shared = self._shared_pools
+        if shared is not None and shared.is_open and shared.loop is self._loop:
+            self._pools = shared
+        else:
+            self._own_pools = AsyncExitStack()
+            self._pools = await self._own_pools.enter_async_context(ConnectionPools(n))
         # The answer cache gets its own thread: its lookups and fsync'd stores, one per chat
         # request, must not queue behind LanceDB merges and pandas work in the default pool
         # (that queueing held requests off the wire while their limiter slots sat empty).
         self._cache_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answer-cache")
         timeout = httpx.Timeout(connect=min(10.0, rt), read=rt, write=min(30.0, rt), pool=rt)
-        pools = math.ceil(n / CONNECTIONS_PER_POOL)
-        sizes = [n // pools + (1 if i < n % pools else 0) for i in range(pools)]
         self._http = [
             httpx.AsyncClient(
                 base_url=self._api_base + "/",
                 headers=headers,
-                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                transport=transport,
                 timeout=timeout,
                 follow_redirects=False,
-                verify=verify,
             )
-            for size in sizes
+            for transport in self._pools.lend()
         ]
-        self._pool_load = [0] * pools
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -251,9 +240,12 @@ class OpenAICompatibleClient:
             if self._idle is not None:
                 await self._idle.wait()
         finally:
-            pools, self._http = self._http, None
-            for http in pools or ():
-                await asyncio.shield(http.aclose())
+            clients, self._http = self._http, None
+            for http in clients or ():
+                await asyncio.shield(http.aclose())  # borrowed transports stay open
+            own, self._own_pools, self._pools = self._own_pools, None, None
+            if own is not None:
+                await own.aclose()
             pool, self._cache_thread = self._cache_thread, None
             if pool is not None:
                 pool.shutdown(wait=False)  # idle by now: every call that used it has finished
@@ -521,15 +513,17 @@ class OpenAICompatibleClient:
                     limit = min(hard, adaptive * (2 ** deadline_hits))
                 # The least busy pool: the limiter keeps the total within the pools' sum, so
                 # a request never waits inside httpx for a connection.
-                pool = min(range(len(self._http)), key=self._pool_load.__getitem__)
-                self._pool_load[pool] += 1
+                pools = self._pools
+                assert pools is not None
+                pool = pools.least_busy()
+                pools.load[pool] += 1
                 try:
                     started = time.monotonic()
                     async with asyncio.timeout(limit):
                         response = await self._http[pool].request(method, path, json=body)
                     latency = time.monotonic() - started
                 finally:
-                    self._pool_load[pool] -= 1
+                    pools.load[pool] -= 1
         except TimeoutError:
             if limit < hard:
                 raise _Retryable("deadline", f"no answer within the adaptive deadline ({limit:.2f}s, "
