@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from contextlib import contextmanager
-from typing import Awaitable, Callable, Iterable, Iterator, TypeVar
+from contextlib import asynccontextmanager, contextmanager
+from typing import AsyncIterator, Awaitable, Callable, Iterable, Iterator, TypeVar
 
 from graphrag_flow.errors import FatalLLMError
 
@@ -27,16 +27,24 @@ async def gather_fatal_first(coros: Iterable[Awaitable[T]]) -> list[T]:
     tests/test_provider_faults.py). Yielding after each task instead cost one loop iteration
     per item, which spread the start of a stage's requests over 0.5 s at 64 in flight."""
     tasks: list[asyncio.Task[T]] = []
+    async with task_group_fatal_first() as group:
+        for n, coro in enumerate(coros, 1):
+            tasks.append(group.create_task(coro))  # type: ignore[arg-type]
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+    return [t.result() for t in tasks]
+
+
+@asynccontextmanager
+async def task_group_fatal_first() -> AsyncIterator[asyncio.TaskGroup]:
+    """An asyncio.TaskGroup whose failure is raised as one exception, not an ExceptionGroup:
+    a FatalLLMError if any task raised one, else the first error."""
     try:
         async with asyncio.TaskGroup() as group:
-            for n, coro in enumerate(coros, 1):
-                tasks.append(group.create_task(coro))  # type: ignore[arg-type]
-                if n % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
+            yield group
     except BaseExceptionGroup as eg:
         fatal = eg.subgroup(FatalLLMError)
         raise (fatal.exceptions[0] if fatal else eg.exceptions[0]) from None
-    return [t.result() for t in tasks]
 
 
 async def for_each_bounded(items: Iterable[T], fn: Callable[[T], Awaitable[None]], workers: int) -> None:

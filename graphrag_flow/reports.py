@@ -187,6 +187,7 @@ async def build_reports(
     report_one: ReportOne,
     concurrency: int,
     progress: StageProgress,
+    on_report: Callable[[dict], None] | None = None,
 ) -> tuple[pd.DataFrame, list[ItemFailedError]]:
     """One report per community, each started as soon as its own members are summarized.
 
@@ -196,7 +197,8 @@ async def build_reports(
     left the limit idle while one slow request finished, and every level paid that tail
     again). Waiting never holds one of the `concurrency` slots, so waiting never starves the
     work. The result is the same in any order. `report_one` returns the answer and the sha256
-    of the material it was made from, which becomes the row's `content_sha256`.
+    of the material it was made from, which becomes the row's `content_sha256`. `on_report`
+    hears of each finished row, so its embedding can start before the stage ends.
     """
     failures: list[ItemFailedError] = []
     rows: dict[int, dict] = {}
@@ -247,6 +249,8 @@ async def build_reports(
                     "size": int(row.size),
                     "content_sha256": material,
                 }
+                if on_report is not None:
+                    on_report(rows[community])
             progress.advance()
         finally:
             if held:

@@ -70,6 +70,18 @@ def embedding_inputs(field: str, source: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"id": source["id"], "text": texts}).sort_values("id", kind="stable").reset_index(drop=True)
 
 
+def embedding_text(field: str, record: dict) -> str:
+    """The text `embedding_inputs` gives one row, from the row as a dict (a row streamed
+    before its frame exists); a mismatch would only cost a second request for that row."""
+    if field == "text_unit_text":
+        return record["text"]
+    if field == "entity_description":
+        return record["title"] + ":" + record["description"]
+    if field == "community_full_content":
+        return record["full_content"]
+    raise KeyError(f"unknown vector field {field!r}")
+
+
 def with_readable_ids(frame: pd.DataFrame) -> pd.DataFrame:
     """Order rows by id and number them from 0, as a fresh index of the same inputs would."""
     frame = frame.sort_values("id", kind="stable").reset_index(drop=True)

@@ -26,6 +26,7 @@ from graphrag_flow.llm.answer_cache import AnswerCache
 from graphrag_flow.llm.connections import ConnectionPools
 from graphrag_flow.llm.limiter import RequestLimiter
 from graphrag_flow.llm.stats import LLMStats
+from graphrag_flow.row_stream import RowStream
 from graphrag_flow.storage.stages import StageRef, StageStore
 
 #: Parameters that never enter a cache key: where the project is, and run plumbing.
@@ -112,6 +113,12 @@ class RunResources:
     handoff: Handoff = field(default_factory=Handoff)
     #: The run's keep-alive connections, lent to each stage's client (None offline).
     pools: ConnectionPools | None = None
+    #: Rows of a vector field posted as they are final, by field (graphrag_flow/row_stream.py).
+    streams: dict[str, RowStream] = field(default_factory=dict)
+
+    def stream(self, vector_field: str) -> RowStream:
+        """The one stream of `vector_field` in this run, for its producer and its embed stage."""
+        return self.streams.setdefault(vector_field, RowStream())
 
     @property
     def lancedb_dir(self) -> Path:

@@ -7,7 +7,8 @@ Each starts with the run and waits for its source frame on the run's hand-off (t
 summarized entities, community reports), put there by the stage that makes it before that
 stage saves and returns: entity descriptions are embedded while relationships are still
 being summarized and reports written, and report embeddings need not wait for the
-reports stage's save and task change-over.
+reports stage's save and task change-over. Report texts come even earlier, one by one as
+each report arrives (the run's row stream), and are embedded while the others are written.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from graphrag_flow.embedding import embed_field
+from graphrag_flow.aio import gather_fatal_first, task_group_fatal_first
+from graphrag_flow.embedding import BatchMerger, embed_field
 from graphrag_flow.embedding_backends import OfflineBackend, OpenAIBackend
 from graphrag_flow.errors import StageFailedError
 from graphrag_flow.storage.vectors import VectorTable
@@ -53,23 +55,56 @@ def _inputs(field: str, source: pd.DataFrame | dict[str, list]) -> pd.DataFrame:
     retry_condition_fn=retry_unless_fatal,
 )
 async def embed_stage(field: str, frame: str) -> dict:
-    """Embed `field` of the hand-off's `frame`; its time counts from when the frame arrives."""
+    """Embed `field` of the hand-off's `frame`; its time counts from when the frame arrives.
+
+    With an LLM, rows the producer streams (the reports' texts) are embedded while the
+    frame is still being made; the full pass then finds them in the table.
+    """
     run = current_run()
     stage = f"embed-{field}"
-    source = await run.handoff.get(frame)
-    with timed(stage):
-        inputs = await asyncio.to_thread(_inputs, field, source)
-        table = VectorTable(run.lancedb_dir, field)
-        async with llm_client(stage) as client:
-            backend = (
-                await asyncio.to_thread(OfflineBackend, run.settings)
-                if client is None
-                else OpenAIBackend(run.settings, client, stage)
-            )
-            slots = None if client is None else _run_slots(run, backend.concurrency)
-            result = await embed_field(field, table, inputs, backend, slots)
-        if result.failures:
-            raise StageFailedError(stage, result.failures)
-        summary = asdict(result)
-        summary["failures"] = []
-        return summary
+    table = VectorTable(run.lancedb_dir, field)
+    async with llm_client(stage) as client:
+        if client is None:
+            source = await run.handoff.get(frame)
+            backend, slots = await asyncio.to_thread(OfflineBackend, run.settings), None
+        else:
+            backend = OpenAIBackend(run.settings, client, stage)
+            slots = _run_slots(run, backend.concurrency)
+        merger = BatchMerger(table, backend.model)
+        if client is not None:
+            source = await _frame_embedding_streamed_rows(run, field, frame, backend, slots, merger)
+        with timed(stage):
+            inputs = await asyncio.to_thread(_inputs, field, source)
+            result = await embed_field(field, table, inputs, backend, slots, merger=merger)
+    if result.failures:
+        raise StageFailedError(stage, result.failures)
+    summary = asdict(result)
+    summary["failures"] = []
+    return summary
+
+
+async def _frame_embedding_streamed_rows(run, field: str, frame: str, backend: OpenAIBackend,
+                                         slots: asyncio.Semaphore, merger: BatchMerger):
+    """Wait for `frame`, embedding the field's streamed rows meanwhile, a full batch at a time.
+
+    Chunks run side by side, their batches merged together with the full pass's (`merger`);
+    the run's slots bound the batches in flight. A row that fails here is left to the full pass, which retries it and
+    names it if it fails again; a FatalLLMError stops the stage at once.
+    """
+    stream = run.stream(field)
+
+    async def early() -> None:
+        async with task_group_fatal_first() as group:
+            async for chunk in stream.chunks(run.settings.llm.embedding_batch_size):
+                rows = pd.DataFrame(chunk, columns=["id", "text"])
+                group.create_task(embed_field(field, merger.table, rows, backend, slots, complete=False,
+                                              merger=merger))
+
+    async def source():
+        try:
+            return await run.handoff.get(frame)
+        finally:
+            stream.close()  # a producer that ran closed it already; one served from cache never posts
+
+    _, value = await gather_fatal_first([early(), source()])
+    return value

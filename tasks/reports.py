@@ -4,8 +4,9 @@ Starts with the run and runs alongside the summarize stage: the communities come
 run's hand-off the moment they are found, and members' descriptions from the run's
 description board as they are summarized. So the stage's cache key names the communities
 and summarize stages' keys rather than their outputs, which do not exist yet when this
-starts. The finished frame goes on the hand-off before it is saved, for the report
-embeddings.
+starts. Each report's text goes to its embeddings as the report arrives (the run's row
+stream), and the finished frame goes on the hand-off before it is saved, for the embed
+stage's full pass.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ from graphrag_flow.outputs import community_periods
 from graphrag_flow.progress import StageProgress
 from graphrag_flow.reports import build_reports, offline_reporter
 from graphrag_flow.storage.stages import StageRef
+from graphrag_flow.tables import embedding_text
 from tasks._common import current_run, load_frames, stage_key, stage_options, timed
 from tasks._llm import is_offline, llm_client, prompt
 from tasks.communities import COMMUNITIES
 
 #: The hand-off name of the finished reports frame (as saved).
 REPORTS = "community_reports"
+#: The vector field of the reports, whose rows are streamed to its embed stage as they come.
+REPORT_VECTORS = "community_full_content"
 
 
 def _with_periods(communities, degrees, text_units, documents):
@@ -58,11 +62,18 @@ async def reports_stage(
 
                 reporter = llm_reporter(client, prompt("community_report"), run.settings.llm.report_max_input_tokens)
                 concurrency = items_in_progress(run.settings.llm.max_concurrency)
-            reports, failures = await build_reports(comms, degree, run.descriptions, reporter, concurrency, progress)
+            stream = run.stream(REPORT_VECTORS)
+            try:
+                reports, failures = await build_reports(
+                    comms, degree, run.descriptions, reporter, concurrency, progress,
+                    on_report=lambda row: stream.post(row["id"], embedding_text(REPORT_VECTORS, row)),
+                )
+            finally:
+                stream.close()  # a retried attempt's rows are left to the embed stage's full pass
         progress.finish()
         if failures:
             raise StageFailedError("reports", failures)
-        run.handoff.put(REPORTS, reports)  # their embeddings start now, not after the save
+        run.handoff.put(REPORTS, reports)  # the rest of their embeddings start now, not after the save
         key = stage_key(
             "reports",
             {"documents": documents, "text_units": text_units, "communities": communities, "summaries": summaries,

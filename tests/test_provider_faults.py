@@ -264,6 +264,20 @@ def test_baseline_vectors_are_the_servers_vectors(baseline):
     assert "(verified)" in run.output
 
 
+def test_report_vectors_are_fetched_while_reports_are_written_and_each_text_once(baseline):
+    """Report texts are embedded as the reports arrive (the run's row stream), not after the
+    last one; streaming must not embed a text twice (the full pass finds the streamed rows)."""
+    root, _, stats = baseline
+    log = api_log(stats)
+    report_shas = {hashlib.sha256(t.encode()).hexdigest() for t in vector_texts(root)["community_full_content"].values()}
+    sent = [(e, sha) for e in log if e["endpoint"] == "embeddings" and e["completed"]
+            for sha in e["input_sha256s"] if sha in report_shas]
+    assert sorted(sha for _, sha in sent) == sorted(report_shas)  # every report text, once
+    last_report = max(e["t_end"] for e in log if e["schema"] == "community_report")
+    early = {sha for e, sha in sent if e["t_start"] < last_report}
+    assert len(early) >= len(report_shas) // 2, (len(early), len(report_shas))
+
+
 def test_api_key_is_written_nowhere(baseline, prefect_home):
     root, run, stats = baseline
     assert stats["status_counts"].get("401", 0) == 0  # the key was sent (the server insists on it)
