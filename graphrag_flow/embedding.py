@@ -103,7 +103,8 @@ async def embed_field(
     have = {(i, s) for i, s, m in state.keys if m == backend.model}
     todo = [k for k, (i, s) in enumerate(zip(all_ids, shas)) if (i, s) not in have]
     merger = merger if merger is not None else BatchMerger(table, backend.model)
-    this_run = sum(1 for i in all_ids if i in merger.merged_ids)  # streamed rows, embedded early
+    # Current rows this run merged already (streamed before the frame): embedded, not reused.
+    this_run = sum(1 for i, s in zip(all_ids, shas) if (i, s) in have and i in merger.merged_ids)
     result = EmbedResult(field=field_name, total=len(inputs), reused=len(inputs) - len(todo) - this_run,
                          embedded=this_run)
 
@@ -142,7 +143,7 @@ async def embed_field(
             await slots.acquire()
             group.create_task(run_batch(number, positions))
 
-    if progress is None:
+    if not complete:
         return result
     if not merger.prepared and backend.dimension and not await asyncio.to_thread(table.exists):
         await asyncio.to_thread(table.prepare, backend.dimension)  # an empty source still gets its table

@@ -57,29 +57,31 @@ VECTOR_FIELDS: dict[str, str] = {
 }
 
 
+#: The text each vector field embeds, from a frame (column-wise) or one row as a dict alike.
+_EMBEDDED_TEXT = {
+    "text_unit_text": lambda rows: rows["text"],
+    "entity_description": lambda rows: rows["title"] + ":" + rows["description"],
+    "community_full_content": lambda rows: rows["full_content"],
+}
+
+
+def _embedded_text(field: str):
+    try:
+        return _EMBEDDED_TEXT[field]
+    except KeyError:
+        raise KeyError(f"unknown vector field {field!r}") from None
+
+
 def embedding_inputs(field: str, source: pd.DataFrame) -> pd.DataFrame:
     """(id, text) of the rows a vector field embeds, in id order."""
-    if field == "text_unit_text":
-        texts = source["text"]
-    elif field == "entity_description":
-        texts = source["title"] + ":" + source["description"]
-    elif field == "community_full_content":
-        texts = source["full_content"]
-    else:
-        raise KeyError(f"unknown vector field {field!r}")
+    texts = _embedded_text(field)(source)
     return pd.DataFrame({"id": source["id"], "text": texts}).sort_values("id", kind="stable").reset_index(drop=True)
 
 
 def embedding_text(field: str, record: dict) -> str:
     """The text `embedding_inputs` gives one row, from the row as a dict (a row streamed
-    before its frame exists); a mismatch would only cost a second request for that row."""
-    if field == "text_unit_text":
-        return record["text"]
-    if field == "entity_description":
-        return record["title"] + ":" + record["description"]
-    if field == "community_full_content":
-        return record["full_content"]
-    raise KeyError(f"unknown vector field {field!r}")
+    before its frame exists)."""
+    return _embedded_text(field)(record)
 
 
 def with_readable_ids(frame: pd.DataFrame) -> pd.DataFrame:

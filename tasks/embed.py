@@ -67,11 +67,11 @@ async def embed_stage(field: str, frame: str) -> dict:
         if client is None:
             source = await run.handoff.get(frame)
             backend, slots = await asyncio.to_thread(OfflineBackend, run.settings), None
+            merger = BatchMerger(table, backend.model)
         else:
             backend = OpenAIBackend(run.settings, client, stage)
             slots = _run_slots(run, backend.concurrency)
-        merger = BatchMerger(table, backend.model)
-        if client is not None:
+            merger = BatchMerger(table, backend.model)
             source = await _frame_embedding_streamed_rows(run, field, frame, backend, slots, merger)
         with timed(stage):
             inputs = await asyncio.to_thread(_inputs, field, source)
@@ -88,8 +88,9 @@ async def _frame_embedding_streamed_rows(run, field: str, frame: str, backend: O
     """Wait for `frame`, embedding the field's streamed rows meanwhile, a full batch at a time.
 
     Chunks run side by side, their batches merged together with the full pass's (`merger`);
-    the run's slots bound the batches in flight. A row that fails here is left to the full pass, which retries it and
-    names it if it fails again; a FatalLLMError stops the stage at once.
+    the run's slots bound the batches in flight. A row that fails here is left to the full
+    pass, which retries it and names it if it fails again; a FatalLLMError stops the stage
+    at once.
     """
     stream = run.stream(field)
 
