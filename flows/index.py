@@ -30,7 +30,7 @@ from graphrag_flow.errors import GraphragFlowError
 from graphrag_flow.hashing import CODE_VERSION
 from graphrag_flow.incremental import LastRun, document_delta, read_last_run, run_changes
 from graphrag_flow.llm.answer_cache import AnswerCache
-from graphrag_flow.llm.connections import ConnectionPools
+from graphrag_flow.llm.connections import ConnectionPool
 from graphrag_flow.llm.limiter import RequestLimiter
 from graphrag_flow.llm.stats import LLMStats
 from graphrag_flow.storage.stages import StageRef, StageStore
@@ -152,8 +152,8 @@ async def index(
         "report_max_input_tokens": settings.llm.report_max_input_tokens
     }
     # The run's connections outlive each stage's client; opened and closed on this loop, around every stage.
-    async with nullcontext() if is_offline(settings) else ConnectionPools(settings.llm.max_concurrency) as pools:
-        resources.pools = pools
+    async with nullcontext() if is_offline(settings) else ConnectionPool(settings.llm.max_concurrency) as pool:
+        resources.pool = pool
         with frozen_heap():  # no 0.4 s garbage-collector pauses on the loop serving requests
             return await _index_stages(resources, last_run, llm_extract, llm_summary, llm_report, logger)
 

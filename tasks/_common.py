@@ -23,7 +23,7 @@ from graphrag_flow.errors import FatalLLMError, InputError, SettingsError, Verif
 from graphrag_flow.handoff import Handoff
 from graphrag_flow.hashing import CODE_VERSION, sha256_json
 from graphrag_flow.llm.answer_cache import AnswerCache
-from graphrag_flow.llm.connections import ConnectionPools
+from graphrag_flow.llm.connections import ConnectionPool
 from graphrag_flow.llm.limiter import RequestLimiter
 from graphrag_flow.llm.stats import LLMStats
 from graphrag_flow.row_stream import RowStream
@@ -112,7 +112,7 @@ class RunResources:
     #: "candidates" (extract), "entities" (summarize), "community_reports" (reports), "text_units".
     handoff: Handoff = field(default_factory=Handoff)
     #: The run's keep-alive connections, lent to each stage's client (None offline).
-    pools: ConnectionPools | None = None
+    pool: ConnectionPool | None = None
     #: Rows of a vector field posted as they are final, by field (graphrag_flow/row_stream.py).
     streams: dict[str, RowStream] = field(default_factory=dict)
 

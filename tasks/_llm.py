@@ -35,6 +35,18 @@ def embedding_identity(settings: Settings) -> dict:
     return {"model": settings.llm.embedding_model, "dimensions": settings.llm.embedding_dimensions}
 
 
+#: Who gets a free request slot first (lower first): each chat stage waits for the one before
+#: it (summaries need every extraction, a report its members' summaries), so the earliest
+#: stage's requests unblock the most; embeddings feed no later request and take the slots
+#: the chat stages leave free (graphrag_flow/llm/limiter.py). Among equals, first come first.
+STAGE_PRIORITY = {"extract": 0, "summarize": 1, "reports": 2}
+EMBEDDING_PRIORITY = 3
+
+
+def stage_priority(stage: str) -> int:
+    return STAGE_PRIORITY.get(stage, EMBEDDING_PRIORITY)
+
+
 def prompt(name: str) -> str:
     run = current_run()
     return load_prompt(name, run.settings.llm.prompts_dir, run.root)
@@ -61,7 +73,8 @@ async def llm_client(stage: str) -> AsyncIterator[object | None]:
         stats=run.stats,
         cache=run.cache,
         read_cache=not run.full,
-        pools=run.pools,
+        pool=run.pool,
+        priority=stage_priority(stage),
     )
     async with client:
         yield client

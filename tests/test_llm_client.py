@@ -26,7 +26,7 @@ from graphrag_flow.config import LLMSettings
 from graphrag_flow.errors import FatalLLMError, ItemFailedError
 from graphrag_flow.llm.answer_cache import AnswerCache, answer_key
 from graphrag_flow.llm.client import OpenAICompatibleClient, get_encoding, plan_batches
-from graphrag_flow.llm.connections import ConnectionPools
+from graphrag_flow.llm.connections import ConnectionPool
 from graphrag_flow.llm.limiter import RequestLimiter
 from graphrag_flow.llm.schemas import GraphExtraction
 from graphrag_flow.llm.stats import LLMStats
@@ -43,11 +43,11 @@ def settings(url: str, **kw) -> LLMSettings:
 
 def client_for(url: str, *, stats: LLMStats | None = None, cache: AnswerCache | None = None, key: str | None = KEY,
                limiter: RequestLimiter | None = None, json_object_mode: bool = False,
-               pools: ConnectionPools | None = None, **kw) -> OpenAICompatibleClient:
+               pool: ConnectionPool | None = None, **kw) -> OpenAICompatibleClient:
     s = settings(url, **kw)
     return OpenAICompatibleClient(
         s, key, limiter or RequestLimiter(s.max_concurrency), stats or LLMStats(), cache,
-        json_object_mode=json_object_mode, backoff_base_s=0.02, backoff_max_s=0.2, pools=pools,
+        json_object_mode=json_object_mode, backoff_base_s=0.02, backoff_max_s=0.2, pool=pool,
     )
 
 
@@ -92,21 +92,21 @@ def test_clients_on_the_runs_pools_share_connections_and_leave_them_open():
     items = texts(24)
     with FakeOpenAIServer(FakeConfig(latency_s=0.01)) as srv:
 
-        def in_a_thread(pools: ConnectionPools) -> list[list[float]]:
+        def in_a_thread(pool: ConnectionPool) -> list[list[float]]:
             async def other_loop():
-                async with client_for(srv.base_url, pools=pools) as c:
+                async with client_for(srv.base_url, pool=pool) as c:
                     return await embed_all(c, items[:4])
 
             return asyncio.run(other_loop())
 
         async def main():
-            async with ConnectionPools(4) as pools:
+            async with ConnectionPool(4) as pool:
                 for _ in range(3):  # three stages, one after another
-                    async with client_for(srv.base_url, pools=pools) as c:
+                    async with client_for(srv.base_url, pool=pool) as c:
                         assert_vectors(items, await embed_all(c, items, batch_size=2))
                 assert srv.stats(with_log=False)["connections"] <= 4
-                assert_vectors(items[:4], await asyncio.to_thread(in_a_thread, pools))
-                async with client_for(srv.base_url, pools=pools) as c:  # still open after the thread's client
+                assert_vectors(items[:4], await asyncio.to_thread(in_a_thread, pool))
+                async with client_for(srv.base_url, pool=pool) as c:  # still open after the thread's client
                     assert_vectors(items[:2], await embed_all(c, items[:2]))
 
         asyncio.run(main())

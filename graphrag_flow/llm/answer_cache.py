@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from graphrag_flow.hashing import sha256_json
 
@@ -19,6 +19,8 @@ from graphrag_flow.hashing import sha256_json
 #: Never part of a key: a key must not carry a secret, and must not change between runs
 #: or providers that would give the same answer.
 _NOT_KEY_PARTS = frozenset({"api_key", "key", "authorization", "api_base", "base_url", "run_id"})
+#: Keys per SELECT ... IN (...): well under SQLite's limit on bound parameters.
+_LOOKUP_CHUNK = 500
 
 
 def answer_key(model: str, messages: list[dict], schema_name: str, schema: Any, temperature: float, **other: Any) -> str:
@@ -56,9 +58,35 @@ class AnswerCache:
             row = self._db.execute("SELECT value FROM answers WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
+    def get_many(self, keys: Iterable[str]) -> dict[str, str]:
+        """The stored answers among `keys` (absent keys are left out)."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, str] = {}
+        with self._lock:
+            for start in range(0, len(wanted), _LOOKUP_CHUNK):
+                chunk = wanted[start : start + _LOOKUP_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                found.update(self._db.execute(f"SELECT key, value FROM answers WHERE key IN ({marks})", chunk))
+        return found
+
     def put(self, key: str, value: str) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO answers (key, value) VALUES (?, ?)", (key, value))
+
+    def put_many(self, items: Iterable[tuple[str, str]]) -> None:
+        """All of `items` in one committed transaction: one fsync for the lot (group commit)."""
+        rows = list(items)
+        if not rows:
+            return
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO answers (key, value) VALUES (?, ?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:  # e.g. a full disk at COMMIT: leave no transaction open
+                    self._db.execute("ROLLBACK")
+                raise
 
     def __len__(self) -> int:
         with self._lock:

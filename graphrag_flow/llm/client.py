@@ -5,11 +5,12 @@ It implements shared/docs/llm-contract.md: structured chat answers validated wit
 the error table (retry / fail the item / stop the run), an adaptive deadline for hung
 requests, one concurrency limit for the whole run, and the answer cache.
 
-httpx is used directly rather than `openai.AsyncOpenAI`: the contract needs the raw status,
-body and `Retry-After` of every attempt, its own retry loop (the SDK's retries would hide
-attempts from the stats and hold no limiter slot), a hard per-attempt cap, and the SDK would
-ask for base64 embeddings by default. The API key is sent only as a header; it never enters
-a message, a log line, a cache key or `repr()`.
+An aiohttp session is used directly rather than `openai.AsyncOpenAI`: the contract needs the
+raw status, body and `Retry-After` of every attempt, its own retry loop (the SDK's retries
+would hide attempts from the stats and hold no limiter slot), a hard per-attempt cap, and the
+SDK would ask for base64 embeddings by default; aiohttp rather than httpx for the event
+loop's CPU per request (graphrag_flow/llm/connections.py). The API key is sent only as a
+header; it never enters a message, a log line, a cache key or `repr()`.
 
 A client belongs to the event loop that entered it (`async with client:`); it refuses to be
 used from another loop or thread. It never creates an event loop.
@@ -26,7 +27,6 @@ import random
 import sqlite3
 import time
 from array import array
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -34,15 +34,18 @@ from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any, AsyncIterator, Callable, Sequence, TypeVar
 
-import httpx
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
 import tiktoken
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from graphrag_flow.config import LLMSettings
 from graphrag_flow.errors import FatalLLMError, ItemFailedError, SettingsError
 from graphrag_flow.llm.answer_cache import AnswerCache, answer_key
-from graphrag_flow.llm.connections import ConnectionPools
-from graphrag_flow.llm.limiter import RequestLimiter
+from graphrag_flow.llm.cache_batches import BatchedAnswerCache
+from graphrag_flow.llm.connections import ConnectionPool, proxy_for
+from graphrag_flow.llm.limiter import DEFAULT_PRIORITY, RequestLimiter
 from graphrag_flow.llm.schemas import ANSWER_MODELS, strict_json_schema
 from graphrag_flow.llm.stats import LLMStats
 
@@ -126,6 +129,26 @@ class _BadRequest(Exception):
 
 
 @dataclass(frozen=True)
+class _Reply:
+    """One HTTP response, read whole (the connection is back in the pool by then)."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    def json(self) -> Any:
+        """Raises ValueError when the body is not JSON."""
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+_JSON = {"Content-Type": "application/json"}
+
+
+@dataclass(frozen=True)
 class _Budget:
     retries: int
     timeout_s: float
@@ -155,7 +178,8 @@ class OpenAICompatibleClient:
         read_cache: bool = True,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 20.0,
-        pools: ConnectionPools | None = None,
+        pool: ConnectionPool | None = None,
+        priority: int = DEFAULT_PRIORITY,
     ):
         if not settings.api_base:
             raise SettingsError("llm.api_base is not set (e.g. https://api.openai.com/v1)")
@@ -164,6 +188,8 @@ class OpenAICompatibleClient:
         # SecretStr: a vars()/debugger dump of the client shows '**********', never the key.
         self._api_key = SecretStr(api_key) if api_key else None
         self._limiter = limiter
+        #: This client's place in the queue for the run's limiter (lower goes first).
+        self._priority = priority
         self._stats = stats
         self._cache = cache
         # --full asks again for every answer but still stores each one as it arrives, so a
@@ -174,16 +200,18 @@ class OpenAICompatibleClient:
         self.backoff_max_s = backoff_max_s
         self._budget = _Budget(settings.max_retries, settings.request_timeout_s)
         self._embedding_dim: int | None = settings.embedding_dimensions
-        self._http: list[httpx.AsyncClient] | None = None
-        #: The run's pools when given (and open on this client's loop), else the client's own.
-        self._shared_pools = pools
-        self._pools: ConnectionPools | None = None
-        self._own_pools: AsyncExitStack | None = None
+        self._session: aiohttp.ClientSession | None = None
+        #: The run's connections when given (and open on this client's loop), else the client's own.
+        self._shared_pool = pool
+        self._own_pool: AsyncExitStack | None = None
+        self._urls = {path: URL(f"{self._api_base}/{path}") for path in ("chat/completions", "embeddings", "models")}
+        self._proxy: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._active = 0
         self._idle: asyncio.Event | None = None
         self._closing = False
-        self._cache_thread: ThreadPoolExecutor | None = None
+        self._cache_batches: BatchedAnswerCache | None = None
+        self._cache_stack: AsyncExitStack | None = None
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "none"
@@ -198,39 +226,33 @@ class OpenAICompatibleClient:
     # ---- lifetime
 
     async def __aenter__(self) -> "OpenAICompatibleClient":
-        if self._http is not None:
+        if self._session is not None:
             raise RuntimeError("this client is already open")
         n = self._settings.max_concurrency
         rt = self._settings.request_timeout_s
         headers = {"User-Agent": "graphrag-flow"}
         if self._api_key is not None:
-            # httpx masks Authorization in repr(headers); exceptions carry only the URL.
+            # Session headers appear in no exception or repr; errors carry only the URL.
             headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
         self._loop = asyncio.get_running_loop()
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
-        shared = self._shared_pools
-        if shared is not None and shared.is_open and shared.loop is self._loop:
-            self._pools = shared
-        else:
-            self._own_pools = AsyncExitStack()
-            self._pools = await self._own_pools.enter_async_context(ConnectionPools(n))
-        # The answer cache gets its own thread: its lookups and fsync'd stores, one per chat
-        # request, must not queue behind LanceDB merges and pandas work in the default pool
-        # (that queueing held requests off the wire while their limiter slots sat empty).
-        self._cache_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answer-cache")
-        timeout = httpx.Timeout(connect=min(10.0, rt), read=rt, write=min(30.0, rt), pool=rt)
-        self._http = [
-            httpx.AsyncClient(
-                base_url=self._api_base + "/",
-                headers=headers,
-                transport=transport,
-                timeout=timeout,
-                follow_redirects=False,
-            )
-            for transport in self._pools.lend()
-        ]
+        pool = self._shared_pool
+        if pool is None or not pool.is_open or pool.loop is not self._loop:
+            self._own_pool = AsyncExitStack()
+            pool = await self._own_pool.enter_async_context(ConnectionPool(n))
+        # The answer cache gets its own thread, and the calls waiting at a moment go to it
+        # together (graphrag_flow/llm/cache_batches.py): lookups and fsync'd stores must not
+        # queue behind LanceDB merges and pandas work in the default pool, nor one by one.
+        if self._cache is not None:
+            self._cache_stack = AsyncExitStack()
+            self._cache_batches = await self._cache_stack.enter_async_context(BatchedAnswerCache(self._cache))
+        # `connect` includes the wait for a free connection; the attempt's own deadline
+        # (asyncio.timeout in _attempt) caps the whole request, writing included.
+        timeout = aiohttp.ClientTimeout(total=None, connect=rt, sock_connect=min(10.0, rt), sock_read=rt)
+        self._proxy = proxy_for(self._api_base)
+        self._session = pool.session(headers=headers, timeout=timeout, raise_for_status=False, trust_env=False)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -240,20 +262,20 @@ class OpenAICompatibleClient:
             if self._idle is not None:
                 await self._idle.wait()
         finally:
-            clients, self._http = self._http, None
-            for http in clients or ():
-                await asyncio.shield(http.aclose())  # borrowed transports stay open
-            own, self._own_pools, self._pools = self._own_pools, None, None
+            session, self._session = self._session, None
+            if session is not None:
+                await asyncio.shield(session.close())  # the run's connections stay open
+            own, self._own_pool = self._own_pool, None
             if own is not None:
                 await own.aclose()
-            pool, self._cache_thread = self._cache_thread, None
-            if pool is not None:
-                pool.shutdown(wait=False)  # idle by now: every call that used it has finished
+            stack, self._cache_stack, self._cache_batches = self._cache_stack, None, None
+            if stack is not None:
+                await stack.aclose()  # idle by now: every call that used it has finished
 
     @asynccontextmanager
     async def _call(self) -> AsyncIterator[None]:
         """Marks one public call as in flight, so `__aexit__` closes only after it is done."""
-        if self._http is None or self._idle is None:
+        if self._session is None or self._idle is None:
             raise RuntimeError("open the client with `async with client:` before calling it")
         if asyncio.get_running_loop() is not self._loop:
             raise RuntimeError("this client belongs to the event loop that entered it; open one per loop/thread")
@@ -281,11 +303,11 @@ class OpenAICompatibleClient:
         model_cls = ANSWER_MODELS[schema_name]
         schema = _strict_schema(schema_name)
         s = self._settings
-        cache = self._cache if use_cache else None
+        cache = self._cache_batches if use_cache else None
         async with self._call():
-            key = answer_key(s.chat_model, messages, schema_name, schema, s.temperature)
+            key = chat_answer_key(s, schema_name, messages)
             if cache is not None and self._read_cache:
-                stored = await self._in_cache_thread(cache.get, key)
+                stored = await cache.get(key)
                 if stored is not None:
                     try:
                         answer = model_cls.model_validate_json(stored)
@@ -296,7 +318,7 @@ class OpenAICompatibleClient:
                         self._stats.item(stage)
                         return answer
 
-            def parse(response: httpx.Response) -> BaseModel:
+            def parse(response: _Reply) -> BaseModel:
                 return _parse_chat(response, model_cls, schema_name)
 
             while True:
@@ -333,14 +355,10 @@ class OpenAICompatibleClient:
         log.warning(note)
         self._stats.warning(stage, note)
 
-    async def _in_cache_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        assert self._cache_thread is not None
-        return await asyncio.get_running_loop().run_in_executor(self._cache_thread, fn, *args)
-
-    async def _store(self, cache: AnswerCache, key: str, value: str) -> None:
+    async def _store(self, cache: BatchedAnswerCache, key: str, value: str) -> None:
         """Committed before the answer is returned (off the loop: it fsyncs)."""
         try:
-            await self._in_cache_thread(cache.put, key, value)
+            await cache.put(key, value)
         except sqlite3.Error as exc:  # a lost cache entry costs one request later, never the answer
             log.warning("could not store an LLM answer in the answer cache: %s", exc)
 
@@ -412,7 +430,7 @@ class OpenAICompatibleClient:
         if s.embedding_dimensions:
             body["dimensions"] = s.embedding_dimensions
 
-        def parse(response: httpx.Response) -> list[list[float]]:
+        def parse(response: _Reply) -> list[list[float]]:
             return _parse_embeddings(response, len(texts), self._embedding_dim)
 
         vectors = await self._send("embeddings", stage, item, "POST", "embeddings", body, parse, budget,
@@ -463,7 +481,7 @@ class OpenAICompatibleClient:
     # ---- one request, with the contract's error table
 
     async def _send(self, kind: str, stage: str, item: str, method: str, path: str, body: dict | None,
-                    parse: Callable[[httpx.Response], T], budget: _Budget,
+                    parse: Callable[[_Reply], T], budget: _Budget,
                     model_setting: tuple[str, str] | None) -> T:
         """Attempts until one succeeds; raises ItemFailedError, FatalLLMError or _BadRequest.
 
@@ -499,42 +517,39 @@ class OpenAICompatibleClient:
             await asyncio.sleep(delay)
 
     async def _attempt(self, kind: str, method: str, path: str, body: dict | None,
-                       parse: Callable[[httpx.Response], T], budget: _Budget, deadline_hits: int,
+                       parse: Callable[[_Reply], T], budget: _Budget, deadline_hits: int,
                        model_setting: tuple[str, str] | None) -> T:
-        assert self._http is not None
+        session = self._session
+        assert session is not None
         hard = limit = budget.timeout_s
+        data = None if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":"),
+                                                     allow_nan=False).encode("utf-8")
         try:
-            async with self._limiter.slot():
+            async with self._limiter.slot(self._priority):
                 # Decided once on the wire (after the wait for a slot), from the latest samples.
                 # Each deadline hit doubles this request's allowance: a server that slowed down
                 # for good still gets the full request_timeout_s on later attempts.
                 adaptive = self._adaptive_deadline(kind)
                 if adaptive is not None:
                     limit = min(hard, adaptive * (2 ** deadline_hits))
-                # The least busy pool: the limiter keeps the total within the pools' sum, so
-                # a request never waits inside httpx for a connection.
-                pools = self._pools
-                assert pools is not None
-                pool = pools.least_busy()
-                pools.load[pool] += 1
-                try:
-                    started = time.monotonic()
-                    async with asyncio.timeout(limit):
-                        response = await self._http[pool].request(method, path, json=body)
-                    latency = time.monotonic() - started
-                finally:
-                    pools.load[pool] -= 1
-        except TimeoutError:
+                started = time.monotonic()
+                async with asyncio.timeout(limit):
+                    async with session.request(method, self._urls[path], data=data, proxy=self._proxy,
+                                               headers=_JSON if data is not None else None,
+                                               allow_redirects=False) as raw:
+                        response = _Reply(raw.status, raw.headers, await raw.read())
+                latency = time.monotonic() - started
+        except TimeoutError:  # the attempt's deadline, or aiohttp's own read/connect timeouts
             if limit < hard:
                 raise _Retryable("deadline", f"no answer within the adaptive deadline ({limit:.2f}s, "
                                              f"{DEADLINE_P95_FACTOR:g}x the p95 latency of {kind} requests)") from None
             raise _Retryable("timeout", f"no answer within {hard:g}s (llm.request_timeout_s)") from None
-        except httpx.TimeoutException as exc:
-            raise _Retryable("timeout", f"{type(exc).__name__} after up to {hard:g}s") from None
-        except httpx.TransportError as exc:
+        except aiohttp.InvalidURL:
+            raise FatalLLMError(f"{self._api_base} is not a valid URL (setting llm.api_base)") from None
+        except (aiohttp.ClientError, OSError) as exc:  # reset, refused, server disconnected, cut body
             raise _Retryable("disconnect", f"connection failed ({type(exc).__name__}: {self._scrub(str(exc))})") from None
 
-        status = response.status_code
+        status = response.status
         if status == 200:
             try:
                 result = parse(response)
@@ -582,7 +597,7 @@ class OpenAICompatibleClient:
         p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
         return max(DEADLINE_P95_FACTOR * p95, DEADLINE_FLOOR_S)
 
-    def _error_message(self, response: httpx.Response) -> str:
+    def _error_message(self, response: _Reply) -> str:
         """The server's own error message (OpenAI shape, else the body's start), key-scrubbed."""
         try:
             payload = response.json()
@@ -597,7 +612,7 @@ class OpenAICompatibleClient:
                 text = response.text
         except ValueError:
             text = response.text
-        return self._scrub(" ".join(text.split())[:500]) or f"HTTP {response.status_code}"
+        return self._scrub(" ".join(text.split())[:500]) or f"HTTP {response.status}"
 
     def _scrub(self, text: str) -> str:
         """Belt and braces: a server or proxy might echo the key back."""
@@ -606,6 +621,11 @@ class OpenAICompatibleClient:
 
 
 # --------------------------------------------------------------------------- parsing and helpers
+
+
+def chat_answer_key(settings: LLMSettings, schema_name: str, messages: list[dict]) -> str:
+    """The answer cache's key of one chat request (what `graphrag-flow status` looks up too)."""
+    return answer_key(settings.chat_model, messages, schema_name, _strict_schema(schema_name), settings.temperature)
 
 
 @lru_cache(maxsize=None)
@@ -662,7 +682,7 @@ def _strip_fences(text: str) -> str:
     return t
 
 
-def _parse_chat(response: httpx.Response, model_cls: type[BaseModel], schema_name: str) -> BaseModel:
+def _parse_chat(response: _Reply, model_cls: type[BaseModel], schema_name: str) -> BaseModel:
     try:
         payload = response.json()
     except ValueError:
@@ -697,7 +717,7 @@ def _decode_vector(value: Any) -> list[float] | None:
     return None
 
 
-def _parse_embeddings(response: httpx.Response, n: int, dim: int | None) -> list[list[float]]:
+def _parse_embeddings(response: _Reply, n: int, dim: int | None) -> list[list[float]]:
     """Vectors aligned by `data[i].index`; any gap, duplicate or odd vector fails the attempt."""
     try:
         payload = response.json()
@@ -727,7 +747,7 @@ def _parse_embeddings(response: httpx.Response, n: int, dim: int | None) -> list
     return out  # type: ignore[return-value]
 
 
-def _parse_models(response: httpx.Response) -> list[str]:
+def _parse_models(response: _Reply) -> list[str]:
     try:
         payload = response.json()
         return [str(m["id"]) for m in payload["data"]]
@@ -735,7 +755,7 @@ def _parse_models(response: httpx.Response) -> list[str]:
         raise _BadAnswer("GET /models did not answer a list of models") from None
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: _Reply) -> float | None:
     """Seconds from `retry-after-ms` or `Retry-After` (seconds or an HTTP date); None if absent."""
     headers = response.headers
     value: float | None = None

@@ -1,104 +1,104 @@
 """Keep-alive connections to the LLM server, kept for a whole run on the run's event loop.
 
-Every stage run still opens its own client (`async with`, closed only after its requests
-finish), but the sockets underneath belong to the run: they outlive each stage's client, so
-the next stage's first round does not open `max_concurrency` new connections while the run
-waits. Per stage, a fresh pool meant ~290 connects and closes for ~420 requests on peps-mini
-at 64 in flight (each stage's first round on new sockets, a connect and transport set-up of
-~1 ms of loop CPU each, at the very moment the limit sat idle between stages).
+Every stage run still opens its own session (`async with`, closed only after its requests
+finish), but the sockets underneath belong to the run: they outlive each stage's session,
+so the next stage's first round does not open `max_concurrency` new connections while the
+run waits. Per stage, a fresh pool meant ~290 connects and closes for ~420 requests on
+peps-mini at 64 in flight (each stage's first round on new sockets, a connect and, against a
+real provider, a TLS handshake, at the very moment the limit sat idle between stages).
 
-A pool belongs to the event loop that opened it, like a client: a client on another loop
-(a stage run in another thread) gets its own pools instead.
+aiohttp rather than httpx: measured against the fake server at 64 in flight, httpx spent
+1.5 ms of the event loop's CPU per request (anyio cancel scopes, h11's pure-Python parser,
+its pool scanning every connection per request) and aiohttp 0.35 ms (a C HTTP parser, an
+O(1) pool). At 64 in flight the loop spent 0.1-0.16 s per round of requests in httpx alone,
+close to the 0.2 s the requests themselves took (benchmarks/llm_throughput.py).
+
+A pool belongs to the event loop that opened it, like a session: a client on another loop
+(a stage run in another thread) gets its own instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
+import os
 import ssl
+import urllib.request
 from functools import lru_cache
+from typing import Any
 
-import httpx
+import aiohttp
 
-#: Connections per httpx pool. httpcore scans every connection of its pool on each request
-#: (a readability syscall and getpeername per idle connection), so one pool of 64 spent more
-#: CPU choosing a connection than sending (benchmarks/llm_throughput.py, py-spy): the run
-#: spreads `max_concurrency` over pools of at most this many connections.
-CONNECTIONS_PER_POOL = 8
+#: Idle keep-alive connections are closed after this long (aiohttp's default is 15 s); a
+#: stage hand-off never leaves them idle that long, and a closed one is simply reopened.
+KEEPALIVE_S = 30.0
 
 
 @lru_cache(maxsize=1)
 def ssl_context() -> ssl.SSLContext:
-    """httpx's default context (certifi or SSL_CERT_FILE/SSL_CERT_DIR), built once per process.
+    """certifi's CA bundle, or the files SSL_CERT_FILE / SSL_CERT_DIR name (as httpx and
+    requests do), built once per process.
 
     Loading the CA bundle takes 50-150 ms of CPU: built per client on the event loop it
-    stalled every request in flight (measured by the heartbeat test), so pools build it in a
-    thread once and every later pool reuses it (an SSLContext is thread-safe).
+    stalled every request in flight (measured by the heartbeat test), so the pool builds it
+    in a thread once and every later pool reuses it (an SSLContext is thread-safe).
     """
-    return httpx.create_ssl_context()
+    if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context()  # OpenSSL reads both variables itself
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
-class _Borrowed(httpx.AsyncBaseTransport):
-    """A run's transport lent to one stage client: closing the client leaves it open."""
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment names for `url` (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), if any.
 
-    def __init__(self, inner: httpx.AsyncHTTPTransport):
-        self._inner = inner
+    Looked up once per session, not per request (aiohttp's trust_env reads the environment
+    and ~/.netrc on every request: about a millisecond each at 64 in flight).
+    """
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    if urllib.request.proxy_bypass(host.split(":", 1)[0]):
+        return None
+    return urllib.request.getproxies().get(scheme.lower())
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._inner.handle_async_request(request)
 
-    async def aclose(self) -> None:
-        """The pools' owner closes the connections, after every client is done."""
+class ConnectionPool:
+    """At most `max_concurrency` keep-alive connections (an aiohttp connector), lent to the
+    sessions of one event loop.
 
-
-class ConnectionPools:
-    """`max_concurrency` connections in pools of at most CONNECTIONS_PER_POOL, and how many
-    requests each pool carries now (so a request goes to the least busy one).
-
-    Use as `async with ConnectionPools(n):` in the coroutine that outlives every client
-    that borrows them; the run's limiter keeps the requests in flight within the sum of the
-    pools, so a request never waits inside httpx for a connection.
+    Use as `async with ConnectionPool(n):` in the coroutine that outlives every session that
+    borrows it; the run's limiter keeps the requests in flight within `n`, so a request never
+    waits inside aiohttp for a connection.
     """
 
     def __init__(self, max_concurrency: int):
-        self.max_concurrency = max_concurrency
-        self._transports: list[httpx.AsyncHTTPTransport] | None = None
-        self.load: list[int] = []
+        self.max_concurrency = max(1, max_concurrency)
+        self._connector: aiohttp.TCPConnector | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def is_open(self) -> bool:
-        return self._transports is not None
+        return self._connector is not None
 
-    async def __aenter__(self) -> "ConnectionPools":
-        if self._transports is not None:
-            raise RuntimeError("these connection pools are already open")
-        verify = await asyncio.to_thread(ssl_context)
-        n = max(1, self.max_concurrency)
-        pools = math.ceil(n / CONNECTIONS_PER_POOL)
-        sizes = [n // pools + (1 if i < n % pools else 0) for i in range(pools)]
-        self._transports = [
-            httpx.AsyncHTTPTransport(
-                verify=verify, limits=httpx.Limits(max_connections=size, max_keepalive_connections=size)
-            )
-            for size in sizes
-        ]
-        self.load = [0] * pools
+    async def __aenter__(self) -> "ConnectionPool":
+        if self._connector is not None:
+            raise RuntimeError("this connection pool is already open")
+        context = await asyncio.to_thread(ssl_context)
+        self._connector = aiohttp.TCPConnector(
+            limit=self.max_concurrency, limit_per_host=0, ssl=context, keepalive_timeout=KEEPALIVE_S
+        )
         self.loop = asyncio.get_running_loop()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        transports, self._transports = self._transports, None
-        for transport in transports or ():
-            await asyncio.shield(transport.aclose())
+        connector, self._connector = self._connector, None
+        if connector is not None:
+            await asyncio.shield(connector.close())
 
-    def lend(self) -> list[httpx.AsyncBaseTransport]:
-        """One transport per pool for a client on this loop, which it may close freely."""
-        if self._transports is None:
-            raise RuntimeError("open the connection pools with `async with` before lending them")
+    def session(self, **options: Any) -> aiohttp.ClientSession:
+        """A session on these connections; closing it leaves them open for the next one."""
+        if self._connector is None:
+            raise RuntimeError("open the connection pool with `async with` before lending it")
         if asyncio.get_running_loop() is not self.loop:
-            raise RuntimeError("connection pools belong to the event loop that opened them")
-        return [_Borrowed(t) for t in self._transports]
-
-    def least_busy(self) -> int:
-        return min(range(len(self.load)), key=self.load.__getitem__)
+            raise RuntimeError("a connection pool belongs to the event loop that opened it")
+        return aiohttp.ClientSession(connector=self._connector, connector_owner=False, **options)
