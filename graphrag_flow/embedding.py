@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import AsyncIterator, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,8 @@ from graphrag_flow.errors import ItemFailedError
 from graphrag_flow.hashing import sha256_text
 from graphrag_flow.progress import StageProgress
 from graphrag_flow.storage.vectors import VectorTable
+
+T = TypeVar("T")
 
 
 class EmbeddingBackend(Protocol):
@@ -83,17 +85,14 @@ async def embed_field(
     inputs: pd.DataFrame,
     backend: EmbeddingBackend,
     slots: asyncio.Semaphore | None = None,
-    complete: bool = True,
     merger: "BatchMerger | None" = None,
 ) -> EmbedResult:
     """Bring `table` to exactly one current vector per row of `inputs` (id, text).
 
     `slots` bounds the batches taken but not yet merged; pass one semaphore to every field of
     a run so that bound holds for the run ("at most max_concurrency in all"), not per field.
-    `complete=False` embeds what is missing of a part of the rows (rows streamed before the
-    frame is done): it deletes nothing, reports no progress and leaves compaction to the
-    full pass. Calls for one field that run side by side share one `merger`, so their
-    batches go into the table in shared merges.
+    Rows streamed earlier in the run (`embed_streamed`, sharing `merger`) are found in the
+    table and counted as embedded, not reused.
     """
     # Plain lists, hashed in a thread: per-row pandas access and hashing of every text held
     # the loop serving requests for 400 ms on peps-mini's entities (the heartbeat test).
@@ -107,44 +106,10 @@ async def embed_field(
     this_run = sum(1 for i, s in zip(all_ids, shas) if (i, s) in have and i in merger.merged_ids)
     result = EmbedResult(field=field_name, total=len(inputs), reused=len(inputs) - len(todo) - this_run,
                          embedded=this_run)
-
-    texts = [all_texts[k] for k in todo]
-    # Planning tokenizes every text: tens to hundreds of ms, off the loop serving requests.
-    batches = await asyncio.to_thread(backend.plan, texts) if texts else []
-    progress = StageProgress(f"embed-{field_name}", len(inputs)) if complete else None
-    if progress is not None:
-        progress.advance(result.reused + this_run)
-    slots = slots if slots is not None else asyncio.Semaphore(max(1, backend.concurrency))
-
-    async def run_batch(number: int, positions: list[int]) -> None:
-        try:
-            rows = [todo[p] for p in positions]
-            ids = [all_ids[r] for r in rows]
-            item = f"{field_name} batch {number} (ids {ids[0][:12]}…, {len(ids)} rows)"
-            try:
-                vectors = await backend.embed_batch([texts[p] for p in positions], item)
-            except ItemFailedError as exc:
-                result.failures.append(exc)
-                return
-            vectors = np.asarray(vectors, dtype=np.float32)
-            if vectors.shape[0] != len(ids) or not np.isfinite(vectors).all():
-                result.failures.append(ItemFailedError(item, f"got {vectors.shape[0]} vectors for {len(ids)} texts"))
-                return
-            result.batches += 1
-            await merger.add(ids, vectors, [shas[r] for r in rows])
-            result.embedded += len(ids)
-            if progress is not None:
-                progress.advance(len(ids))
-        finally:
-            slots.release()
-
-    async with task_group_fatal_first() as group:
-        for number, positions in enumerate(batches):
-            await slots.acquire()
-            group.create_task(run_batch(number, positions))
-
-    if not complete:
-        return result
+    progress = StageProgress(f"embed-{field_name}", len(inputs))
+    progress.advance(result.reused + this_run)
+    await _embed_rows(f"{field_name} batch", [all_ids[k] for k in todo], [all_texts[k] for k in todo],
+                      [shas[k] for k in todo], backend, slots, merger, result, progress)
     if not merger.prepared and backend.dimension and not await asyncio.to_thread(table.exists):
         await asyncio.to_thread(table.prepare, backend.dimension)  # an empty source still gets its table
     stale = sorted({i for i, _s, _m in state.keys} - {i for i, _s in wanted})
@@ -152,3 +117,84 @@ async def embed_field(
     await asyncio.to_thread(table.optimize)
     progress.finish()
     return result
+
+
+async def embed_streamed(
+    field_name: str,
+    chunks: AsyncIterator[list[tuple[str, str]]],
+    backend: EmbeddingBackend,
+    slots: asyncio.Semaphore,
+    merger: "BatchMerger",
+) -> None:
+    """Embed (id, text) rows as they are streamed, before their frame is complete.
+
+    The table's state is read once, not per chunk: read per chunk it cost 20-65 ms of a
+    worker thread each (LanceDB), 42 times on peps-mini's entities, all contending for the
+    GIL with the loop serving requests. A row already current in the table (a resumed run)
+    is skipped. Failures are left to the full pass (`embed_field`), which retries them and
+    names them if they fail again; it also deletes what is stale and compacts the table.
+    """
+    state = await asyncio.to_thread(merger.table.state)
+    have = {(i, s) for i, s, m in state.keys if m == backend.model}
+    result = EmbedResult(field=field_name, total=0)
+    async with task_group_fatal_first() as group:
+        async for number, chunk in _numbered(chunks):
+            shas = [sha256_text(text) for _, text in chunk]  # a batch of texts: microseconds
+            rows = [(i, t, s) for (i, t), s in zip(chunk, shas) if (i, s) not in have]
+            if rows:
+                ids, texts, row_shas = (list(column) for column in zip(*rows))
+                group.create_task(_embed_rows(f"{field_name} streamed chunk {number} batch", ids, texts, row_shas,
+                                              backend, slots, merger, result, None))
+
+
+async def _numbered(chunks: AsyncIterator[T]) -> AsyncIterator[tuple[int, T]]:
+    number = 0
+    async for chunk in chunks:
+        yield number, chunk
+        number += 1
+
+
+async def _embed_rows(
+    label: str,
+    ids: list[str],
+    texts: list[str],
+    shas: list[str],
+    backend: EmbeddingBackend,
+    slots: asyncio.Semaphore | None,
+    merger: BatchMerger,
+    result: EmbedResult,
+    progress: StageProgress | None,
+) -> None:
+    """Embed these rows in the backend's batches, each merged into the table as it comes;
+    a failed batch is named `{label} {number} (ids …)`."""
+    # Planning tokenizes every text: tens to hundreds of ms, off the loop serving requests.
+    batches = await asyncio.to_thread(backend.plan, texts) if texts else []
+    slots = slots if slots is not None else asyncio.Semaphore(max(1, backend.concurrency))
+
+    async def run_batch(number: int, positions: list[int]) -> None:
+        try:
+            batch_ids = [ids[p] for p in positions]
+            item = f"{label} {number} (ids {batch_ids[0][:12]}…, {len(batch_ids)} rows)"
+            try:
+                vectors = await backend.embed_batch([texts[p] for p in positions], item)
+            except ItemFailedError as exc:
+                result.failures.append(exc)
+                return
+            vectors = np.asarray(vectors, dtype=np.float32)
+            if vectors.shape[0] != len(batch_ids) or not np.isfinite(vectors).all():
+                result.failures.append(
+                    ItemFailedError(item, f"got {vectors.shape[0]} vectors for {len(batch_ids)} texts")
+                )
+                return
+            result.batches += 1
+            await merger.add(batch_ids, vectors, [shas[p] for p in positions])
+            result.embedded += len(batch_ids)
+            if progress is not None:
+                progress.advance(len(batch_ids))
+        finally:
+            slots.release()
+
+    async with task_group_fatal_first() as group:
+        for number, positions in enumerate(batches):
+            await slots.acquire()
+            group.create_task(run_batch(number, positions))

@@ -21,8 +21,8 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from graphrag_flow.aio import gather_fatal_first, task_group_fatal_first
-from graphrag_flow.embedding import BatchMerger, embed_field
+from graphrag_flow.aio import gather_fatal_first
+from graphrag_flow.embedding import BatchMerger, embed_field, embed_streamed
 from graphrag_flow.embedding_backends import OfflineBackend, OpenAIBackend
 from graphrag_flow.errors import StageFailedError
 from graphrag_flow.storage.vectors import VectorTable
@@ -95,11 +95,7 @@ async def _frame_embedding_streamed_rows(run, field: str, frame: str, backend: O
     stream = run.stream(field)
 
     async def early() -> None:
-        async with task_group_fatal_first() as group:
-            async for chunk in stream.chunks(run.settings.llm.embedding_batch_size):
-                rows = pd.DataFrame(chunk, columns=["id", "text"])
-                group.create_task(embed_field(field, merger.table, rows, backend, slots, complete=False,
-                                              merger=merger))
+        await embed_streamed(field, stream.chunks(run.settings.llm.embedding_batch_size), backend, slots, merger)
 
     async def source():
         try:

@@ -62,14 +62,19 @@ async def reports_stage(
 
                 reporter = llm_reporter(client, prompt("community_report"), run.settings.llm.report_max_input_tokens)
                 concurrency = items_in_progress(run.settings.llm.max_concurrency)
-            stream = run.stream(REPORT_VECTORS)
+            # With an LLM, each report's text goes to its embeddings as it arrives (offline,
+            # the embed stage reads only the finished frame: nobody would take the rows).
+            stream = None if client is None else run.stream(REPORT_VECTORS)
             try:
                 reports, failures = await build_reports(
                     comms, degree, run.descriptions, reporter, concurrency, progress,
-                    on_report=lambda row: stream.post(row["id"], embedding_text(REPORT_VECTORS, row)),
+                    on_report=None if stream is None else (
+                        lambda row: stream.post(row["id"], embedding_text(REPORT_VECTORS, row))
+                    ),
                 )
             finally:
-                stream.close()  # a retried attempt's rows are left to the embed stage's full pass
+                if stream is not None:
+                    stream.close()  # a retried attempt's rows are left to the embed stage's full pass
         progress.finish()
         if failures:
             raise StageFailedError("reports", failures)

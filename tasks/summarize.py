@@ -18,12 +18,15 @@ from graphrag_flow.errors import StageFailedError
 from graphrag_flow.progress import StageProgress
 from graphrag_flow.storage.stages import StageRef
 from graphrag_flow.summarize import summarize_descriptions, offline_summarizer
+from graphrag_flow.tables import embedding_text
 from tasks._common import current_run, stage_key, stage_options, timed
-from tasks._llm import llm_client, prompt
+from tasks._llm import is_offline, llm_client, prompt
 from tasks.extract import CANDIDATES
 
 #: The hand-off name of the summarized entities: columns id, title, description.
 ENTITIES = "entities"
+#: The vector field of the entities, whose rows are streamed to its embed stage as they come.
+ENTITY_VECTORS = "entity_description"
 
 
 @task(name="summarize-descriptions", task_run_name="summarize-descriptions", **stage_options("summarize"))
@@ -35,12 +38,18 @@ async def summarize_stage(extractions: str, llm: dict) -> StageRef:
         frames = {"entities": entities, "relationships": relationships}
         bases = await asyncio.to_thread(lambda: {kind: base_records(kind, f) for kind, f in frames.items()})
         entity_descriptions: dict[str, str] = {}
+        # With an LLM, each entity's text goes to its embeddings the moment it is final: they
+        # take the request slots the summaries and reports leave free (their priority is
+        # lower), rather than one or two rounds after the last report.
+        stream = None if is_offline(run.settings) else run.stream(ENTITY_VECTORS)
 
         def post(kind: str, row: int, description: str) -> None:
             item_id, record = bases[kind][row]
             run.descriptions.post(item_id, record | {"description": description})
             if kind == "entities":
                 entity_descriptions[item_id] = description
+                if stream is not None:
+                    stream.post(item_id, embedding_text(ENTITY_VECTORS, record | {"description": description}))
                 if len(entity_descriptions) == len(entities):
                     run.handoff.put(ENTITIES, _entity_columns(bases["entities"], entity_descriptions))
 
@@ -53,7 +62,11 @@ async def summarize_stage(extractions: str, llm: dict) -> StageRef:
 
                 summarizer = llm_summarizer(client, prompt("entity_summary"))
                 concurrency = items_in_progress(run.settings.llm.max_concurrency)
-            summarized, failures = await summarize_descriptions(frames, summarizer, concurrency, progress, post)
+            try:
+                summarized, failures = await summarize_descriptions(frames, summarizer, concurrency, progress, post)
+            finally:
+                if stream is not None:
+                    stream.close()  # a retried attempt's rows are left to the embed stage's full pass
         progress.finish()
         if failures:
             raise StageFailedError("summarize", failures)
