@@ -157,6 +157,11 @@ def _offline_version() -> str:
     return sha256_text(Path(__file__).with_name("extract_offline.py").read_text(encoding="utf-8"))[:16]
 
 
+def offline_answer_key(text: str, version: str | None = None) -> str:
+    """The answer cache's key of a text unit's rule-based extraction."""
+    return sha256_parts("offline-extract", version or _offline_version(), text)
+
+
 def offline_extractor(cache: AnswerCache | None, on_cache_hit: Callable[[], None] | None = None) -> ExtractOne:
     """Rule-based extraction in a worker thread, its answers cached like an LLM's.
 
@@ -168,7 +173,7 @@ def offline_extractor(cache: AnswerCache | None, on_cache_hit: Callable[[], None
     version = _offline_version()
 
     async def extract_one(unit_id: str, text: str) -> GraphExtraction:
-        key = sha256_parts("offline-extract", version, text)
+        key = offline_answer_key(text, version)
         if cache is not None:
             hit = cache.get(key)
             if hit is not None:

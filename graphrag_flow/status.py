@@ -34,12 +34,15 @@ class ProjectStatus:
 
 
 def project_status(root: Path, settings: Settings) -> ProjectStatus:
+    """Per table and vector table of the last completed run (checked against its sources),
+    then per stage: its checkpoint, or for an unfinished extraction how many text units have
+    their answers in the answer cache (what a rerun will not ask for again)."""
     out_dir = Path(root) / "output"
     status = ProjectStatus()
     manifest = read_manifest(out_dir)
     if manifest is None:
         status.headline = "no completed run yet: run `graphrag-flow index --root " + str(root) + "`"
-        _stage_rows(root, status, with_vectors=True)
+        _stage_rows(root, settings, status, with_vectors=True)
         return status
     tables = {}
     for name in TABLE_NAMES:
@@ -62,7 +65,7 @@ def project_status(root: Path, settings: Settings) -> ProjectStatus:
                     notes or f"dimension {check.dimension}",
                 )
             )
-    _stage_rows(root, status)
+    _stage_rows(root, settings, status)
     state = "verified" if status.verified else "NOT verified"
     status.headline = f"last completed run {manifest.get('run_id') or '-'} finished {manifest['finished_at']}: {state}"
     return status
@@ -100,7 +103,7 @@ def _newest_checkpoints(root: Path) -> dict[str, StageRef]:
     return {stage: ref for stage, (_t, ref) in newest.items()}
 
 
-def _stage_rows(root: Path, status: ProjectStatus, with_vectors: bool = False) -> None:
+def _stage_rows(root: Path, settings: Settings, status: ProjectStatus, with_vectors: bool = False) -> None:
     """Per stage: the newest finished checkpoint (done/total); per field: rows embedded so far.
 
     A killed run leaves some stages without a checkpoint and vector tables partly filled: those
@@ -115,6 +118,11 @@ def _stage_rows(root: Path, status: ProjectStatus, with_vectors: bool = False) -
             status.rows.append(StatusRow(f"stage {stage}", f"{rows}/{rows}", True, "checkpoint finished"))
             continue
         up = checkpoints.get(upstream) if upstream else None
+        if stage == "extract" and up is not None:
+            done, total = _extraction_progress(Path(root), settings, up)
+            status.rows.append(StatusRow(f"stage {stage}", f"{done}/{total}", False,
+                                         "not finished: the answers of the units done are cached"))
+            continue
         total = str(up.rows.get(upstream_frame, "?")) if up is not None else "?"
         status.rows.append(StatusRow(f"stage {stage}", f"0/{total}", False, "not finished (answers received so far are cached)"))
     if with_vectors:
@@ -134,6 +142,38 @@ def _field_row(root: Path, store: StageStore, field: str, source: StageRef | Non
     done = len(wanted & {(i, s) for i, s, _m in state.keys})
     return StatusRow(f"vectors {field}", f"{done}/{len(wanted)}", False, "embedding not finished"
                      if done < len(wanted) else "embedded; outputs not written yet")
+
+
+def _extraction_progress(root: Path, settings: Settings, chunks: StageRef) -> tuple[int, int]:
+    """(text units whose extraction answers are all in the answer cache, text units).
+
+    The same keys the extract stage looks up, so "done" is exactly what a rerun will not ask for.
+    """
+    from graphrag_flow.llm.answer_cache import AnswerCache
+
+    units = StageStore(root / "cache").load(chunks, "text_units")
+    texts = units["text"].tolist()
+    cache_file = root / "cache" / "llm_answers.sqlite"
+    if not cache_file.exists():
+        return 0, len(texts)
+    if settings.llm.provider == "offline":
+        from graphrag_flow.extraction import offline_answer_key
+
+        keys = [[offline_answer_key(text)] for text in texts]
+    else:
+        from graphrag_flow.llm.client import chat_answer_key
+        from graphrag_flow.llm.steps import extraction_requests
+        from graphrag_flow.prompts import load_prompt
+
+        prompt = load_prompt("graph_extraction", settings.llm.prompts_dir, root)
+        keys = [[chat_answer_key(settings.llm, "graph_extraction", messages)
+                 for messages in extraction_requests(prompt, text, settings.chunks.size)] for text in texts]
+    cache = AnswerCache(cache_file)
+    try:
+        found = cache.get_many(k for unit in keys for k in unit)
+    finally:
+        cache.close()
+    return sum(1 for unit in keys if all(k in found for k in unit)), len(texts)
 
 
 def _answer_cache_row(root: Path, status: ProjectStatus) -> None:

@@ -44,15 +44,21 @@ def split_tokens(text: str, max_tokens: int) -> list[str]:
     return [enc.decode(tokens[i : i + max_tokens]) for i in range(0, len(tokens), max_tokens)] or [""]
 
 
+def extraction_requests(prompt: str, text: str, max_unit_tokens: int) -> list[list[dict]]:
+    """The graph_extraction requests of one text unit: one per piece of at most
+    max(256, `max_unit_tokens`) tokens (one, unless the unit is longer than chunks are made)."""
+    return [_messages(prompt, piece) for piece in split_tokens(text, max(256, max_unit_tokens))]
+
+
 def llm_extractor(client: "OpenAICompatibleClient", prompt: str, max_unit_tokens: int) -> ExtractOne:
     """One request per text unit; a unit over `max_unit_tokens` is sent in pieces, answers merged."""
 
     async def extract_one(unit_id: str, text: str) -> GraphExtraction:
-        pieces = split_tokens(text, max(256, max_unit_tokens))
+        requests = extraction_requests(prompt, text, max_unit_tokens)
         entities, relationships = [], []
-        for n, piece in enumerate(pieces):
-            item = f"text unit {unit_id[:12]}" + (f" part {n + 1}/{len(pieces)}" if len(pieces) > 1 else "")
-            answer = await client.chat("extract", "graph_extraction", _messages(prompt, piece), item)
+        for n, messages in enumerate(requests):
+            item = f"text unit {unit_id[:12]}" + (f" part {n + 1}/{len(requests)}" if len(requests) > 1 else "")
+            answer = await client.chat("extract", "graph_extraction", messages, item)
             entities += answer.entities
             relationships += answer.relationships
         return GraphExtraction(entities=entities, relationships=relationships)
