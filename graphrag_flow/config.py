@@ -58,6 +58,9 @@ class LLMSettings(_Section):
     prefect_concurrency_limit: str | None = None
     request_timeout_s: float = Field(60, gt=0)
     max_retries: int = Field(6, ge=0)
+    #: A request unanswered after 2x the p95 latency is sent again beside the first when a
+    #: request slot is idle (a stage's tail); the first answer wins. Costs a few duplicates.
+    hedge_slow_requests: bool = True
     embedding_batch_size: int = Field(16, gt=0)
     embedding_batch_max_tokens: int = Field(8191, gt=0)
     prompts_dir: str | None = None

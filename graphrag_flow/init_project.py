@@ -33,6 +33,7 @@ llm:
   prefect_concurrency_limit: null   # a Prefect global concurrency limit shared by runs
   request_timeout_s: 60
   max_retries: 6
+  hedge_slow_requests: true  # at a stage's end, send a slow request again beside the first (first answer wins)
   embedding_batch_size: 16
   embedding_batch_max_tokens: 8191
   prompts_dir: null          # a folder with graph_extraction.txt, entity_summary.txt, community_report.txt

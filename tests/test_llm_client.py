@@ -164,13 +164,92 @@ def test_the_adaptive_deadline_carries_over_to_the_next_stage_client():
                 for i in range(25):
                     await first.embed("embed-a", [f"warm {i}"], f"warm {i}")
             srv.configure(p_hang=1.0)
-            async with client_for(srv.base_url, stats=stats, request_timeout_s=5.0) as second:
+            async with client_for(srv.base_url, stats=stats, request_timeout_s=5.0, hedge_slow_requests=False) as second:
                 return await seconds_with_reconfigure(second.embed("embed-b", ["after the hang"], "batch 0"),
                                                       srv, 0.2, p_hang=0.0)
 
         elapsed = asyncio.run(main())
     assert stats.get("embed-b").retry_reasons == {"deadline": 1}
     assert elapsed < 1.5, elapsed  # max(4 x p95, 0.5 s) plus a quick retry, not 5 s
+
+
+def test_a_slow_request_is_hedged_into_an_idle_slot_and_the_first_answer_wins():
+    """At a stage's tail a hung request is sent again beside the first after 2 x p95 (floor
+    0.25 s) instead of waiting for the adaptive deadline (max(4 x p95, 0.5 s)) and a retry."""
+    stats = LLMStats()
+    with FakeOpenAIServer(FakeConfig(latency_s=0.01)) as srv:
+
+        async def main():
+            async with client_for(srv.base_url, stats=stats, request_timeout_s=5.0) as c:
+                for i in range(25):
+                    await c.embed("embed", [f"warm {i}"], f"warm {i}")
+                srv.configure(p_hang=1.0)
+                return await seconds_with_reconfigure(c.embed("embed", ["slow one"], "batch 0"), srv, 0.1, p_hang=0.0)
+
+        elapsed = asyncio.run(main())
+        log = [e for e in srv.stats()["log"] if e["endpoint"] == "embeddings"][-2:]
+    assert stats.get("embed").retry_reasons == {"hedge": 1}
+    assert 0.25 <= elapsed < 0.45, elapsed  # the hedge's start plus one latency, not the 0.5 s deadline
+    assert [e["status"] for e in log] == ["hang", 200]
+    assert log[1]["t_start"] - log[0]["t_start"] >= 0.25
+
+
+def test_hedges_never_take_a_slot_another_request_waits_for():
+    """A slow request is not hedged while every slot is taken (a hedge would wait with the
+    others for one): it is cut by its adaptive deadline and retried, and the request that was
+    already waiting gets the freed slot first."""
+    stats = LLMStats()
+    limiter = RequestLimiter(2)
+    with FakeOpenAIServer(FakeConfig(latency_s=0.01)) as srv:
+
+        async def main():
+            async with client_for(srv.base_url, stats=stats, limiter=limiter, max_concurrency=2,
+                                  request_timeout_s=5.0) as c:
+                for i in range(25):
+                    await c.embed("warm", [f"warm {i}"], f"warm {i}")
+                srv.configure(p_hang=1.0)
+                release = asyncio.Event()
+                order: list[str] = []
+
+                async def hold_the_other_slot() -> None:
+                    async with limiter.slot(0):
+                        await release.wait()
+
+                async def wait_for_a_slot() -> None:
+                    async with limiter.slot(9):  # lower priority than the request's retry
+                        order.append("waiter")
+
+                holder = asyncio.create_task(hold_the_other_slot())
+                await asyncio.sleep(0)
+                slow = asyncio.create_task(c.embed("busy", ["slow one"], "batch 0"))
+                await asyncio.sleep(0.05)
+                waiter = asyncio.create_task(wait_for_a_slot())
+                await asyncio.sleep(0.35)  # past the hedge point (0.25 s), before the deadline (0.5 s)
+                srv.configure(p_hang=0.0)
+                assert srv.stats(with_log=False)["requests"]["embeddings"] == 26  # no hedge went out
+                release.set()
+                await asyncio.gather(holder, slow, waiter)
+                return order
+
+        assert asyncio.run(main()) == ["waiter"]
+    assert stats.get("busy").retry_reasons == {"deadline": 1}
+    assert limiter.max_in_flight == 2 and limiter.in_flight == 0
+
+
+def test_hedging_can_be_turned_off():
+    stats = LLMStats()
+    with FakeOpenAIServer(FakeConfig(latency_s=0.01)) as srv:
+
+        async def main():
+            async with client_for(srv.base_url, stats=stats, request_timeout_s=5.0, hedge_slow_requests=False) as c:
+                for i in range(25):
+                    await c.embed("embed", [f"warm {i}"], f"warm {i}")
+                srv.configure(p_hang=1.0)
+                return await seconds_with_reconfigure(c.embed("embed", ["slow one"], "batch 0"), srv, 0.1, p_hang=0.0)
+
+        elapsed = asyncio.run(main())
+    assert stats.get("embed").retry_reasons == {"deadline": 1}
+    assert elapsed >= 0.5, elapsed  # the adaptive deadline's floor, then a quick retry
 
 
 def test_429_waits_retry_after_and_is_counted():

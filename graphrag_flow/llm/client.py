@@ -66,6 +66,12 @@ DEADLINE_FLOOR_S = 0.5
 #: failure of the same kind backs off exponentially as usual.
 QUICK_RETRY_S = 0.1
 QUICK_RETRY_KINDS = frozenset({"disconnect", "deadline"})
+#: A request still unanswered this many times the p95 latency of its kind is sent a second
+#: time beside the first, when the run has a request slot nobody waits for (a stage's tail)
+#: and `llm.hedge_slow_requests` is on; whichever answers first is used, the other cancelled.
+HEDGE_P95_FACTOR = 2.0
+#: ... but never sooner than this after it went on the wire.
+HEDGE_FLOOR_S = 0.25
 #: `check()` must answer in seconds even against a hung server.
 CHECK_TIMEOUT_S = 10.0
 #: A Retry-After longer than this is capped (a misbehaving proxy must not park the run).
@@ -497,7 +503,8 @@ class OpenAICompatibleClient:
         while True:
             self._stats.request(stage)
             try:
-                return await self._attempt(kind, method, path, body, parse, budget, deadline_hits, model_setting)
+                return await self._attempt_or_hedge(stage, kind, method, path, body, parse, budget, deadline_hits,
+                                                    model_setting)
             except _Retryable as exc:
                 failure = exc
             if failure.kind == "deadline":
@@ -516,9 +523,43 @@ class OpenAICompatibleClient:
             log.debug("%s %s: %s; retry %d/%d in %.2fs", stage, item, failure.reason, attempt, budget.retries, delay)
             await asyncio.sleep(delay)
 
+    async def _attempt_or_hedge(self, stage: str, kind: str, *args: Any) -> T:
+        """One attempt, joined by a second one when it is slow and the run has room to spare.
+
+        At a stage's end the whole run waits for its last few requests; one that hangs held
+        it for the adaptive deadline (about a second at 200 ms latency, up to
+        request_timeout_s) and then a retry. A hedge is sent only into a request slot no other
+        request waits for, so it never delays real work; it costs a duplicate request (tokens)
+        for the slowest few, which is why `llm.hedge_slow_requests` can turn it off.
+        Raises what the attempts raise: a retryable failure only when both failed.
+        """
+        on_wire = asyncio.Event()
+        first = asyncio.ensure_future(self._attempt(kind, *args, on_wire=on_wire))
+        after = self._hedge_delay(kind)
+        if after is None:
+            return await first
+        attempts = [first]
+        try:
+            if not await _on_wire_then_wait(first, on_wire, after) or not self._limiter.has_idle_slot():
+                return await first
+            self._stats.request(stage)
+            self._stats.retry(stage, "hedge")
+            attempts.append(asyncio.ensure_future(self._attempt(kind, *args)))
+            return await _first_success(attempts)
+        finally:
+            for task in attempts:
+                task.cancel()
+            await asyncio.gather(*attempts, return_exceptions=True)
+
+    def _hedge_delay(self, kind: str) -> float | None:
+        if not self._settings.hedge_slow_requests:
+            return None
+        p95 = self._p95(kind)
+        return None if p95 is None else max(HEDGE_P95_FACTOR * p95, HEDGE_FLOOR_S)
+
     async def _attempt(self, kind: str, method: str, path: str, body: dict | None,
                        parse: Callable[[_Reply], T], budget: _Budget, deadline_hits: int,
-                       model_setting: tuple[str, str] | None) -> T:
+                       model_setting: tuple[str, str] | None, on_wire: asyncio.Event | None = None) -> T:
         session = self._session
         assert session is not None
         hard = limit = budget.timeout_s
@@ -526,6 +567,8 @@ class OpenAICompatibleClient:
                                                      allow_nan=False).encode("utf-8")
         try:
             async with self._limiter.slot(self._priority):
+                if on_wire is not None:
+                    on_wire.set()
                 # Decided once on the wire (after the wait for a slot), from the latest samples.
                 # Each deadline hit doubles this request's allowance: a server that slowed down
                 # for good still gets the full request_timeout_s on later attempts.
@@ -588,14 +631,18 @@ class OpenAICompatibleClient:
     def _record_latency(self, kind: str, latency: float) -> None:
         self._stats.latency(kind, latency)  # shared by the run's clients (see LLMStats)
 
-    def _adaptive_deadline(self, kind: str) -> float | None:
-        """max(4 x p95, 0.5 s) of recent successful latencies of this kind, once there are 20."""
+    def _p95(self, kind: str) -> float | None:
+        """The p95 of the run's recent successful latencies of this kind, once there are 20."""
         samples = self._stats.latencies(kind)
         if len(samples) < MIN_LATENCY_SAMPLES:
             return None
         ordered = sorted(samples)
-        p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-        return max(DEADLINE_P95_FACTOR * p95, DEADLINE_FLOOR_S)
+        return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+    def _adaptive_deadline(self, kind: str) -> float | None:
+        """max(4 x p95, 0.5 s) of recent successful latencies of this kind, once there are 20."""
+        p95 = self._p95(kind)
+        return None if p95 is None else max(DEADLINE_P95_FACTOR * p95, DEADLINE_FLOOR_S)
 
     def _error_message(self, response: _Reply) -> str:
         """The server's own error message (OpenAI shape, else the body's start), key-scrubbed."""
@@ -618,6 +665,36 @@ class OpenAICompatibleClient:
         """Belt and braces: a server or proxy might echo the key back."""
         key = self._api_key.get_secret_value() if self._api_key is not None else ""
         return text.replace(key, "***") if len(key) >= 4 else text
+
+
+async def _on_wire_then_wait(attempt: asyncio.Future, on_wire: asyncio.Event, seconds: float) -> bool:
+    """Wait until `attempt` is on the wire, then up to `seconds` more; True if it is still running."""
+    waiter = asyncio.ensure_future(on_wire.wait())
+    try:
+        await asyncio.wait({attempt, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if attempt.done():
+        return False
+    await asyncio.wait({attempt}, timeout=seconds)
+    return not attempt.done()
+
+
+async def _first_success(attempts: list[asyncio.Future[T]]) -> T:
+    """The first attempt to succeed; a fatal error or a bad request at once; else the last failure."""
+    pending = set(attempts)
+    failure: _Retryable | None = None
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            exc = task.exception()
+            if exc is None:
+                return task.result()
+            if not isinstance(exc, _Retryable):
+                raise exc
+            failure = exc
+    assert failure is not None
+    raise failure
 
 
 # --------------------------------------------------------------------------- parsing and helpers

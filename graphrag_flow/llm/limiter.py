@@ -54,6 +54,10 @@ class RequestLimiter:
         finally:
             self._release()
 
+    def has_idle_slot(self) -> bool:
+        """A slot is free and nobody waits for one: taking it delays no other request."""
+        return self._free > 0 and not self._has_waiters()
+
     async def _acquire(self, priority: int) -> None:
         if self._free > 0 and not self._has_waiters():
             self._free -= 1
