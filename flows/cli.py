@@ -8,6 +8,7 @@ stage finished and the outputs verified.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from pathlib import Path
@@ -41,6 +42,36 @@ def _settings(root: Path) -> Settings:
     except GraphragFlowError as exc:
         _fail(str(exc), 2)
         raise  # unreachable
+
+
+class _NoTracebackForKnownErrors(logging.Formatter):
+    """Wraps a console handler's formatter: a graphrag-flow error (a stage's failed items, a
+    rejected key, a bad setting) already says what failed and what to do, and the CLI prints
+    it once at the end; Prefect's engine logged it twice more with a 20-line traceback each.
+    Only the console's copy loses the traceback: the run's logs in the Prefect UI keep it."""
+
+    def __init__(self, inner: logging.Formatter | None):
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, GraphragFlowError):
+            return self.inner.format(record)
+        saved = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text = saved
+
+
+def _console_without_known_tracebacks() -> None:
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.formatter, _NoTracebackForKnownErrors):
+            handler.setFormatter(_NoTracebackForKnownErrors(handler.formatter))
 
 
 class _RichProgress:
@@ -97,6 +128,8 @@ def index(
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from flows.index import index as index_flow
     from flows.summary import render_summary
+
+    _console_without_known_tracebacks()
 
     bars = Progress(
         TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

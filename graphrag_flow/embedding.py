@@ -115,7 +115,8 @@ async def embed_field(
     stale = sorted({i for i, _s, _m in state.keys} - {i for i, _s in wanted})
     result.deleted = await asyncio.to_thread(table.delete_ids, stale)
     await asyncio.to_thread(table.optimize)
-    progress.finish()
+    if not result.failures:
+        progress.finish()  # a failed field's bar stops at what was embedded
     return result
 
 

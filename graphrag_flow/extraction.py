@@ -135,7 +135,8 @@ async def run_extraction(
                 answers.append((unit_id, await extract_one(unit_id, text)))
             except ItemFailedError as exc:
                 failures.append(exc)
-            progress.advance()
+            else:
+                progress.advance()  # counts what is done: a failed stage's bar stops short
 
     await gather_fatal_first(one(u, t) for u, t in zip(units["id"], units["text"]))
     answers.sort(key=lambda pair: pair[0])

@@ -251,7 +251,7 @@ async def build_reports(
                 }
                 if on_report is not None:
                     on_report(rows[community])
-            progress.advance()
+                progress.advance()
         finally:
             if held:
                 limit.release()

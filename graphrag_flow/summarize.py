@@ -96,7 +96,7 @@ async def summarize_descriptions(
         else:
             if on_summarized is not None:
                 on_summarized(kind, i, results[kind][i])
-        progress.advance()
+            progress.advance()
 
     # Items with the most descriptions first: those are the ones that cost a request (one
     # description needs none), so every request is on the wire before the free items are

@@ -47,9 +47,9 @@ async def extract_stage(text_units: StageRef, llm: dict) -> StageRef:
                 # Merged before the client closes and the answers are saved: summaries are
                 # waiting for it, and the save is only the checkpoint.
                 run.handoff.put(CANDIDATES, await asyncio.to_thread(merge_extractions, answers))
-        progress.finish()
         if failures:
             raise StageFailedError("extract", failures)
+        progress.finish()
         key = stage_key("extract", {"text_units": text_units, "llm": llm})
         return await asyncio.to_thread(
             lambda: run.store.save("extract", key, {"extractions": answers_frame(answers)}, {"items": len(answers)})

@@ -75,9 +75,9 @@ async def reports_stage(
             finally:
                 if stream is not None:
                     stream.close()  # a retried attempt's rows are left to the embed stage's full pass
-        progress.finish()
         if failures:
             raise StageFailedError("reports", failures)
+        progress.finish()
         run.handoff.put(REPORTS, reports)  # the rest of their embeddings start now, not after the save
         key = stage_key(
             "reports",

@@ -67,9 +67,9 @@ async def summarize_stage(extractions: str, llm: dict) -> StageRef:
             finally:
                 if stream is not None:
                     stream.close()  # a retried attempt's rows are left to the embed stage's full pass
-        progress.finish()
         if failures:
             raise StageFailedError("summarize", failures)
+        progress.finish()
         if not len(entities):
             run.handoff.put(ENTITIES, _entity_columns([], {}))
         key = stage_key("summarize", {"extractions": extractions, "llm": llm})

@@ -366,6 +366,11 @@ def test_a_batch_that_fails_for_good_fails_the_run_and_finished_batches_stay(tmp
         assert re.search(r"stage embed-text_unit_text: 1 item\(s\) failed: text_unit_text batch \d+", msg), msg[-3000:]
         assert "server error 500" in msg and "gave up after 2 attempt(s)" in msg
         assert KEY not in msg
+        # said once, plainly: Prefect's engine logs keep their tracebacks in the UI, not on the console
+        assert "Traceback" not in msg, msg[-3000:]
+        assert re.search(r"embed-text_unit_text\s.*\s(\d+)/(\d+)", msg)
+        done, total = map(int, re.search(r"embed-text_unit_text\s.*?\s(\d+)/(\d+)", msg).groups())
+        assert done < total, "a failed stage's progress bar must stop short of its total"
         # Never reported as a verified or complete index.
         assert "(verified)" not in msg
         assert not (root / "output" / "_manifest.json").exists()
