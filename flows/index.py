@@ -16,6 +16,7 @@ import asyncio
 import logging
 import shutil
 import sys
+import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any, Callable
@@ -125,6 +126,7 @@ async def index(
         full: Ignore caches and checkpoints and rebuild everything (old outputs stay until the new ones verify).
     """
     logger = get_run_logger()
+    started = time.time()
     root_path = Path(root).resolve()
     settings = load_settings(root_path)
     await require_concurrency_limit(settings)  # a misspelt quota name must not mean no quota
@@ -155,11 +157,11 @@ async def index(
     async with nullcontext() if is_offline(settings) else ConnectionPool(settings.llm.max_concurrency) as pool:
         resources.pool = pool
         with frozen_heap():  # no 0.4 s garbage-collector pauses on the loop serving requests
-            return await _index_stages(resources, last_run, llm_extract, llm_summary, llm_report, logger)
+            return await _index_stages(resources, last_run, llm_extract, llm_summary, llm_report, logger, started)
 
 
 async def _index_stages(resources: RunResources, last_run: LastRun, llm_extract: dict, llm_summary: dict,
-                        llm_report: dict, logger: logging.Logger | logging.LoggerAdapter) -> dict:
+                        llm_report: dict, logger: logging.Logger | logging.LoggerAdapter, started: float) -> dict:
     """The stages of one run, on the resources `index` opened for it."""
     root_path, settings, full = resources.root, resources.settings, resources.full
     async with observed_run(resources) as run:  # progress artifacts; a summary artifact even on failure
@@ -221,6 +223,13 @@ async def _index_stages(resources: RunResources, last_run: LastRun, llm_extract:
             "load": documents, "chunk": text_units, "extract": extractions, "summarize": graph,
             "communities": communities, "reports": reports,
         }
+        # The outputs stand: earlier runs' stage checkpoints are no longer read (this run's are
+        # kept for its resume and the next run's cache hits).
+        removed, freed = await asyncio.to_thread(
+            run.store.prune, {(ref.stage, ref.key) for ref in refs.values()}, started
+        )
+        if removed:
+            logger.info("removed %d stage checkpoint(s) of earlier runs (%.1f MB)", removed, freed / 1e6)
         embeds = {
             "text_unit_text": unit_vectors, "entity_description": entity_vectors,
             "community_full_content": report_vectors,

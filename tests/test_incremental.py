@@ -180,6 +180,14 @@ def test_incremental_run_equals_a_fresh_full_index_of_the_new_folder(incremental
     assert ADDED in titles and CHANGED in titles and REMOVED not in titles
 
 
+def test_a_finished_run_keeps_only_its_own_stage_checkpoints(incremental):
+    """Nightly runs on changing input must not pile up a stage directory per stage per night."""
+    stages = incremental.project / "cache" / "stages"
+    kept = {stage.name: sorted(p.name for p in stage.iterdir()) for stage in stages.iterdir()}
+    assert set(kept) >= {"load", "chunk", "extract", "summarize", "communities", "reports"}, kept
+    assert all(len(keys) == 1 for keys in kept.values()), kept
+
+
 def test_incremental_run_costs_a_small_fraction_of_the_first_runs_requests(incremental):
     first, second = incremental.first, incremental.second
     share = second.work_requests / first.work_requests

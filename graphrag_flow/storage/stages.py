@@ -7,6 +7,7 @@ A stage directory is complete only when its `_done.json` exists (written last).
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,33 @@ class StageStore:
                 "run `graphrag-flow index --full`"
             )
         return pq.read_table(path).to_pandas()
+
+    def prune(self, keep: set[tuple[str, str]], written_before: float) -> tuple[int, int]:
+        """Delete the stage outputs not in `keep` (stage, key) whose files were all written
+        before `written_before` (a Unix time): (directories removed, bytes freed).
+
+        A nightly run on changing input leaves a new directory per stage each night; only the
+        finished run's are read again (the answer cache, not these, makes reruns cheap). Newer
+        files belong to a run that started after the one pruning, and are left alone.
+        """
+        removed = freed = 0
+        if not self.root.is_dir():
+            return 0, 0
+        for stage_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            for key_dir in sorted(p for p in stage_dir.iterdir() if p.is_dir()):
+                if (stage_dir.name, key_dir.name) in keep:
+                    continue
+                try:
+                    files = [p for p in key_dir.rglob("*") if p.is_file()]
+                    stats = [p.stat() for p in files]
+                    if any(st.st_mtime >= written_before for st in stats):
+                        continue
+                except OSError:  # vanished meanwhile
+                    continue
+                shutil.rmtree(key_dir, ignore_errors=True)
+                removed += 1
+                freed += sum(st.st_size for st in stats)
+        return removed, freed
 
     def load_ref(self, stage: str, key: str) -> StageRef | None:
         path = self.dir(stage, key) / DONE_FILE
