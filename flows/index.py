@@ -34,6 +34,7 @@ from graphrag_flow.llm.answer_cache import AnswerCache
 from graphrag_flow.llm.connections import ConnectionPool
 from graphrag_flow.llm.limiter import RequestLimiter
 from graphrag_flow.llm.stats import LLMStats
+from graphrag_flow.project_lock import project_lock
 from graphrag_flow.storage.stages import StageRef, StageStore
 from tasks._common import RunResources, stage_key
 from tasks._llm import is_offline, llm_identity
@@ -130,34 +131,37 @@ async def index(
     root_path = Path(root).resolve()
     settings = load_settings(root_path)
     await require_concurrency_limit(settings)  # a misspelt quota name must not mean no quota
-    recover_interrupted_swap(root_path)
-    # before anything is written: what the new run is compared with (documents, rows carried over)
-    last_run = await asyncio.to_thread(read_last_run, root_path / OUTPUT_DIR)
-    out_dir = root_path / (STAGING_DIR if full else OUTPUT_DIR)
-    if full and out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cache_dir = root_path / "cache"
-    resources = RunResources(
-        root=root_path,
-        settings=settings,
-        out_dir=out_dir,
-        full=full,
-        limiter=RequestLimiter(settings.llm.max_concurrency, extra=_prefect_limit(settings)),
-        stats=LLMStats(),
-        cache=AnswerCache(cache_dir / "llm_answers.sqlite"),
-        store=StageStore(cache_dir),
-    )
-    llm_extract = llm_identity(settings, root_path, "graph_extraction")
-    llm_summary = llm_identity(settings, root_path, "entity_summary")
-    llm_report = llm_identity(settings, root_path, "community_report") | {
-        "report_max_input_tokens": settings.llm.report_max_input_tokens
-    }
-    # The run's connections outlive each stage's client; opened and closed on this loop, around every stage.
-    async with nullcontext() if is_offline(settings) else ConnectionPool(settings.llm.max_concurrency) as pool:
-        resources.pool = pool
-        with frozen_heap():  # no 0.4 s garbage-collector pauses on the loop serving requests
-            return await _index_stages(resources, last_run, llm_extract, llm_summary, llm_report, logger, started)
+    # One run per project at a time (a nightly run still going when the next one starts): the
+    # second stops here, before it touches anything, naming the run that holds the lock.
+    with project_lock(root_path, str(flow_run.get_id() or "")):
+        recover_interrupted_swap(root_path)
+        # before anything is written: what the new run is compared with (documents, rows carried over)
+        last_run = await asyncio.to_thread(read_last_run, root_path / OUTPUT_DIR)
+        out_dir = root_path / (STAGING_DIR if full else OUTPUT_DIR)
+        if full and out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cache_dir = root_path / "cache"
+        resources = RunResources(
+            root=root_path,
+            settings=settings,
+            out_dir=out_dir,
+            full=full,
+            limiter=RequestLimiter(settings.llm.max_concurrency, extra=_prefect_limit(settings)),
+            stats=LLMStats(),
+            cache=AnswerCache(cache_dir / "llm_answers.sqlite"),
+            store=StageStore(cache_dir),
+        )
+        llm_extract = llm_identity(settings, root_path, "graph_extraction")
+        llm_summary = llm_identity(settings, root_path, "entity_summary")
+        llm_report = llm_identity(settings, root_path, "community_report") | {
+            "report_max_input_tokens": settings.llm.report_max_input_tokens
+        }
+        # The run's connections outlive each stage's client; opened and closed on this loop, around every stage.
+        async with nullcontext() if is_offline(settings) else ConnectionPool(settings.llm.max_concurrency) as pool:
+            resources.pool = pool
+            with frozen_heap():  # no 0.4 s garbage-collector pauses on the loop serving requests
+                return await _index_stages(resources, last_run, llm_extract, llm_summary, llm_report, logger, started)
 
 
 async def _index_stages(resources: RunResources, last_run: LastRun, llm_extract: dict, llm_summary: dict,

@@ -53,3 +53,7 @@ class Neo4jSinkError(GraphragFlowError):
     def __init__(self, message: str, *, setting: str | None = None):
         super().__init__(message)
         self.setting = setting
+
+
+class ProjectBusyError(GraphragFlowError):
+    """Another index run of the same project holds its lock (see graphrag_flow/project_lock.py)."""

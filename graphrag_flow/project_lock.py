@@ -1,0 +1,60 @@
+"""One index run per project at a time: a lock file under cache/, held for the whole run.
+
+Two runs of one project (a nightly run still going when the next night's starts, or an
+`index-now` beside it) would write the same parquet files, vector tables and manifest at
+once. The second run stops at its start instead, naming the run that holds the lock. The
+lock is an OS file lock (flock): a killed run leaves none behind, so resuming needs no
+clean-up. On storage shared between machines it holds only if that filesystem honours flock
+(local disks and NFSv4 do); see deployments/README.md.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from filelock import FileLock, Timeout
+
+from graphrag_flow.errors import ProjectBusyError
+from graphrag_flow.storage.atomic import read_json, write_json
+
+LOCK_FILE = "index.lock"
+#: Who holds the lock: read only when the lock is found held, to say so in the error.
+HOLDER_FILE = "index.lock.json"
+
+
+@contextmanager
+def project_lock(root: Path, run_id: str = "") -> Iterator[None]:
+    """Hold the project's lock for the block; ProjectBusyError at once if another run holds it."""
+    cache = Path(root) / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(cache / LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ProjectBusyError(
+            f"another index run of {root} is in progress ({_holder(cache)}): wait for it to finish, or stop "
+            "it (a stopped or killed run leaves no lock behind, and the next run resumes its work)"
+        ) from None
+    try:
+        write_json(
+            {"pid": os.getpid(), "host": socket.gethostname(), "flow_run_id": run_id,
+             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+            cache / HOLDER_FILE,
+        )
+        yield
+    finally:
+        lock.release()
+
+
+def _holder(cache: Path) -> str:
+    try:
+        info = read_json(cache / HOLDER_FILE)
+    except (OSError, ValueError):
+        return "holder unknown"
+    run = f", flow run {info['flow_run_id']}" if info.get("flow_run_id") else ""
+    return f"pid {info.get('pid')} on {info.get('host')}, started {info.get('started_at')}{run}"

@@ -1,0 +1,64 @@
+"""One index run per project at a time: a second run stops at its start, naming the first,
+and a killed run leaves no lock behind (the next run resumes without any clean-up)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, make_project, run_cli
+from graphrag_flow.errors import ProjectBusyError
+from graphrag_flow.project_lock import HOLDER_FILE, project_lock
+
+HOLDER = r"""
+import sys, time
+from pathlib import Path
+from graphrag_flow.project_lock import project_lock
+with project_lock(Path(sys.argv[1]), "flow-run-A"):
+    print("HELD", flush=True)
+    time.sleep(600)
+"""
+
+
+def _hold(root: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(root)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "HELD"
+    return proc
+
+
+def test_a_second_index_of_the_same_project_stops_at_once_naming_the_first(tmp_path, prefect_home):
+    root = make_project(tmp_path / "project", files={"a.txt": b"Ada Lovelace wrote the first program."})
+    holder = _hold(root)
+    try:
+        started = time.monotonic()
+        run = run_cli(["index", "--root", str(root)], prefect_home, timeout=300)
+        elapsed = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait()
+    output = run.stdout + run.stderr
+    assert run.returncode == 1, output[-3000:]
+    assert f"another index run of {root} is in progress (pid {holder.pid}" in " ".join(output.split()), output[-3000:]
+    assert "flow run flow-run-A" in " ".join(output.split())
+    assert "Traceback" not in output
+    assert not (root / "output").exists(), "the second run wrote outputs beside the first"
+    assert elapsed < 120, elapsed
+
+
+def test_a_killed_run_leaves_no_lock_and_a_finished_one_lets_the_next_in(tmp_path):
+    root = tmp_path / "project"
+    holder = _hold(root)
+    with pytest.raises(ProjectBusyError, match=r"pid \d+ on .*flow run flow-run-A"):
+        with project_lock(root, "flow-run-B"):
+            pass
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with project_lock(root, "flow-run-B"):  # the OS released the killed run's lock
+        assert "flow-run-B" in (root / "cache" / HOLDER_FILE).read_text()
+    with project_lock(root, "flow-run-C"):  # and a finished run's
+        pass
