@@ -153,6 +153,18 @@ def test_hangs_end_by_adaptive_deadline_not_full_timeouts():
     assert elapsed < 10, elapsed
 
 
+async def warm_up(client: OpenAICompatibleClient, stage: str) -> None:
+    """Enough answered requests (25 > 20) for the adaptive deadline and hedging to act."""
+    for i in range(25):
+        await client.embed(stage, [f"warm {i}"], f"warm {i}")
+
+
+async def seconds_of_one_hung_request(client: OpenAICompatibleClient, stage: str, srv, answer_after_s: float) -> float:
+    """One embedding request while the server hangs everything, until `answer_after_s` into it."""
+    srv.configure(p_hang=1.0)
+    return await seconds_with_reconfigure(client.embed(stage, ["slow one"], "batch 0"), srv, answer_after_s, p_hang=0.0)
+
+
 def test_the_adaptive_deadline_carries_over_to_the_next_stage_client():
     # Every stage opens its own client; the latencies the first one saw must end a hang in the
     # next one at once, not after request_timeout_s (5 s here).
@@ -161,12 +173,9 @@ def test_the_adaptive_deadline_carries_over_to_the_next_stage_client():
 
         async def main():
             async with client_for(srv.base_url, stats=stats, request_timeout_s=5.0) as first:
-                for i in range(25):
-                    await first.embed("embed-a", [f"warm {i}"], f"warm {i}")
-            srv.configure(p_hang=1.0)
+                await warm_up(first, "embed-a")
             async with client_for(srv.base_url, stats=stats, request_timeout_s=5.0, hedge_slow_requests=False) as second:
-                return await seconds_with_reconfigure(second.embed("embed-b", ["after the hang"], "batch 0"),
-                                                      srv, 0.2, p_hang=0.0)
+                return await seconds_of_one_hung_request(second, "embed-b", srv, 0.2)
 
         elapsed = asyncio.run(main())
     assert stats.get("embed-b").retry_reasons == {"deadline": 1}
@@ -181,10 +190,8 @@ def test_a_slow_request_is_hedged_into_an_idle_slot_and_the_first_answer_wins():
 
         async def main():
             async with client_for(srv.base_url, stats=stats, request_timeout_s=5.0) as c:
-                for i in range(25):
-                    await c.embed("embed", [f"warm {i}"], f"warm {i}")
-                srv.configure(p_hang=1.0)
-                return await seconds_with_reconfigure(c.embed("embed", ["slow one"], "batch 0"), srv, 0.1, p_hang=0.0)
+                await warm_up(c, "embed")
+                return await seconds_of_one_hung_request(c, "embed", srv, 0.1)
 
         elapsed = asyncio.run(main())
         log = [e for e in srv.stats()["log"] if e["endpoint"] == "embeddings"][-2:]
@@ -205,8 +212,7 @@ def test_hedges_never_take_a_slot_another_request_waits_for():
         async def main():
             async with client_for(srv.base_url, stats=stats, limiter=limiter, max_concurrency=2,
                                   request_timeout_s=5.0) as c:
-                for i in range(25):
-                    await c.embed("warm", [f"warm {i}"], f"warm {i}")
+                await warm_up(c, "warm")
                 srv.configure(p_hang=1.0)
                 release = asyncio.Event()
                 order: list[str] = []
@@ -242,10 +248,8 @@ def test_hedging_can_be_turned_off():
 
         async def main():
             async with client_for(srv.base_url, stats=stats, request_timeout_s=5.0, hedge_slow_requests=False) as c:
-                for i in range(25):
-                    await c.embed("embed", [f"warm {i}"], f"warm {i}")
-                srv.configure(p_hang=1.0)
-                return await seconds_with_reconfigure(c.embed("embed", ["slow one"], "batch 0"), srv, 0.1, p_hang=0.0)
+                await warm_up(c, "embed")
+                return await seconds_of_one_hung_request(c, "embed", srv, 0.1)
 
         elapsed = asyncio.run(main())
     assert stats.get("embed").retry_reasons == {"deadline": 1}
