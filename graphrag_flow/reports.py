@@ -8,10 +8,11 @@ graph, and it has the same shape as an LLM's `community_report` answer.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 from collections import Counter
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterable, Iterator
 
 import pandas as pd
 
@@ -97,35 +98,43 @@ def offline_report(members: list[Member], rels: list[Rel]) -> CommunityReportAns
     )
 
 
-def _context_lines(members: list[Member], rels: list[Rel], sub_reports: list[str]) -> list[str]:
-    lines: list[str] = []
+def _context_lines(members: list[Member], rels: list[Rel], sub_reports: list[str]) -> Iterator[str]:
+    """The context's lines, made as they are read: a community too big for the budget has its
+    first few hundred lines read of tens of thousands (the corpus's top-level community)."""
     if sub_reports:
-        lines.append("-----Sub-community reports-----")
-        lines.extend(sub_reports)
-    lines.append("-----Entities-----")
-    lines.append("title,type,description")
+        yield "-----Sub-community reports-----"
+        yield from sub_reports
+    yield "-----Entities-----"
+    yield "title,type,description"
     for m in _by_degree(members):
-        lines.append(f"{m['title']},{m['type']},{m['description']}")
-    lines.append("-----Relationships-----")
-    lines.append("source,target,description,weight")
+        yield f"{m['title']},{m['type']},{m['description']}"
+    yield "-----Relationships-----"
+    yield "source,target,description,weight"
     for r in _strongest(rels):
-        lines.append(f"{r['source']},{r['target']},{r['description']},{r['weight']:g}")
-    return lines
+        yield f"{r['source']},{r['target']},{r['description']},{r['weight']:g}"
 
 
-def _trimmed(lines: list[str], max_tokens: int) -> tuple[str, bool]:
+def _trimmed(lines: Iterable[str], max_tokens: int) -> tuple[str, bool]:
     """The lines that fit in `max_tokens`, and whether all of them did.
 
     A token is at least one byte, so lines whose UTF-8 bytes (plus a newline each) fit the
     budget fit in tokens too and are not tokenized: most communities' own material. Counting
     every line's tokens was a tenth of the event loop's time while reports were written at
-    64 requests in flight (benchmarks/llm_throughput.py).
+    64 requests in flight (benchmarks/llm_throughput.py). Lines past the budget are never made.
     """
-    if sum(len(line.encode("utf-8")) + 1 for line in lines) <= max_tokens:
-        return "\n".join(lines), True
+    lines = iter(lines)
+    head: list[str] = []
+    size = 0
+    for line in lines:
+        head.append(line)
+        size += len(line.encode("utf-8")) + 1
+        if size > max_tokens:
+            break
+    else:
+        return "\n".join(head), True
     kept: list[str] = []
     used = 0
-    for line in lines:
+    for line in itertools.chain(head, lines):
         n = count_tokens(line) + 1
         if used + n > max_tokens:
             if not kept:  # one huge line: keep its head rather than nothing

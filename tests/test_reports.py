@@ -203,3 +203,31 @@ def test_the_llm_reporter_reads_sub_reports_only_when_its_own_material_does_not_
 
     asyncio.run(llm_reporter(Client(), "prompt", 60)(members, rels, sub_reports))
     assert asked and contexts[-1].startswith("-----Sub-community reports-----\n# Child report")
+
+
+def test_a_trimmed_context_is_the_longest_prefix_of_whole_lines_within_the_token_budget():
+    """Made lazily, a context must still be exactly what the plain definition gives: the
+    request text keys the answer cache, so any change would ask for every report again."""
+    import random
+
+    from graphrag_flow.chunking import count_tokens, get_encoding
+    from graphrag_flow.reports import _trimmed
+
+    def reference(lines: list[str], budget: int) -> tuple[str, bool]:
+        kept, used = [], 0
+        for line in lines:
+            n = count_tokens(line) + 1
+            if used + n > budget:
+                if not kept:
+                    kept.append(get_encoding().decode(get_encoding().encode(line, disallowed_special=())[:budget]))
+                return "\n".join(kept), False
+            kept.append(line)
+            used += n
+        return "\n".join(kept), True
+
+    rng = random.Random(3)
+    words = ["PEP", "Guido", "asyncio", "naïve", "→", "typing", "42", "co-routine", "ünïcode", "x" * 30]
+    for _ in range(300):
+        lines = [" ".join(rng.choices(words, k=rng.randint(1, 40))) for _ in range(rng.randint(1, 30))]
+        budget = rng.randint(1, 600)
+        assert _trimmed(iter(lines), budget) == reference(lines, budget), (lines, budget)

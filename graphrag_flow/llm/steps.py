@@ -6,6 +6,7 @@ serves any item whose content did not change, whatever run or order it comes in.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from graphrag_flow.chunking import get_encoding
@@ -80,15 +81,26 @@ def llm_summarizer(client: "OpenAICompatibleClient", prompt: str) -> SummarizeOn
     return summarize_one
 
 
+#: Entities and relationships a community may have for its report context to be made on the
+#: event loop; a bigger one is made in a worker thread.
+CONTEXT_ON_LOOP_MAX_ITEMS = 300
+
+
 def llm_reporter(client: "OpenAICompatibleClient", prompt: str, max_input_tokens: int) -> ReportOne:
     async def report_one(members: list[dict], rels: list[dict], sub_reports: SubReports):
-        # On the loop: from plain records a context takes ~2 ms (tokenizing stops at the
-        # budget). A worker thread per report cost more than that in GIL hand-offs with the
-        # loop serving 64 requests (reports reached the server 0.2-0.8 s after their context
-        # was ready). The stage loads the tokenizer in a thread before the first report.
-        context = local_context(members, rels, max_input_tokens)
+        # A small community's context is made on the loop: from plain records it takes ~2 ms,
+        # and a worker thread per report cost more than that in GIL hand-offs with the loop
+        # serving 64 requests (reports reached the server 0.2-0.8 s after their context was
+        # ready). A big one (sorting thousands of relationships, tokenizing up to the budget)
+        # held the loop 20-350 ms on the 688-PEP corpus, so it goes to a thread. The stage
+        # loads the tokenizer in a thread before the first report.
+        if len(members) + len(rels) <= CONTEXT_ON_LOOP_MAX_ITEMS:
+            context = local_context(members, rels, max_input_tokens)
+        else:
+            context = await asyncio.to_thread(local_context, members, rels, max_input_tokens)
         if context is None:  # too big: report from the sub-communities' reports (GraphRAG's way)
-            context = report_context(members, rels, await sub_reports(), max_input_tokens)
+            subs = await sub_reports()
+            context = await asyncio.to_thread(report_context, members, rels, subs, max_input_tokens)
         item = f"community report of {', '.join(m['title'] for m in members[:3])}"
         answer: CommunityReportAnswer = await client.chat("reports", "community_report", _messages(prompt, context), item)
         return answer, sha256_text(context)
