@@ -535,11 +535,11 @@ class OpenAICompatibleClient:
         for the slowest few, which is why `llm.hedge_slow_requests` can turn it off.
         Raises what the attempts raise: a retryable failure only when both failed.
         """
-        on_wire = asyncio.Event()
-        first = asyncio.ensure_future(self._attempt(kind, *args, on_wire=on_wire))
         after = self._hedge_delay(kind)
         if after is None:
-            return await first
+            return await self._attempt(kind, *args)
+        on_wire = asyncio.Event()
+        first = asyncio.ensure_future(self._attempt(kind, *args, on_wire=on_wire))
         attempts = [first]
         try:
             if not await _on_wire_then_wait(first, on_wire, after) or not self._limiter.has_idle_slot():
