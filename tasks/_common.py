@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from prefect.context import TaskRunContext
 
@@ -28,6 +28,7 @@ from graphrag_flow.llm.limiter import RequestLimiter
 from graphrag_flow.llm.stats import LLMStats
 from graphrag_flow.row_stream import RowStream
 from graphrag_flow.storage.stages import StageRef, StageStore
+from graphrag_flow.tables import embedding_text
 
 #: Parameters that never enter a cache key: where the project is, and run plumbing.
 _NOT_IN_KEY = {"root"}
@@ -119,6 +120,21 @@ class RunResources:
     def stream(self, vector_field: str) -> RowStream:
         """The one stream of `vector_field` in this run, for its producer and its embed stage."""
         return self.streams.setdefault(vector_field, RowStream())
+
+    @contextmanager
+    def posting_rows(self, vector_field: str) -> Iterator[Callable[[str, dict], None] | None]:
+        """For a producer stage: post(row id, record) sends the row's text to `vector_field`'s
+        embeddings the moment it is final; the stream closes when the block ends (a retried
+        attempt's rows are left to the embed stage's full pass). None offline, where the embed
+        stage reads only the finished frame and nobody would take the rows."""
+        if self.settings.llm.provider == "offline":
+            yield None
+            return
+        stream = self.stream(vector_field)
+        try:
+            yield lambda row_id, record: stream.post(row_id, embedding_text(vector_field, record))
+        finally:
+            stream.close()
 
     @property
     def lancedb_dir(self) -> Path:

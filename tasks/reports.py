@@ -20,7 +20,6 @@ from graphrag_flow.outputs import community_periods
 from graphrag_flow.progress import StageProgress
 from graphrag_flow.reports import build_reports, offline_reporter
 from graphrag_flow.storage.stages import StageRef
-from graphrag_flow.tables import embedding_text
 from tasks._common import current_run, load_frames, stage_key, stage_options, timed
 from tasks._llm import is_offline, llm_client, prompt
 from tasks.communities import COMMUNITIES
@@ -62,19 +61,12 @@ async def reports_stage(
 
                 reporter = llm_reporter(client, prompt("community_report"), run.settings.llm.report_max_input_tokens)
                 concurrency = items_in_progress(run.settings.llm.max_concurrency)
-            # With an LLM, each report's text goes to its embeddings as it arrives (offline,
-            # the embed stage reads only the finished frame: nobody would take the rows).
-            stream = None if client is None else run.stream(REPORT_VECTORS)
-            try:
+            # Each report's text goes to its embeddings as it arrives.
+            with run.posting_rows(REPORT_VECTORS) as post_row:
                 reports, failures = await build_reports(
                     comms, degree, run.descriptions, reporter, concurrency, progress,
-                    on_report=None if stream is None else (
-                        lambda row: stream.post(row["id"], embedding_text(REPORT_VECTORS, row))
-                    ),
+                    on_report=None if post_row is None else (lambda row: post_row(row["id"], row)),
                 )
-            finally:
-                if stream is not None:
-                    stream.close()  # a retried attempt's rows are left to the embed stage's full pass
         if failures:
             raise StageFailedError("reports", failures)
         progress.finish()

@@ -18,9 +18,8 @@ from graphrag_flow.errors import StageFailedError
 from graphrag_flow.progress import StageProgress
 from graphrag_flow.storage.stages import StageRef
 from graphrag_flow.summarize import summarize_descriptions, offline_summarizer
-from graphrag_flow.tables import embedding_text
 from tasks._common import current_run, stage_key, stage_options, timed
-from tasks._llm import is_offline, llm_client, prompt
+from tasks._llm import llm_client, prompt
 from tasks.extract import CANDIDATES
 
 #: The hand-off name of the summarized entities: columns id, title, description.
@@ -38,35 +37,31 @@ async def summarize_stage(extractions: str, llm: dict) -> StageRef:
         frames = {"entities": entities, "relationships": relationships}
         bases = await asyncio.to_thread(lambda: {kind: base_records(kind, f) for kind, f in frames.items()})
         entity_descriptions: dict[str, str] = {}
-        # With an LLM, each entity's text goes to its embeddings the moment it is final: they
-        # take the request slots the summaries and reports leave free (their priority is
-        # lower), rather than one or two rounds after the last report.
-        stream = None if is_offline(run.settings) else run.stream(ENTITY_VECTORS)
-
-        def post(kind: str, row: int, description: str) -> None:
-            item_id, record = bases[kind][row]
-            run.descriptions.post(item_id, record | {"description": description})
-            if kind == "entities":
-                entity_descriptions[item_id] = description
-                if stream is not None:
-                    stream.post(item_id, embedding_text(ENTITY_VECTORS, record | {"description": description}))
-                if len(entity_descriptions) == len(entities):
-                    run.handoff.put(ENTITIES, _entity_columns(bases["entities"], entity_descriptions))
-
         progress = StageProgress("summarize", len(entities) + len(relationships))
-        async with llm_client("summarize") as client:
-            if client is None:
-                summarizer, concurrency = offline_summarizer(), 1
-            else:
-                from graphrag_flow.llm.steps import items_in_progress, llm_summarizer
+        # Each entity's text goes to its embeddings the moment it is final: they take the
+        # request slots the summaries and reports leave free (their priority is lower),
+        # rather than one or two rounds after the last report.
+        with run.posting_rows(ENTITY_VECTORS) as post_row:
 
-                summarizer = llm_summarizer(client, prompt("entity_summary"))
-                concurrency = items_in_progress(run.settings.llm.max_concurrency)
-            try:
+            def post(kind: str, row: int, description: str) -> None:
+                item_id, record = bases[kind][row]
+                run.descriptions.post(item_id, record | {"description": description})
+                if kind == "entities":
+                    entity_descriptions[item_id] = description
+                    if post_row is not None:
+                        post_row(item_id, record | {"description": description})
+                    if len(entity_descriptions) == len(entities):
+                        run.handoff.put(ENTITIES, _entity_columns(bases["entities"], entity_descriptions))
+
+            async with llm_client("summarize") as client:
+                if client is None:
+                    summarizer, concurrency = offline_summarizer(), 1
+                else:
+                    from graphrag_flow.llm.steps import items_in_progress, llm_summarizer
+
+                    summarizer = llm_summarizer(client, prompt("entity_summary"))
+                    concurrency = items_in_progress(run.settings.llm.max_concurrency)
                 summarized, failures = await summarize_descriptions(frames, summarizer, concurrency, progress, post)
-            finally:
-                if stream is not None:
-                    stream.close()  # a retried attempt's rows are left to the embed stage's full pass
         if failures:
             raise StageFailedError("summarize", failures)
         progress.finish()

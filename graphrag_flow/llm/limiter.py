@@ -59,7 +59,7 @@ class RequestLimiter:
         return self._free > 0 and not self._has_waiters()
 
     async def _acquire(self, priority: int) -> None:
-        if self._free > 0 and not self._has_waiters():
+        if self.has_idle_slot():
             self._free -= 1
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
