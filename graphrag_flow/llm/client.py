@@ -502,10 +502,13 @@ class OpenAICompatibleClient:
         # then a 429 (paced by its Retry-After), then a hang are three unrelated events, and
         # backing off 1-2 s after the third (0.5 s x 2^2) held a stage's last item for 2 s.
         by_kind: dict[str, int] = {}
+        # Serialized once for every attempt (retries and hedges send the same bytes).
+        data = None if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":"),
+                                                     allow_nan=False).encode("utf-8")
         while True:
             self._stats.request(stage)
             try:
-                return await self._attempt_or_hedge(stage, kind, method, path, body, parse, budget, deadline_hits,
+                return await self._attempt_or_hedge(stage, kind, method, path, data, parse, budget, deadline_hits,
                                                     model_setting)
             except _Retryable as exc:
                 failure = exc
@@ -559,14 +562,12 @@ class OpenAICompatibleClient:
         p95 = self._p95(kind)
         return None if p95 is None else max(HEDGE_P95_FACTOR * p95, HEDGE_FLOOR_S)
 
-    async def _attempt(self, kind: str, method: str, path: str, body: dict | None,
+    async def _attempt(self, kind: str, method: str, path: str, data: bytes | None,
                        parse: Callable[[_Reply], T], budget: _Budget, deadline_hits: int,
                        model_setting: tuple[str, str] | None, on_wire: asyncio.Event | None = None) -> T:
         session = self._session
         assert session is not None
         hard = limit = budget.timeout_s
-        data = None if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":"),
-                                                     allow_nan=False).encode("utf-8")
         try:
             async with self._limiter.slot(self._priority):
                 if on_wire is not None:
