@@ -1,6 +1,6 @@
 """Incremental nightly indexing: what one or ten changed documents cost next to a full index.
 
-Indexes ../shared/corpora/peps (688 PEPs) from scratch, then changes 1 document (one line in
+Indexes the 688-PEP corpus (benchmarks/corpora/peps.tar.gz) from scratch, then changes 1 document (one line in
 its middle gets a few words appended) and indexes again, then changes 10 others and indexes
 again. Each run is a separate process, as a nightly run would be. Prints JSON: per run the
 wall seconds, the documents delta the run reported, per stage items reused vs recomputed,
@@ -29,9 +29,9 @@ from typing import Iterator
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "peps"
 sys.path.insert(0, str(REPO))
 
+import corpus  # noqa: E402  (benchmarks/corpus.py: this script's folder is on sys.path)
 from tests.processes import kill_group, run_flow_subprocess, start_prefect_server  # noqa: E402
 from tests.fake_openai import fetch_stats, reset_remote, start_fake_server_process, stop_fake_server_process  # noqa: E402
 
@@ -138,9 +138,10 @@ def run_variant(provider: str, corpus: Path, work: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--provider", choices=("fake", "offline", "both"), default="fake")
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--corpus", type=Path, default=None, help="default: the 688 PEPs, unpacked on first use")
     parser.add_argument("--keep", type=Path, help="folder for the projects, kept (default: a temp dir)")
     args = parser.parse_args()
+    args.corpus = args.corpus or corpus.peps()
     if not args.corpus.is_dir():
         raise SystemExit(f"corpus {args.corpus} is missing")
     base = args.keep or Path(tempfile.mkdtemp(prefix="graphrag-flow-incremental-"))

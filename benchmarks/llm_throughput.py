@@ -1,7 +1,7 @@
 """LLM throughput of the openai provider: peps-mini against the fake server; prints JSON.
 
 Starts tests/fake_openai.py as a subprocess (latency 200 ms per request, capacity 64
-requests at once), then indexes ../shared/corpora/peps-mini from scratch once per
+requests at once), then indexes tests/corpora/peps-mini from scratch once per
 `llm.max_concurrency` in 8, 16, 32, 64, plus one fault run (10% disconnects, 5% 429 with
 Retry-After 1 s, 1% 500, 2% hangs; request_timeout_s 5) at concurrency 16. Each run is a
 fresh process calling the `index` flow (like benchmarks/offline_index.py), so Prefect's
@@ -60,6 +60,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from corpus import PEPS_MINI  # noqa: E402  (benchmarks/corpus.py)
 from tests.fake_openai import (  # noqa: E402  (the repo root must be on sys.path first)
     configure_remote,
     fetch_stats,
@@ -68,7 +69,7 @@ from tests.fake_openai import (  # noqa: E402  (the repo root must be on sys.pat
     stop_fake_server_process,
 )
 
-DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "peps-mini"
+DEFAULT_CORPUS = PEPS_MINI
 LATENCY_S = 0.2
 CAPACITY = 64
 FAULTS = {"p_disconnect": 0.10, "p_429": 0.05, "p_500": 0.01, "p_hang": 0.02, "retry_after_s": 1.0}

@@ -1,4 +1,4 @@
-"""Index ../shared/corpora/peps (688 PEPs, ~3.1 M tokens) on the offline default; print JSON.
+"""Index the 688-PEP corpus (benchmarks/corpora/peps.tar.gz, ~3.1 M tokens) on the offline default; print JSON.
 
 Reports seconds per stage (from the run summary), rows per table, wall time and the peak
 RSS of the indexing process and its children. Goal: < 15 min and < 4 GB on 2 cores.
@@ -21,9 +21,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import corpus  # noqa: E402  (benchmarks/corpus.py: this script's folder is on sys.path)
 from tests.processes import run_flow_subprocess  # noqa: E402
 
-DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "peps"
 
 RUNNER = r"""
 import asyncio, json, sys
@@ -36,9 +36,10 @@ print("SUMMARY " + json.dumps({"stages": summary["stages"], "tables": summary["t
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--corpus", type=Path, default=None, help="default: the 688 PEPs, unpacked on first use")
     parser.add_argument("--keep", type=Path, help="project folder to use and keep (default: a temp dir)")
     args = parser.parse_args()
+    args.corpus = args.corpus or corpus.peps()
     root = args.keep or Path(tempfile.mkdtemp(prefix="graphrag-flow-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     (root / "settings.yaml").write_text(yaml.safe_dump({"input": {"dir": str(args.corpus.resolve())}}))

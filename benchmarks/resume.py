@@ -31,12 +31,13 @@ sys.path.insert(0, str(REPO))
 
 from graphrag_flow.storage.vectors import VectorTable  # noqa: E402
 from graphrag_flow.tables import SCHEMAS, VECTOR_FIELDS  # noqa: E402
+from corpus import PEPS_MINI  # noqa: E402  (benchmarks/corpus.py)
 from tests.processes import free_port, kill_group, start_prefect_server  # noqa: E402
 from tests.fake_openai import (  # noqa: E402
     fetch_stats, reset_remote, start_fake_server_process, stop_fake_server_process,
 )
 
-DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "peps-mini"
+DEFAULT_CORPUS = PEPS_MINI
 #: An answer had "arrived" when the server finished writing it this long before the kill (the
 #: client still reads, validates and commits it); answers re-sent inside that window are counted
 #: apart, with the age of the oldest one.

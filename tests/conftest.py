@@ -15,8 +15,9 @@ import yaml
 from tests.processes import free_port, kill_group, start_prefect_server  # noqa: F401  (fixtures' helpers)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-PEPS_MINI = SHARED / "corpora" / "peps-mini"
+#: Corpora carried in the repo (tests/corpora/README.md says where they come from).
+CORPORA = REPO / "tests" / "corpora"
+PEPS_MINI = CORPORA / "peps-mini"
 #: In the PREFECT_HOME made by `served_prefect`: the URL of the server CLI runs there use.
 API_URL_FILE = "graphrag-flow-test-api-url"
 
@@ -35,8 +36,7 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 @pytest.fixture(scope="session")
 def peps_mini() -> Path:
-    # A missing corpus fails the test (never skips): CI lays ../shared beside the clone.
-    assert PEPS_MINI.is_dir(), f"corpus {PEPS_MINI} is missing: clone the repo beside shared/"
+    assert PEPS_MINI.is_dir(), f"corpus {PEPS_MINI} is missing from the checkout"
     return PEPS_MINI
 
 

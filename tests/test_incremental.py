@@ -25,7 +25,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import SHARED, make_project, run_cli
+from conftest import CORPORA, make_project, run_cli
 from fake_openai import fetch_stats, reset_remote
 from graphrag_flow.reports import report_id
 from graphrag_flow.storage.vectors import VectorTable
@@ -34,7 +34,7 @@ from graphrag_flow.tables import SCHEMAS, VECTOR_FIELDS
 CHANGED = "pep-0257.rst"  # its text is edited (one sentence)
 ADDED = "pep-0004.rst"  # a short PEP from the full corpus, not in peps-mini
 REMOVED = "pep-0602.rst"
-PEPS = SHARED / "corpora" / "peps"
+PEPS = CORPORA / "peps-extra"
 RUN_TIMEOUT_S = 400
 #: The second run may cost at most this share of the first run's API requests. Why: of the 12
 #: documents, the changed and the added one hold ~12 KB of ~470 KB of text (~2.5%), so
@@ -144,7 +144,7 @@ class Incremental:
 
 @pytest.fixture(scope="module")
 def incremental(tmp_path_factory, peps_mini, fake, prefect_api) -> Incremental:
-    assert (PEPS / ADDED).is_file(), f"corpus {PEPS} is missing: clone the repo beside shared/"
+    assert (PEPS / ADDED).is_file(), f"corpus file {PEPS / ADDED} is missing from the checkout"
     assert not (peps_mini / ADDED).exists() and (peps_mini / CHANGED).exists() and (peps_mini / REMOVED).exists()
     base = tmp_path_factory.mktemp("incremental")
     input_dir = _copy_corpus(peps_mini, base / "input")
