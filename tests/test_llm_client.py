@@ -165,6 +165,18 @@ async def seconds_of_one_hung_request(client: OpenAICompatibleClient, stage: str
     return await seconds_with_reconfigure(client.embed(stage, ["slow one"], "batch 0"), srv, answer_after_s, p_hang=0.0)
 
 
+def closed_log_entries(srv, endpoint: str, wait_s: float = 2.0) -> list[dict]:
+    """The server's log of `endpoint` once every entry is closed: a request the client gave up
+    on (a hedge's loser) is closed when the server's thread sees the connection go, which can be
+    a moment after the client returned."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        log = [e for e in srv.stats()["log"] if e["endpoint"] == endpoint]
+        if all(e["status"] is not None for e in log) or time.monotonic() > deadline:
+            return log
+        time.sleep(0.02)
+
+
 def test_the_adaptive_deadline_carries_over_to_the_next_stage_client():
     # Every stage opens its own client; the latencies the first one saw must end a hang in the
     # next one at once, not after request_timeout_s (5 s here).
@@ -194,7 +206,7 @@ def test_a_slow_request_is_hedged_into_an_idle_slot_and_the_first_answer_wins():
                 return await seconds_of_one_hung_request(c, "embed", srv, 0.1)
 
         elapsed = asyncio.run(main())
-        log = [e for e in srv.stats()["log"] if e["endpoint"] == "embeddings"][-2:]
+        log = closed_log_entries(srv, "embeddings")[-2:]
     assert stats.get("embed").retry_reasons == {"hedge": 1}
     assert 0.25 <= elapsed < 0.45, elapsed  # the hedge's start plus one latency, not the 0.5 s deadline
     assert [e["status"] for e in log] == ["hang", 200]
