@@ -244,6 +244,7 @@ async def _index_stages(resources: RunResources, last_run: LastRun, llm_extract:
             "tables": manifest["tables"],
             "vector_tables": manifest["vector_tables"],
             "warnings": documents.stats.get("warnings", []),
+            "not_matched": documents.stats.get("not_matched", []),
             "graph_notes": graph_notes(manifest["tables"], is_offline(settings), settings.llm.chat_model),
             "stages": stage_rows(refs, embeds, run.stats.as_rows(), run.stage_seconds, carried),
             "changes": changes,

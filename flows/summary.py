@@ -84,6 +84,8 @@ def summary_markdown(summary: dict) -> str:
     lines += [f"| lancedb/{n} | {v['rows']} × {v['dimension']}-d |" for n, v in summary["vector_tables"].items()]
     if summary.get("graph_notes"):
         lines += ["", "## The graph", ""] + [f"- {n}" for n in summary["graph_notes"]]
+    if summary.get("not_matched"):
+        lines += ["", "## Input files no pattern matches", ""] + [f"- {n}" for n in summary["not_matched"]]
     if summary.get("warnings"):
         lines += ["", "## Skipped or altered input files", ""] + [f"- {w}" for w in summary["warnings"]]
     lines += neo4j_markdown(summary.get("neo4j"))
@@ -174,8 +176,10 @@ def render_summary(summary: dict, console: Console) -> None:
     render_neo4j(summary.get("neo4j"), console)
     for note in summary.get("graph_notes", []):
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    for line in summary.get("not_matched", []):  # file names are shown as they are, never as markup
+        console.print(f"[yellow]input:[/] {escape(line)}", highlight=False)
     for warning in summary.get("warnings", []):
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     for line in changes_lines(summary.get("changes")):
         console.print(line, highlight=False)
     console.print(f"outputs: {summary['output']} (verified)")
