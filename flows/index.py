@@ -49,7 +49,7 @@ from tasks.write import write_stage
 from tasks.neo4j import neo4j_stage
 from flows.artifacts import observed_run
 from flows.quota import require_concurrency_limit
-from flows.summary import stage_rows, summary_markdown
+from flows.summary import graph_notes, stage_rows, summary_markdown
 
 OUTPUT_DIR = "output"
 STAGING_DIR = "output.next"
@@ -244,6 +244,8 @@ async def _index_stages(resources: RunResources, last_run: LastRun, llm_extract:
             "tables": manifest["tables"],
             "vector_tables": manifest["vector_tables"],
             "warnings": documents.stats.get("warnings", []),
+            "not_matched": documents.stats.get("not_matched", []),
+            "graph_notes": graph_notes(manifest["tables"], is_offline(settings), settings.llm.chat_model),
             "stages": stage_rows(refs, embeds, run.stats.as_rows(), run.stage_seconds, carried),
             "changes": changes,
             "llm_warnings": [w for row in run.stats.as_rows() for w in row["warnings"]],

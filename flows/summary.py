@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from graphrag_flow.incremental import communities_line
@@ -41,6 +42,27 @@ def stage_rows(
     return rows
 
 
+def graph_notes(tables: dict[str, int], offline: bool, chat_model: str) -> list[str]:
+    """What an empty graph, or one without relationships, means and what to try: such a run
+    is valid (its tables are written with their columns and verified), but seldom intended."""
+    extractor = (
+        "the offline rules find names and terms (capitalised names, CamelCase, acronyms, PEP and "
+        "code references) and link those named in one sentence; plain or very short text has none: add "
+        "documents, or use a chat model (llm.provider: openai)"
+        if offline else
+        f"the chat model ({chat_model}) found none in any text unit: check llm.chat_model and the "
+        "graph_extraction prompt (llm.prompts_dir)"
+    )
+    units = f"{tables.get('documents', 0)} document(s), {tables.get('text_units', 0)} text unit(s) read"
+    if not tables.get("entities"):
+        return [f"no entities were found: the graph is empty ({units}; no relationships, communities or "
+                f"reports, and only the text units have vectors); {extractor}"]
+    if not tables.get("relationships"):
+        return [f"no relationships were found: each of the {tables['entities']} entities is a community of "
+                f"its own ({units}); {extractor}"]
+    return []
+
+
 def _row(stage: str, items: int, reused: int, recomputed: int, c: dict, seconds: float) -> dict:
     return {
         "stage": stage, "items": items, "reused": reused, "recomputed": recomputed,
@@ -60,6 +82,10 @@ def summary_markdown(summary: dict) -> str:
     lines += ["", "| table | rows |", "|---|---|"]
     lines += [f"| {n} | {rows} |" for n, rows in summary["tables"].items()]
     lines += [f"| lancedb/{n} | {v['rows']} × {v['dimension']}-d |" for n, v in summary["vector_tables"].items()]
+    if summary.get("graph_notes"):
+        lines += ["", "## The graph", ""] + [f"- {n}" for n in summary["graph_notes"]]
+    if summary.get("not_matched"):
+        lines += ["", "## Input files no pattern matches", ""] + [f"- {n}" for n in summary["not_matched"]]
     if summary.get("warnings"):
         lines += ["", "## Skipped or altered input files", ""] + [f"- {w}" for w in summary["warnings"]]
     lines += neo4j_markdown(summary.get("neo4j"))
@@ -148,8 +174,12 @@ def render_summary(summary: dict, console: Console) -> None:
         sizes.add_row(f"lancedb/{name}", f"{info['rows']} × {info['dimension']}-d")
     console.print(sizes)
     render_neo4j(summary.get("neo4j"), console)
+    for note in summary.get("graph_notes", []):
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    for line in summary.get("not_matched", []):  # file names are shown as they are, never as markup
+        console.print(f"[yellow]input:[/] {escape(line)}", highlight=False)
     for warning in summary.get("warnings", []):
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     for line in changes_lines(summary.get("changes")):
         console.print(line, highlight=False)
     console.print(f"outputs: {summary['output']} (verified)")

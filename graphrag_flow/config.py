@@ -30,6 +30,9 @@ class InputSettings(_Section):
     dir: str = "input"
     patterns: list[str] = Field(default_factory=lambda: ["**/*.txt", "**/*.md", "**/*.rst"])
     max_file_mb: float | None = None
+    #: Links that lead out of input.dir are not followed unless this is set: what is read is
+    #: sent to the chat API and written to the outputs (documents.py).
+    follow_links_outside: bool = False
 
 
 class ChunkSettings(_Section):

@@ -15,6 +15,7 @@ input:
   dir: input                 # documents to index, relative to this folder
   patterns: ["**/*.txt", "**/*.md", "**/*.rst"]
   max_file_mb: null          # skip (with a warning) files larger than this; null = no limit
+  follow_links_outside: false   # read links that lead out of the input folder (else: skipped with a warning)
 
 chunks:                      # text units, in cl100k tokens
   size: 1200

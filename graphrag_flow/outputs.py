@@ -179,6 +179,27 @@ def check_vectors(tables: dict[str, pd.DataFrame], lancedb_dir: Path, model: str
     return checks
 
 
+def add_empty_vector_tables(tables: dict[str, pd.DataFrame], lancedb_dir: Path) -> list[str]:
+    """Create the table of every vector field with no source rows and no table yet, in the
+    dimension of the field tables that exist; returns the fields created.
+
+    GraphRAG's query engine opens the tables it reads, empty or not, and an API's embedding
+    dimension is learnt from an answer, which a field with nothing to embed never gets (the
+    text units, never empty, always have one).
+    """
+    fields = {f: VectorTable(lancedb_dir, f) for f in VECTOR_FIELDS}
+    present = {f for f, t in fields.items() if t.exists()}
+    wanted = [f for f in fields if f not in present and not len(tables[VECTOR_FIELDS[f]])]
+    if not wanted:
+        return []
+    dimension = next((d for d in (fields[f].state().dimension for f in sorted(present)) if d), None)
+    if not dimension:
+        return []
+    for field in wanted:
+        fields[field].prepare(dimension)
+    return wanted
+
+
 def verify_outputs(tables: dict[str, pd.DataFrame], lancedb_dir: Path, model: str, unit_length: bool) -> list[VectorCheck]:
     checks = check_vectors(tables, lancedb_dir, model, unit_length)
     bad = [c.problem() for c in checks if not c.ok]

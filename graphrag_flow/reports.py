@@ -26,6 +26,9 @@ from graphrag_flow.llm.schemas import CommunityReportAnswer, Finding
 from graphrag_flow.summarize import cap_text
 
 MAX_FINDINGS = 5
+#: A reports frame's columns, also when there is no community to report on.
+REPORT_COLUMNS = ["id", "community", "level", "parent", "children", "title", "summary", "full_content", "rank",
+                  "rating_explanation", "findings", "full_content_json", "period", "size", "content_sha256"]
 
 
 def render_full_content(answer: CommunityReportAnswer) -> str:
@@ -269,5 +272,5 @@ async def build_reports(
     # Deepest first, so with a small limit the slots go to the work that unblocks the most.
     ordered = communities.sort_values(["level", "community"], ascending=[False, True])
     await gather_fatal_first(one(r) for r in ordered.itertuples())
-    frame = pd.DataFrame([rows[k] for k in sorted(rows)])
+    frame = pd.DataFrame([rows[k] for k in sorted(rows)], columns=REPORT_COLUMNS)
     return frame, failures

@@ -74,6 +74,8 @@ def _embedded_text(field: str):
 
 def embedding_inputs(field: str, source: pd.DataFrame) -> pd.DataFrame:
     """(id, text) of the rows a vector field embeds, in id order."""
+    if not len(source):  # an empty frame's columns may have any dtype (float64 from empty lists)
+        return pd.DataFrame({"id": pd.Series([], dtype=object), "text": pd.Series([], dtype=object)})
     texts = _embedded_text(field)(source)
     return pd.DataFrame({"id": source["id"], "text": texts}).sort_values("id", kind="stable").reset_index(drop=True)
 

@@ -18,14 +18,17 @@ async def load_stage() -> StageRef:
     run = current_run()
     logger = get_run_logger()
     with timed("load"):
-        documents, warnings = await asyncio.to_thread(load_documents, run.root, run.settings.input)
-        for warning in warnings:
+        loaded = await asyncio.to_thread(load_documents, run.root, run.settings.input)
+        for warning in loaded.warnings:
             logger.warning("input file %s", warning)
+        for line in loaded.not_matched:
+            logger.warning("input folder: %s", line)
+        documents = loaded.documents
         key = sha256_json(documents[["id", "title", "creation_date"]].values.tolist())
         return await asyncio.to_thread(
             run.store.save,
             "load",
             key,
             {"documents": documents},
-            {"items": len(documents), "warnings": [str(w) for w in warnings]},
+            {"items": len(documents), "warnings": [str(w) for w in loaded.warnings], "not_matched": loaded.not_matched},
         )

@@ -8,7 +8,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from graphrag_flow.hashing import CODE_VERSION
-from graphrag_flow.outputs import assemble_tables, verify_outputs, write_manifest, write_tables
+from graphrag_flow.outputs import add_empty_vector_tables, assemble_tables, verify_outputs, write_manifest, write_tables
 from graphrag_flow.storage.stages import StageRef
 from tasks._common import current_run, timed
 
@@ -27,6 +27,7 @@ def _write(documents, text_units, graph, communities, reports, embedding_model, 
         degree=dict(zip(degrees["title"], degrees["degree"])),
         graph_model=graph_model,
     )
+    add_empty_vector_tables(tables, run.lancedb_dir)
     checks = verify_outputs(tables, run.lancedb_dir, embedding_model, unit_length=True)
     counts = write_tables(tables, run.out_dir)
     docs = tables["documents"]

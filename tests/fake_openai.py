@@ -100,6 +100,7 @@ __all__ = [
 ENTITY_TYPES = ("PERSON", "ORGANIZATION", "CONCEPT", "EVENT")
 SCHEMA_NAMES = ("graph_extraction", "entity_summary", "community_report")
 DEFAULT_MODELS = ("gpt-4.1-mini", "text-embedding-3-small")
+EXTRACTION_MODES = ("full", "entities_only", "empty")
 SCHEMA_LINE = re.compile(r"^\s*JSON schema name:\s*([A-Za-z0-9_\-]+)\s*$", re.MULTILINE)
 
 
@@ -129,6 +130,9 @@ class FakeConfig:
     json_schema_supported: bool = True  # False: json_schema -> 400, json_object works
     embedding_dim: int = 64  # when the request has no "dimensions"
     log_prompts: bool = False  # keep each chat request's messages in the log (GraphRAG query tests)
+    #: graph_extraction answers: "full" (entities and relationships), "entities_only" (no
+    #: relationships) or "empty" ({"entities": [], "relationships": []}: legal, an empty graph)
+    extraction: str = "full"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -177,6 +181,10 @@ def _coerce(name: str, value: Any) -> Any:
         return {str(m) for m in value}
     if name in ("json_schema_supported", "log_prompts"):
         return _parse_bool(value)
+    if name == "extraction":
+        if value not in EXTRACTION_MODES:
+            raise ValueError(f"extraction must be one of {', '.join(EXTRACTION_MODES)}")
+        return value
     if name == "context_limit_scope":
         if value not in ("input", "request"):
             raise ValueError("context_limit_scope must be 'input' or 'request'")
@@ -268,10 +276,11 @@ def _sentence_of(text: str, name: str) -> str:
     return _norm(text)[:200]
 
 
-def fake_chat_answer(schema: str, text: str) -> dict[str, Any]:
-    """The answer for a structured-output schema, deterministic from the input text."""
+def fake_chat_answer(schema: str, text: str, extraction: str = "full") -> dict[str, Any]:
+    """The answer for a structured-output schema, deterministic from the input text;
+    `extraction` leaves out what the `extraction` knob says."""
     if schema == "graph_extraction":
-        names = _entities(text)
+        names = [] if extraction == "empty" else _entities(text)
         entities = [
             {
                 "name": n,
@@ -288,6 +297,7 @@ def fake_chat_answer(schema: str, text: str) -> dict[str, Any]:
                 "strength": 1 + _h("strength", a, b) % 10,
             }
             for a, b in zip(names, names[1:])
+            if extraction == "full"
         ]
         return {"entities": entities, "relationships": relationships}
     if schema == "entity_summary":
@@ -947,7 +957,7 @@ class _Core:
                             type_="server_error")
         kind = entry.get("kind")
         if schema in SCHEMA_NAMES:
-            content = json.dumps(fake_chat_answer(schema, user_text))
+            content = json.dumps(fake_chat_answer(schema, user_text, self.cfg.extraction))
         elif kind is not None:
             content = graphrag_query_answer(kind, system_text, user_text)
         else:
