@@ -12,6 +12,7 @@ from pathlib import Path
 
 from graphrag_flow.config import Settings
 from graphrag_flow.errors import FatalLLMError, SettingsError
+from graphrag_flow.urls import safe_url, scrub_url
 
 #: The preflight and check must answer fast even against a hung server.
 CHECK_TIMEOUT_S = 4.0
@@ -61,24 +62,25 @@ async def _check_llm(root: Path, settings: Settings, quick: bool) -> list[str]:
     from graphrag_flow.llm.limiter import RequestLimiter
     from graphrag_flow.llm.stats import LLMStats
 
-    llm = settings.llm.model_copy(
-        update={"request_timeout_s": min(settings.llm.request_timeout_s, CHECK_TIMEOUT_S), "max_retries": 0}
-    )
+    llm = settings.llm.model_copy(update={"max_retries": 0})
     client = OpenAICompatibleClient(
-        llm, api_key=_api_key(settings), limiter=RequestLimiter(2), stats=LLMStats(), cache=None
+        llm, api_key=_api_key(settings), limiter=RequestLimiter(2), stats=LLMStats(), cache=None,
+        timeout_cap=(CHECK_TIMEOUT_S, "`graphrag-flow check` and the index preflight"),
     )
+    api_base = safe_url(settings.llm.api_base)
     async with client:
         try:
             models = await client.list_models()
         except FatalLLMError:
             raise
         except Exception as exc:  # connection refused, timeout, bad answer
-            raise FatalLLMError(f"cannot reach {settings.llm.api_base} (setting llm.api_base): {exc}") from None
-        lines.append(f"{settings.llm.api_base} answered GET /models; the key was accepted")
+            raise FatalLLMError(f"cannot reach {api_base} (setting llm.api_base): "
+                                f"{scrub_url(str(exc), settings.llm.api_base)}") from None
+        lines.append(f"{api_base} answered GET /models; the key was accepted")
         for setting, model in (("llm.chat_model", llm.chat_model), ("llm.embedding_model", llm.embedding_model)):
             if models and model not in models:
                 raise FatalLLMError(
-                    f"model '{model}' (setting {setting}) is not served by {settings.llm.api_base}"
+                    f"model '{model}' (setting {setting}) is not served by {api_base}"
                 )
         if not quick:
             await client.check()
