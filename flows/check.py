@@ -7,7 +7,6 @@ also has each model answer one tiny request.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from graphrag_flow.config import Settings
@@ -24,6 +23,9 @@ async def run_check(root: Path, settings: Settings, quick: bool) -> list[str]:
     The index preflight (quick=True) leaves Neo4j out on purpose: the sink runs last, after the
     parquet and LanceDB outputs are saved, so a Neo4j outage must not stop the indexing.
     """
+    from flows.secrets import resolve_secrets
+
+    settings = await resolve_secrets(settings)  # a missing Secret block fails here, naming its setting
     lines = await _check_llm(root, settings, quick)
     if settings.neo4j.uri and not quick:
         lines.append(await check_neo4j(settings))
@@ -31,13 +33,15 @@ async def run_check(root: Path, settings: Settings, quick: bool) -> list[str]:
 
 
 async def check_neo4j(settings: Settings) -> str:
-    """Connect and authenticate (verify_connectivity) in a thread; errors name neo4j.uri/neo4j.password."""
+    """Connect and authenticate (verify_connectivity) in a thread; errors name neo4j.uri/neo4j.password.
+
+    `settings` has its secrets resolved (flows/secrets.py)."""
     import asyncio
 
+    from flows.secrets import secret_value
     from graphrag_flow.neo4j_sink import Neo4jSink, safe_uri
-    from tasks.neo4j import resolve_neo4j_password
 
-    password = await resolve_neo4j_password(settings)
+    password = secret_value(settings.neo4j.password)
 
     def connect() -> None:
         with Neo4jSink(settings.neo4j, password, connection_timeout_s=CHECK_TIMEOUT_S,
@@ -58,13 +62,14 @@ async def _check_llm(root: Path, settings: Settings, quick: bool) -> list[str]:
         return lines
     if not settings.llm.api_base:
         raise SettingsError("llm.api_base is not set (e.g. https://api.openai.com/v1)")
+    from flows.secrets import secret_value
     from graphrag_flow.llm.client import OpenAICompatibleClient
     from graphrag_flow.llm.limiter import RequestLimiter
     from graphrag_flow.llm.stats import LLMStats
 
     llm = settings.llm.model_copy(update={"max_retries": 0})
     client = OpenAICompatibleClient(
-        llm, api_key=_api_key(settings), limiter=RequestLimiter(2), stats=LLMStats(), cache=None,
+        llm, api_key=secret_value(settings.llm.api_key), limiter=RequestLimiter(2), stats=LLMStats(), cache=None,
         timeout_cap=(CHECK_TIMEOUT_S, "`graphrag-flow check` and the index preflight"),
     )
     api_base = safe_url(settings.llm.api_base)
@@ -94,14 +99,3 @@ def query_block_warnings(root: Path, settings: Settings) -> list[str]:
 
     return warnings(root, settings.llm)
 
-
-def _api_key(settings: Settings) -> str | None:
-    """The key, as tasks._common.resolve_api_key finds it, without importing Prefect and pandas
-    (seconds on a busy machine: a wrong key must fail in < 5 s) unless a Secret block is named."""
-    if settings.llm.api_key is not None:
-        return settings.llm.api_key.get_secret_value()
-    if settings.llm.api_key_secret:
-        from tasks._common import resolve_api_key
-
-        return resolve_api_key(settings)
-    return os.environ.get("OPENAI_API_KEY")

@@ -49,6 +49,7 @@ from tasks.write import write_stage
 from tasks.neo4j import neo4j_stage
 from flows.artifacts import observed_run
 from flows.quota import require_concurrency_limit
+from flows.secrets import resolve_secrets
 from flows.summary import stage_rows, summary_markdown
 
 OUTPUT_DIR = "output"
@@ -129,7 +130,7 @@ async def index(
     logger = get_run_logger()
     started = time.time()
     root_path = Path(root).resolve()
-    settings = load_settings(root_path)
+    settings = await resolve_secrets(load_settings(root_path))  # a missing Secret block stops the run here
     await require_concurrency_limit(settings)  # a misspelt quota name must not mean no quota
     # One run per project at a time (a nightly run still going when the next one starts): the
     # second stops here, before it touches anything, naming the run that holds the lock.
