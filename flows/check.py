@@ -7,6 +7,7 @@ also has each model answer one tiny request.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from graphrag_flow.config import Settings
@@ -24,9 +25,16 @@ async def run_check(root: Path, settings: Settings, quick: bool) -> list[str]:
     parquet and LanceDB outputs are saved, so a Neo4j outage must not stop the indexing.
     """
     from flows.secrets import resolve_secrets
+    from graphrag_flow.prompts import describe_prompts
+    from graphrag_flow.writable import project_folders, require_writable
 
+    folders = project_folders(root)
+    await asyncio.to_thread(require_writable, folders)
+    prompts = describe_prompts(settings.llm.prompts_dir, root)
     settings = await resolve_secrets(settings)  # a missing Secret block fails here, naming its setting
     lines = await _check_llm(root, settings, quick)
+    lines.append(f"{', '.join(str(f) for f in folders)} are writable")
+    lines.append(prompts)
     if settings.neo4j.uri and not quick:
         lines.append(await check_neo4j(settings))
     return lines
@@ -36,8 +44,6 @@ async def check_neo4j(settings: Settings) -> str:
     """Connect and authenticate (verify_connectivity) in a thread; errors name neo4j.uri/neo4j.password.
 
     `settings` has its secrets resolved (flows/secrets.py)."""
-    import asyncio
-
     from flows.secrets import secret_value
     from graphrag_flow.neo4j_sink import Neo4jSink, safe_uri
 
