@@ -19,7 +19,8 @@ CHECK_TIMEOUT_S = 4.0
 
 
 async def run_check(root: Path, settings: Settings, quick: bool) -> list[str]:
-    """`check` (quick=False): settings, the LLM provider, and Neo4j when neo4j.uri is set.
+    """`check` (quick=False): the project's folders writable, the prompts found, the secrets
+    resolved, the LLM provider, and Neo4j when neo4j.uri is set.
 
     The index preflight (quick=True) leaves Neo4j out on purpose: the sink runs last, after the
     parquet and LanceDB outputs are saved, so a Neo4j outage must not stop the indexing.

@@ -405,6 +405,30 @@ def test_summary_artifacts_carry_the_numbers_of_the_outputs(deployment_run, depl
     assert all(float(a.data) == 100.0 for a in progress), [(a.description, a.data) for a in progress]
 
 
+def test_deployment_runs_send_heartbeats_and_the_zombie_automation_marks_silent_ones_crashed(deployed):
+    """prefect.yaml turns heartbeats on for both deployments, and deployments/zombie_automation.py
+    creates (then updates, never duplicates) the automation that crashes runs whose heartbeats stop."""
+    deployments = deployed.api(lambda client: asyncio.gather(
+        *(client.read_deployment_by_name(f"index/{name}") for name in ("index-nightly", "index-now"))))
+    for d in deployments:
+        assert d.job_variables["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "60", d.name
+    script = [sys.executable, "deployments/zombie_automation.py"]
+    ids = [subprocess.run(script, cwd=REPO, env=deployed.env(), capture_output=True, text=True, timeout=120,
+                          check=True).stdout.strip() for _ in range(2)]
+    assert ids[0] == ids[1]
+
+    async def read(client):
+        return await client.read_automations_by_name("graphrag-flow: crash zombie flow runs")
+
+    (automation,) = deployed.api(read)
+    trigger = automation.trigger
+    assert (trigger.posture.value, trigger.within.total_seconds(), trigger.for_each) == (
+        "Proactive", 180, {"prefect.resource.id"})
+    assert trigger.after == {"prefect.flow-run.heartbeat"} and "prefect.flow-run.heartbeat" in trigger.expect
+    (action,) = automation.actions
+    assert (action.type, action.state.value) == ("change-flow-run-state", "CRASHED")
+
+
 # --------------------------------------------------------------------------- one quota across runs
 
 
