@@ -7,36 +7,48 @@ also has each model answer one tiny request.
 
 from __future__ import annotations
 
-import os
+import asyncio
 from pathlib import Path
 
 from graphrag_flow.config import Settings
 from graphrag_flow.errors import FatalLLMError, SettingsError
+from graphrag_flow.urls import safe_url, scrub_url
 
 #: The preflight and check must answer fast even against a hung server.
 CHECK_TIMEOUT_S = 4.0
 
 
 async def run_check(root: Path, settings: Settings, quick: bool) -> list[str]:
-    """`check` (quick=False): settings, the LLM provider, and Neo4j when neo4j.uri is set.
+    """`check` (quick=False): the project's folders writable, the prompts found, the secrets
+    resolved, the LLM provider, and Neo4j when neo4j.uri is set.
 
     The index preflight (quick=True) leaves Neo4j out on purpose: the sink runs last, after the
     parquet and LanceDB outputs are saved, so a Neo4j outage must not stop the indexing.
     """
+    from flows.secrets import resolve_secrets
+    from graphrag_flow.prompts import describe_prompts
+    from graphrag_flow.writable import project_folders, require_writable
+
+    folders = project_folders(root)
+    await asyncio.to_thread(require_writable, folders)
+    prompts = describe_prompts(settings.llm.prompts_dir, root)
+    settings = await resolve_secrets(settings)  # a missing Secret block fails here, naming its setting
     lines = await _check_llm(root, settings, quick)
+    lines.append(f"{', '.join(str(f) for f in folders)} are writable")
+    lines.append(prompts)
     if settings.neo4j.uri and not quick:
         lines.append(await check_neo4j(settings))
     return lines
 
 
 async def check_neo4j(settings: Settings) -> str:
-    """Connect and authenticate (verify_connectivity) in a thread; errors name neo4j.uri/neo4j.password."""
-    import asyncio
+    """Connect and authenticate (verify_connectivity) in a thread; errors name neo4j.uri/neo4j.password.
 
+    `settings` has its secrets resolved (flows/secrets.py)."""
+    from flows.secrets import secret_value
     from graphrag_flow.neo4j_sink import Neo4jSink, safe_uri
-    from tasks.neo4j import resolve_neo4j_password
 
-    password = await resolve_neo4j_password(settings)
+    password = secret_value(settings.neo4j.password)
 
     def connect() -> None:
         with Neo4jSink(settings.neo4j, password, connection_timeout_s=CHECK_TIMEOUT_S,
@@ -57,28 +69,30 @@ async def _check_llm(root: Path, settings: Settings, quick: bool) -> list[str]:
         return lines
     if not settings.llm.api_base:
         raise SettingsError("llm.api_base is not set (e.g. https://api.openai.com/v1)")
+    from flows.secrets import secret_value
     from graphrag_flow.llm.client import OpenAICompatibleClient
     from graphrag_flow.llm.limiter import RequestLimiter
     from graphrag_flow.llm.stats import LLMStats
 
-    llm = settings.llm.model_copy(
-        update={"request_timeout_s": min(settings.llm.request_timeout_s, CHECK_TIMEOUT_S), "max_retries": 0}
-    )
+    llm = settings.llm.model_copy(update={"max_retries": 0})
     client = OpenAICompatibleClient(
-        llm, api_key=_api_key(settings), limiter=RequestLimiter(2), stats=LLMStats(), cache=None
+        llm, api_key=secret_value(settings.llm.api_key), limiter=RequestLimiter(2), stats=LLMStats(), cache=None,
+        timeout_cap=(CHECK_TIMEOUT_S, "`graphrag-flow check` and the index preflight"),
     )
+    api_base = safe_url(settings.llm.api_base)
     async with client:
         try:
             models = await client.list_models()
         except FatalLLMError:
             raise
         except Exception as exc:  # connection refused, timeout, bad answer
-            raise FatalLLMError(f"cannot reach {settings.llm.api_base} (setting llm.api_base): {exc}") from None
-        lines.append(f"{settings.llm.api_base} answered GET /models; the key was accepted")
+            raise FatalLLMError(f"cannot reach {api_base} (setting llm.api_base): "
+                                f"{scrub_url(str(exc), settings.llm.api_base)}") from None
+        lines.append(f"{api_base} answered GET /models; the key was accepted")
         for setting, model in (("llm.chat_model", llm.chat_model), ("llm.embedding_model", llm.embedding_model)):
             if models and model not in models:
                 raise FatalLLMError(
-                    f"model '{model}' (setting {setting}) is not served by {settings.llm.api_base}"
+                    f"model '{model}' (setting {setting}) is not served by {api_base}"
                 )
         if not quick:
             await client.check()
@@ -92,14 +106,3 @@ def query_block_warnings(root: Path, settings: Settings) -> list[str]:
 
     return warnings(root, settings.llm)
 
-
-def _api_key(settings: Settings) -> str | None:
-    """The key, as tasks._common.resolve_api_key finds it, without importing Prefect and pandas
-    (seconds on a busy machine: a wrong key must fail in < 5 s) unless a Secret block is named."""
-    if settings.llm.api_key is not None:
-        return settings.llm.api_key.get_secret_value()
-    if settings.llm.api_key_secret:
-        from tasks._common import resolve_api_key
-
-        return resolve_api_key(settings)
-    return os.environ.get("OPENAI_API_KEY")

@@ -24,7 +24,9 @@ from graphrag_flow.config import Settings, load_settings
 from graphrag_flow.errors import GraphragFlowError
 from graphrag_flow.init_project import init_project
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Resumable GraphRAG indexing as a Prefect flow.")
+# No local variables in tracebacks: one may hold a key or a password.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+                  help="Resumable GraphRAG indexing as a Prefect flow.")
 console = Console(stderr=True)
 out = Console(width=max(Console().width, 150))
 
@@ -180,7 +182,10 @@ def status(root: RootOption) -> None:
     settings = _settings(root)
     from graphrag_flow.status import project_status
 
-    report = project_status(root, settings)
+    try:
+        report = project_status(root, settings)
+    except GraphragFlowError as exc:  # e.g. llm.prompts_dir gone since the run
+        _fail(str(exc))
     table = Table(title=f"graphrag-flow status: {root}")
     for col in ("item", "done / total", "verified", "notes"):
         table.add_column(col)

@@ -35,6 +35,7 @@ from graphrag_flow.llm.connections import ConnectionPool
 from graphrag_flow.llm.limiter import RequestLimiter
 from graphrag_flow.llm.stats import LLMStats
 from graphrag_flow.project_lock import project_lock
+from graphrag_flow.writable import project_folders, require_writable
 from graphrag_flow.storage.stages import StageRef, StageStore
 from tasks._common import RunResources, stage_key
 from tasks._llm import is_offline, llm_identity
@@ -49,6 +50,8 @@ from tasks.write import write_stage
 from tasks.neo4j import neo4j_stage
 from flows.artifacts import observed_run
 from flows.quota import require_concurrency_limit
+from flows.dead_runs import crash_dead_holder
+from flows.secrets import resolve_secrets
 from flows.summary import graph_notes, stage_rows, summary_markdown
 
 OUTPUT_DIR = "output"
@@ -129,11 +132,14 @@ async def index(
     logger = get_run_logger()
     started = time.time()
     root_path = Path(root).resolve()
-    settings = load_settings(root_path)
+    settings = await resolve_secrets(load_settings(root_path))  # a missing Secret block stops the run here
     await require_concurrency_limit(settings)  # a misspelt quota name must not mean no quota
+    await asyncio.to_thread(require_writable, project_folders(root_path))  # not after hours of extraction
     # One run per project at a time (a nightly run still going when the next one starts): the
     # second stops here, before it touches anything, naming the run that holds the lock.
-    with project_lock(root_path, str(flow_run.get_id() or "")):
+    run_id = str(flow_run.get_id() or "")
+    with project_lock(root_path, run_id) as previous_holder:
+        await crash_dead_holder(previous_holder, run_id, root_path, logger)  # a killed run still shown Running
         recover_interrupted_swap(root_path)
         # before anything is written: what the new run is compared with (documents, rows carried over)
         last_run = await asyncio.to_thread(read_last_run, root_path / OUTPUT_DIR)

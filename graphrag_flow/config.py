@@ -8,43 +8,128 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
-from typing import Any, Literal
+import re
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsError as EnvParseError
 
 from graphrag_flow.errors import SettingsError
 
 #: GraphRAG's own blocks, kept in settings.yaml so the directory is also a `graphrag query` root.
 GRAPHRAG_QUERY_BLOCKS = ("completion_models", "embedding_models")
 SETTINGS_FILE = "settings.yaml"
+ENV_PREFIX = "GRAPHRAG_FLOW_"
+#: Bolt URI schemes the Neo4j sink accepts (the driver's preview HTTP support is not used).
+NEO4J_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
+
+# Bounds a user would expect, and upper ones where a larger value breaks a library or the
+# machine (each says which). Every bound is checked when settings load: `check` and the first
+# second of `index` fail on them, never a stage hours in.
+#: Each request in flight holds a socket, and a process may open 1,024 files by default.
+MAX_CONCURRENCY = 512
+#: OpenAI's limit of inputs per embedding request.
+MAX_EMBEDDING_BATCH = 2048
+#: graspologic's Leiden takes max_cluster_size as a 32-bit unsigned integer.
+MAX_CLUSTER_SIZE = 2**32 - 1
+#: A name a setting can have (unknown keys are named in errors only when they look like one:
+#: a mistyped line can make a key of a secret, e.g. `sk-...: x`).
+_SETTING_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}", re.IGNORECASE)
+#: Prefect block document names: lowercase letters, digits and dashes.
+_BLOCK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
+
+
+def _finite(**bounds: Any) -> Any:
+    return Field(allow_inf_nan=False, **bounds)
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+def _http_url(value: str | None) -> str | None:
+    """An http(s) URL with a host. The message never repeats the value: it may carry a password."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        host = None
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in value):
+        raise ValueError("must be an http:// or https:// URL with a host, e.g. https://api.openai.com/v1")
+    return value
+
+
+def _block_name(value: str | None) -> str | None:
+    if value is not None and not _BLOCK_NAME.fullmatch(value):
+        # Not repeated: a key pasted here by mistake must not be printed.
+        raise ValueError("must be the name of a Prefect Secret block (lowercase letters, digits and dashes)")
+    return value
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, str_min_length=1)
 
 
 class InputSettings(_Section):
     dir: str = "input"
-    patterns: list[str] = Field(default_factory=lambda: ["**/*.txt", "**/*.md", "**/*.rst"])
-    max_file_mb: float | None = None
+    #: NoDecode: an environment value is not JSON-decoded by pydantic-settings; `_patterns`
+    #: takes a JSON list or one plain pattern (GRAPHRAG_FLOW_INPUT__PATTERNS='**/*.txt').
+    patterns: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["**/*.txt", "**/*.md", "**/*.rst"], min_length=1
+    )
+    max_file_mb: float | None = _finite(default=None, gt=0)
     #: Links that lead out of input.dir are not followed unless this is set: what is read is
     #: sent to the chat API and written to the outputs (documents.py).
     follow_links_outside: bool = False
 
+    _dir_no_nul = field_validator("dir")(classmethod(lambda cls, v: _no_nul(v)))
+
+    @field_validator("patterns", mode="before")
+    @classmethod
+    def _one_pattern_or_a_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                try:
+                    return json.loads(value)
+                except ValueError:
+                    raise ValueError("is neither a JSON list of patterns nor one pattern") from None
+            return [value]
+        return value
+
+    @field_validator("patterns")
+    @classmethod
+    def _relative_globs(cls, value: list[str]) -> list[str]:
+        for i, pattern in enumerate(value):
+            _no_nul(pattern)
+            if PurePosixPath(pattern).is_absolute() or PureWindowsPath(pattern).is_absolute():
+                raise ValueError(f"pattern {i + 1} is absolute: patterns are relative to input.dir")
+            if ".." in PurePosixPath(pattern.replace("\\", "/")).parts:
+                raise ValueError(f"pattern {i + 1} has a '..' part: patterns stay inside input.dir")
+        return value
+
 
 class ChunkSettings(_Section):
-    size: int = Field(1200, gt=0)
-    overlap: int = Field(100, ge=0)
+    #: Bounded: a window is tokenized whole, and an embedding model sees a few thousand tokens.
+    size: int = Field(1200, gt=0, le=1_000_000)
+    #: validate_default: the default overlap (100) must also be checked against a small size.
+    overlap: int = Field(100, ge=0, validate_default=True)
 
     @field_validator("overlap")
     @classmethod
     def _overlap_below_size(cls, v: int, info: Any) -> int:
         size = info.data.get("size")
         if size is not None and v >= size:
-            raise ValueError(f"chunks.overlap ({v}) must be smaller than chunks.size ({size})")
+            raise ValueError(f"must be smaller than chunks.size ({size}); it is {v}")
         return v
 
 
@@ -55,19 +140,25 @@ class LLMSettings(_Section):
     api_key_secret: str | None = None
     chat_model: str = "gpt-4.1-mini"
     embedding_model: str = "text-embedding-3-small"
-    embedding_dimensions: int | None = None
-    temperature: float = 0.0
-    max_concurrency: int = Field(16, gt=0)
+    embedding_dimensions: int | None = Field(None, gt=0, le=65_536)
+    #: OpenAI's range; other values are refused by the API at the first request.
+    temperature: float = _finite(default=0.0, ge=0.0, le=2.0)
+    max_concurrency: int = Field(16, gt=0, le=MAX_CONCURRENCY)
     prefect_concurrency_limit: str | None = None
-    request_timeout_s: float = Field(60, gt=0)
-    max_retries: int = Field(6, ge=0)
+    request_timeout_s: float = _finite(default=60, gt=0, le=3600)
+    max_retries: int = Field(6, ge=0, le=100)
     #: A request unanswered after 2x the p95 latency is sent again beside the first when a
     #: request slot is idle (a stage's tail); the first answer wins. Costs a few duplicates.
     hedge_slow_requests: bool = True
-    embedding_batch_size: int = Field(16, gt=0)
-    embedding_batch_max_tokens: int = Field(8191, gt=0)
+    embedding_batch_size: int = Field(16, gt=0, le=MAX_EMBEDDING_BATCH)
+    embedding_batch_max_tokens: int = Field(8191, gt=0, le=1_000_000)
     prompts_dir: str | None = None
-    report_max_input_tokens: int = Field(8000, gt=0)
+    #: At least room for a few entities; at most what a chat model's context holds.
+    report_max_input_tokens: int = Field(8000, ge=100, le=2_000_000)
+
+    _url = field_validator("api_base")(classmethod(lambda cls, v: _http_url(v)))
+    _block = field_validator("api_key_secret")(classmethod(lambda cls, v: _block_name(v)))
+    _prompts_no_nul = field_validator("prompts_dir")(classmethod(lambda cls, v: v if v is None else _no_nul(v)))
 
 
 class EmbedSettings(_Section):
@@ -75,8 +166,8 @@ class EmbedSettings(_Section):
 
 
 class GraphSettings(_Section):
-    max_cluster_size: int = Field(10, gt=1)
-    seed: int = 42
+    max_cluster_size: int = Field(10, gt=1, le=MAX_CLUSTER_SIZE)
+    seed: int = Field(42, ge=0, le=2**32 - 1)
 
 
 class Neo4jSettings(_Section):
@@ -85,28 +176,24 @@ class Neo4jSettings(_Section):
     password: SecretStr | None = None
     password_secret: str | None = None
     database: str | None = None
-    batch_size: int = Field(1000, gt=0)
+    batch_size: int = Field(1000, gt=0, le=1_000_000)
 
+    _block = field_validator("password_secret")(classmethod(lambda cls, v: _block_name(v)))
 
-class _YamlSource(PydanticBaseSettingsSource):
-    """settings.yaml as a pydantic-settings source, below env vars in precedence."""
-
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]):
-        super().__init__(settings_cls)
-        self._data = data
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._data)
+    @field_validator("uri")
+    @classmethod
+    def _bolt_uri(cls, value: str | None) -> str | None:
+        if value is not None and value.partition("://")[0].lower() not in NEO4J_SCHEMES:
+            # Not repeated: the URI may carry a password.
+            raise ValueError(f"must start with one of {', '.join(s + '://' for s in NEO4J_SCHEMES)}")
+        return value
 
 
 class Settings(BaseSettings):
-    """All settings of one project directory."""
+    """All settings of one project directory: `load_settings(root)` reads them."""
 
     model_config = SettingsConfigDict(
-        env_prefix="GRAPHRAG_FLOW_",
+        env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         extra="forbid",
         case_sensitive=False,
@@ -128,8 +215,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        yaml_data = _YAML_DATA.get("data", {})
-        return (env_settings, _YamlSource(settings_cls, yaml_data))
+        # The keyword arguments are settings.yaml's sections (load_settings); env vars win per key.
+        return (env_settings, init_settings)
 
     def fingerprint(self) -> str:
         """sha256 of the settings without secrets: goes into the manifest, never a key itself."""
@@ -143,25 +230,75 @@ class Settings(BaseSettings):
         return data
 
 
-# pydantic-settings builds sources from the class; the YAML document is handed over here
-# for the duration of one load_settings() call.
-_YAML_DATA: dict[str, Any] = {}
-
-
 def sha256_json(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def read_settings_yaml(path: Path) -> dict[str, Any]:
+    """settings.yaml's sections. Errors name the file, line and column, never a line's text:
+    the line of a YAML error is often the one holding the API key."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"{path} is not valid YAML: {exc}") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise SettingsError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        raise SettingsError(f"{path} is not valid YAML: {_describe_yaml_error(exc)}") from None
+    except yaml.reader.ReaderError as exc:
+        raise SettingsError(
+            f"{path} is not valid YAML: {_position(text, exc.position)}: a control character YAML does not allow"
+        ) from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError):
+        # e.g. `!!int x` or a bad `!!timestamp`: the constructors' messages quote the value
+        raise SettingsError(f"{path} is not valid YAML: a value cannot be read as the type its tag names") from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise SettingsError(f"{path} must hold a mapping of sections (input, chunks, llm, ...)")
     for block in GRAPHRAG_QUERY_BLOCKS:
         data.pop(block, None)
+    for key in data:
+        # `_`-keys would reach pydantic-settings' own init options (`_env_prefix`, ...)
+        if not isinstance(key, str) or key.startswith("_"):
+            shown = f"'{key}' " if isinstance(key, str) and _SETTING_NAME.fullmatch(key) else ""
+            raise SettingsError(f"unknown setting {shown}at the top level of {path.name}: expected sections "
+                                "(input, chunks, llm, embed, graph, neo4j)")
     return data
+
+
+#: Quoted parts of a YAML error that are kept: token names and punctuation, never text.
+_SAFE_QUOTED = re.compile(r"<[a-z ]+>|[^\w\s]{1,3}")
+
+
+def _describe_yaml_error(exc: yaml.MarkedYAMLError) -> str:
+    """What is wrong and where, from PyYAML's marks; PyYAML's own text quotes the line, and
+    its problems may quote a value (an alias, a tag, a character): those parts are elided."""
+
+    def unquote(text: str) -> str:
+        def keep(match: re.Match) -> str:
+            inner = match.group(0)[1:-1]
+            return match.group(0) if _SAFE_QUOTED.fullmatch(inner) else "(elided)"
+
+        return re.sub(r"'[^'\n]*'|\"[^\"\n]*\"", keep, text)
+
+    where = exc.problem_mark or exc.context_mark
+    parts = []
+    if where is not None:
+        parts.append(f"line {where.line + 1}, column {where.column + 1}")
+    parts.append(unquote(exc.problem or "syntax error"))
+    if exc.context and exc.context_mark is not None:
+        mark = exc.context_mark
+        parts[-1] += f" ({unquote(exc.context)} at line {mark.line + 1}, column {mark.column + 1})"
+    return ": ".join(parts)
+
+
+def _position(text: str, offset: int) -> str:
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return f"line {line}, column {column}"
 
 
 def load_settings(root: Path) -> Settings:
@@ -171,22 +308,41 @@ def load_settings(root: Path) -> Settings:
         raise SettingsError(f"project root {root} does not exist (run `graphrag-flow init --root {root}`)")
     path = root / SETTINGS_FILE
     data = read_settings_yaml(path) if path.exists() else {}
-    _YAML_DATA["data"] = data
     try:
-        return Settings()
+        return Settings(**data)
     except ValidationError as exc:
         raise SettingsError(_describe_validation_error(exc, path)) from None
-    finally:
-        _YAML_DATA.pop("data", None)
+    except EnvParseError as exc:
+        raise SettingsError(_describe_env_error(exc)) from None
+
+
+def _describe_env_error(exc: EnvParseError) -> str:
+    """pydantic-settings could not decode a GRAPHRAG_FLOW_<SECTION> variable as JSON. Its
+    error chains the decoder's, whose document is the value: neither is shown."""
+    found = re.search(r'field "([^"]+)"', str(exc))
+    section = found.group(1) if found else None
+    if section is None or not _SETTING_NAME.fullmatch(section):
+        return "invalid settings: a GRAPHRAG_FLOW_* environment variable is not valid JSON"
+    cause = exc.__cause__
+    detail = f" ({cause.msg} at character {cause.pos + 1})" if isinstance(cause, json.JSONDecodeError) else ""
+    return (f"invalid settings: environment variable {ENV_PREFIX}{section.upper()} (settings section '{section}') "
+            f"must be a JSON object of its keys{detail}; or set one key with {ENV_PREFIX}{section.upper()}__<KEY>")
 
 
 def _describe_validation_error(exc: ValidationError, path: Path) -> str:
     lines = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
+    for err in exc.errors(include_input=False, include_url=False):
+        shown = [str(p) for p in err["loc"]]
         if err["type"] == "extra_forbidden":
-            lines.append(f"unknown setting '{key}' in {path.name} or GRAPHRAG_FLOW_* environment")
-        else:
-            # Never echo the input value: it may be a secret.
-            lines.append(f"setting '{key}': {err['msg']}")
+            if all(_SETTING_NAME.fullmatch(p) for p in shown):
+                lines.append(f"unknown setting '{'.'.join(shown)}' in {path.name} or GRAPHRAG_FLOW_* environment")
+            else:
+                where = ".".join(p for p in shown[:-1] if _SETTING_NAME.fullmatch(p)) or "the top level"
+                lines.append(f"an unknown setting in {where} of {path.name} or the environment; its name is not "
+                             "shown because it is not a setting name (letters, digits and _)")
+            continue
+        key = ".".join(p for p in shown if _SETTING_NAME.fullmatch(p) or p.isdigit())
+        # Never the input value: it may be a secret.
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"setting '{key}': {message}")
     return "invalid settings: " + "; ".join(lines)

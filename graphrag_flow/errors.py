@@ -57,3 +57,7 @@ class Neo4jSinkError(GraphragFlowError):
 
 class ProjectBusyError(GraphragFlowError):
     """Another index run of the same project holds its lock (see graphrag_flow/project_lock.py)."""
+
+
+class NotWritableError(GraphragFlowError):
+    """A folder an index run writes to (the project, output/, cache/) is not writable; names it."""

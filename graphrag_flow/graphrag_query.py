@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from graphrag_flow.config import SETTINGS_FILE, LLMSettings
+from graphrag_flow.urls import safe_url
 
 COMPLETION_BLOCK = ("completion_models", "default_completion_model")
 EMBEDDING_BLOCK = ("embedding_models", "default_embedding_model")
@@ -85,7 +86,8 @@ def query_block_warnings(root: Path, llm: LLMSettings) -> list[str]:
         if block.get("model") != want["model"]:
             warnings.append(f"{key}.model is {block.get('model')!r} but {setting} is {want['model']!r}")
         if _norm_base(block.get("api_base")) != _norm_base(llm.api_base):
-            warnings.append(f"{key}.api_base is {block.get('api_base')!r} but llm.api_base is {llm.api_base!r}")
+            shown = [safe_url(v) if isinstance(v, str) else v for v in (block.get("api_base"), llm.api_base)]
+            warnings.append(f"{key}.api_base is {shown[0]!r} but llm.api_base is {shown[1]!r}")
         if block.get("model_provider") != "openai":
             warnings.append(f"{key}.model_provider is {block.get('model_provider')!r}; graphrag-flow's provider "
                             "is an OpenAI-compatible API ('openai')")

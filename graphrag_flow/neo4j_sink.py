@@ -42,8 +42,9 @@ from typing import Any
 import pandas as pd
 from pydantic import SecretStr
 
-from graphrag_flow.config import Neo4jSettings
+from graphrag_flow.config import NEO4J_SCHEMES, Neo4jSettings
 from graphrag_flow.errors import Neo4jSinkError, VerifyError
+from graphrag_flow.urls import safe_url, scrub_url
 
 log = logging.getLogger(__name__)
 
@@ -475,22 +476,9 @@ class WriteSummary:
 # ---------------------------------------------------------------------------------------------
 
 
-#: Bolt URI schemes (the driver's preview HTTP support is not used: no managed retries there).
-_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
-
-
-def _safe_uri(uri: str) -> str:
-    """The URI without any user:password@ part."""
-    scheme, sep, rest = uri.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        rest = rest.split("@", 1)[1]
-        return f"{scheme}://{rest}"
-    return uri
-
-
 def safe_uri(uri: str) -> str:
     """The URI as it may be shown (logs, summaries, errors): without any user:password@ part."""
-    return _safe_uri(uri)
+    return safe_url(uri)
 
 
 class Neo4jSink:
@@ -509,7 +497,7 @@ class Neo4jSink:
         if not settings.uri:
             raise Neo4jSinkError("neo4j.uri is not set: the Neo4j sink is off", setting="neo4j.uri")
         self._raw_uri = settings.uri
-        self._uri = _safe_uri(settings.uri)
+        self._uri = safe_url(settings.uri)
         self._user = settings.user
         self._database = settings.database
         self._batch_size = settings.batch_size
@@ -517,9 +505,9 @@ class Neo4jSink:
         self._bookmarks: Any = None
         auth = neo4j.basic_auth(settings.user, password) if password is not None else None
         scheme = settings.uri.partition("://")[0].lower()
-        if scheme not in _SCHEMES:
+        if scheme not in NEO4J_SCHEMES:
             raise Neo4jSinkError(
-                f"neo4j.uri '{self._uri}' must start with one of {', '.join(s + '://' for s in _SCHEMES)}",
+                f"neo4j.uri '{self._uri}' must start with one of {', '.join(s + '://' for s in NEO4J_SCHEMES)}",
                 setting="neo4j.uri",
             )
         try:
@@ -553,8 +541,7 @@ class Neo4jSink:
         code, message = getattr(exc, "code", None), getattr(exc, "message", None)
         text = f"{code}: {message}" if code and message else (str(exc) or type(exc).__name__)
         text = " ".join(text.split())
-        if self._raw_uri != self._uri:
-            text = text.replace(self._raw_uri, self._uri)
+        text = scrub_url(text, self._raw_uri)
         secret = self._secret.get_secret_value()
         if secret:
             text = text.replace(secret, "***")

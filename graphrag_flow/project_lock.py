@@ -28,8 +28,12 @@ HOLDER_FILE = "index.lock.json"
 
 
 @contextmanager
-def project_lock(root: Path, run_id: str = "") -> Iterator[None]:
-    """Hold the project's lock for the block; ProjectBusyError at once if another run holds it."""
+def project_lock(root: Path, run_id: str = "") -> Iterator[dict | None]:
+    """Hold the project's lock for the block; ProjectBusyError at once if another run holds it.
+
+    Yields the last holder's record (pid, host, flow_run_id, started_at; None when there is
+    none): that run is over, and if Prefect still shows it Running it was killed
+    (flows/dead_runs.py marks it Crashed)."""
     cache = Path(root) / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     lock = FileLock(cache / LOCK_FILE, timeout=0)
@@ -41,12 +45,16 @@ def project_lock(root: Path, run_id: str = "") -> Iterator[None]:
             "it (a stopped or killed run leaves no lock behind, and the next run resumes its work)"
         ) from None
     try:
+        try:
+            previous = read_json(cache / HOLDER_FILE)
+        except (OSError, ValueError):
+            previous = None
         write_json(
             {"pid": os.getpid(), "host": socket.gethostname(), "flow_run_id": run_id,
              "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
             cache / HOLDER_FILE,
         )
-        yield
+        yield previous if isinstance(previous, dict) else None
     finally:
         lock.release()
 

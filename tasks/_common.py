@@ -8,7 +8,6 @@ skips finished stages across processes, and a code change never serves a stale r
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -177,18 +176,3 @@ def timed(stage: str) -> Iterator[None]:
         if run is not None:
             run.stage_seconds[stage] = run.stage_seconds.get(stage, 0.0) + time.monotonic() - start
 
-
-def resolve_api_key(settings: Settings) -> str | None:
-    """llm.api_key > llm.api_key_secret (a Prefect Secret block) > OPENAI_API_KEY."""
-    if settings.llm.api_key is not None:
-        return settings.llm.api_key.get_secret_value()
-    if settings.llm.api_key_secret:
-        from prefect.blocks.system import Secret
-
-        try:
-            return str(Secret.load(settings.llm.api_key_secret).get())
-        except ValueError:
-            raise SettingsError(
-                f"Prefect Secret block '{settings.llm.api_key_secret}' (setting llm.api_key_secret) not found"
-            ) from None
-    return os.environ.get("OPENAI_API_KEY")

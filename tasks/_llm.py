@@ -8,7 +8,7 @@ from typing import AsyncIterator
 from graphrag_flow.config import Settings
 from graphrag_flow.hashing import sha256_text
 from graphrag_flow.prompts import load_prompt
-from tasks._common import current_run, resolve_api_key
+from tasks._common import current_run
 
 
 def is_offline(settings: Settings) -> bool:
@@ -68,7 +68,8 @@ async def llm_client(stage: str) -> AsyncIterator[object | None]:
 
     client = OpenAICompatibleClient(
         run.settings.llm,
-        api_key=resolve_api_key(run.settings),
+        # resolved when the run started (flows/secrets.py): never looked up per stage
+        api_key=run.settings.llm.api_key.get_secret_value() if run.settings.llm.api_key is not None else None,
         limiter=run.limiter,
         stats=run.stats,
         cache=run.cache,

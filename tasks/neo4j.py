@@ -10,9 +10,9 @@ What it keeps in `cache/neo4j/`:
 - `state.json`: the ids the last successful sink wrote, so the next run deletes the documents,
   chunks, entities, relationships and communities that left the index since then.
 
-Secrets: the password is resolved here, inside the task (settings/env, or a Prefect Secret
-block), and handed straight to the domain code in the worker thread: never a task parameter,
-result, cache key or log line.
+Secrets: the password comes from the run's settings, resolved when the run started (settings,
+env, or a Prefect Secret block: flows/secrets.py), and is handed straight to the domain code in
+the worker thread: never a task parameter, result, cache key or log line.
 """
 
 from __future__ import annotations
@@ -34,24 +34,6 @@ from graphrag_flow.tables import SCHEMAS
 from tasks._common import current_run, failed_state_exception, timed
 
 STAGE = "neo4j-sink"
-
-
-async def resolve_neo4j_password(settings: Settings) -> str | None:
-    """neo4j.password (settings.yaml or GRAPHRAG_FLOW_NEO4J__PASSWORD) > neo4j.password_secret."""
-    neo = settings.neo4j
-    if neo.password is not None:
-        return neo.password.get_secret_value()
-    if neo.password_secret:
-        from prefect.blocks.system import Secret
-
-        try:
-            block = await Secret.aload(neo.password_secret)
-        except ValueError:
-            raise SettingsError(
-                f"Prefect Secret block '{neo.password_secret}' (setting neo4j.password_secret) not found"
-            ) from None
-        return str(block.get())
-    return None
 
 
 def _sink_dir(root: Path) -> Path:
@@ -121,7 +103,8 @@ async def neo4j_stage(output: str) -> dict:
     """Write the graph in `output` (the verified parquet tables) to Neo4j; counts per label/type."""
     run = current_run()
     logger = get_run_logger()
-    password = await resolve_neo4j_password(run.settings)
+    neo = run.settings.neo4j  # its password resolved when the run started (flows/secrets.py)
+    password = neo.password.get_secret_value() if neo.password is not None else None
     cancel = threading.Event()  # a cancelled flow run stops the thread after the batch in flight
     with timed(STAGE):
         try:

@@ -82,6 +82,38 @@ def run_cli(args: list[str], prefect_home: Path, timeout: float = 600, **env: st
     )
 
 
+def secret_leaks(secret: str, *folders: Path, texts: tuple[str, ...] = ()) -> list[str]:
+    """Where `secret` appears: files under `folders` (project outputs, caches, results; Prefect's
+    database with its WAL, logs), rows of every SQLite table there (flow and task run states,
+    logs, events, artifacts, parameters, block documents aside), and the given texts (a CLI's
+    output). Skipped: settings.yaml (the user's own file) and block documents (a Secret block
+    holds its value by design)."""
+    import sqlite3
+
+    found = [f"text {i}" for i, text in enumerate(texts) if secret in text]
+    for folder in folders:
+        for path in folder.rglob("*"):
+            if not path.is_file() or path.name == "settings.yaml":
+                continue
+            if path.suffix == ".db" or path.name.endswith((".db-wal", ".db-shm")):
+                continue  # read as tables below (the block_document table holds the block's value)
+            if secret.encode() in path.read_bytes():
+                found.append(str(path))
+        for db in folder.rglob("*.db"):
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            try:
+                for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+                    if table == "block_document":
+                        continue
+                    for row in con.execute(f'SELECT * FROM "{table}"'):
+                        if secret in repr(row):
+                            found.append(f"{db}:{table}")
+                            break
+            finally:
+                con.close()
+    return found
+
+
 @contextmanager
 def prefect_server(home: Path) -> Iterator[tuple[Path, str]]:
     """A real `prefect server` on a free port with its own PREFECT_HOME: CLI runs given its

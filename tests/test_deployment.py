@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import REPO, cli_env, make_project, run_cli
+from conftest import REPO, cli_env, make_project, run_cli, secret_leaks
 from fake_openai import configure_remote, fetch_stats, start_fake_server_process, stop_fake_server_process
 
 PREFECT = [sys.executable, "-m", "prefect"]
@@ -42,6 +42,9 @@ EXPECTED_TASK_RUNS = {
     "embed-text_unit_text", "embed-entity_description", "embed-community_full_content",
 }
 FAIL_MARKER = "Zyxwvut Qponmlk"  # a phrase in one document of run B: the fake fails its chat requests
+#: The key of the Secret-block run: in a Prefect Secret block only (llm.api_key_secret).
+BLOCK_KEY = "sk-deploy-block-N4f-J7c-2Hs"
+KEY_BLOCK = "graphrag-flow-deploy-key"
 
 
 def _yaml() -> dict:
@@ -267,9 +270,27 @@ def _artifacts(srv: PrefectServer, flow_run_id) -> list:
 
 
 @pytest.fixture(scope="module")
-def deployment_run(deployed, quota_runs, tmp_path_factory):
+def block_key_project(deployed, tmp_path_factory):
+    """A project whose API key is only in a Prefect Secret block (llm.api_key_secret), against a
+    fake server that answers 401 to any other key."""
+    from prefect.blocks.system import Secret
+
+    proc, url = start_fake_server_process(api_key=BLOCK_KEY)
+    try:
+        deployed.api(lambda client: Secret(value=BLOCK_KEY).asave(KEY_BLOCK, overwrite=True, client=client))
+        base = tmp_path_factory.mktemp("block-key-project")
+        project = make_project(base / "project", files={"ada.txt": b"Ada Lovelace met Charles Babbage in London.\n"},
+                               llm=dict(provider="openai", api_base=url, api_key_secret=KEY_BLOCK, max_retries=1))
+        yield project, url
+    finally:
+        stop_fake_server_process(proc)
+
+
+@pytest.fixture(scope="module")
+def deployment_run(deployed, quota_runs, block_key_project, tmp_path_factory):
     """`prefect deployment run 'index/index-now' --watch`, picked up by a process worker
-    (while the two quota runs, started first, go on beside it)."""
+    (while the two quota runs, started first, go on beside it); the same worker also runs the
+    Secret-block project, a second run of the deployment created beside the first."""
     srv = deployed
     base = tmp_path_factory.mktemp("deployed-project")
     project = make_project(base / "project", input_dir=_copy_inputs(base / "docs", REPO / "examples" / "input",
@@ -285,12 +306,18 @@ def deployment_run(deployed, quota_runs, tmp_path_factory):
     async def scheduled(client):
         return await client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["index-now"])))
 
+    async def block_key_run(client):
+        deployment = await client.read_deployment_by_name("index/index-now")
+        return await client.create_flow_run_from_deployment(deployment.id,
+                                                            parameters={"root": str(block_key_project[0])})
+
+    keyed = srv.api(block_key_run)
     deadline = time.monotonic() + 60
-    while not srv.api(scheduled):
+    while len(srv.api(scheduled)) < 2:
         assert watch.poll() is None, (logs / "watch.log").read_text()
         assert time.monotonic() < deadline, "no flow run was created"
         time.sleep(0.5)
-    # --run-once: the worker polls once, runs what is due, and exits when that run is over.
+    # --run-once: the worker polls once, runs what is due, and exits when those runs are over.
     worker = srv.popen([*PREFECT, "worker", "start", "--pool", POOL, "--run-once"], logs / "worker.log",
                        PREFECT_WORKER_QUERY_SECONDS="2")
     try:
@@ -300,13 +327,13 @@ def deployment_run(deployed, quota_runs, tmp_path_factory):
     elapsed = time.monotonic() - started
     watch_log = (logs / "watch.log").read_text()
     try:
-        worker.wait(60)
+        worker.wait(120)
     except subprocess.TimeoutExpired:
         pass
-    (run,) = srv.api(scheduled)
+    (run,) = [r for r in srv.api(scheduled) if r.id != keyed.id]
     print(f"deployment run round trip {elapsed:.1f}s")
     return dict(project=project, watch_rc=watch.returncode, watch_log=watch_log, flow_run=run, seconds=elapsed,
-                worker_log=(logs / "worker.log").read_text())
+                worker_log=(logs / "worker.log").read_text(), block_key_run=keyed)
 
 
 def test_deployment_run_completes_and_its_outputs_verify(deployment_run, deployed, prefect_home):
@@ -327,6 +354,25 @@ def test_deployment_run_completes_and_its_outputs_verify(deployment_run, deploye
     assert pq.read_metadata(out / "documents.parquet").num_rows == 3
     status = run_cli(["status", "--root", str(r["project"])], prefect_home, timeout=180)
     assert status.returncode == 0, status.stdout + status.stderr
+
+
+def test_a_deployment_run_reads_its_api_key_from_a_secret_block_and_leaks_it_nowhere(
+        deployment_run, deployed, block_key_project):
+    project, url = block_key_project
+    run_id = deployment_run["block_key_run"].id
+
+    async def read(client):
+        return await client.read_flow_run(run_id)
+
+    deadline = time.monotonic() + 180
+    while not (run := deployed.api(read)).state.is_final():
+        assert time.monotonic() < deadline, f"the Secret-block run did not finish: {run.state}"
+        time.sleep(1)
+    assert run.state.is_completed(), f"{run.state}: {run.state.message}\n{deployment_run['worker_log'][-4000:]}"
+    stats = fetch_stats(url, with_log=False)
+    assert stats["requests"].get("chat", 0) > 0  # the fake answers 401 to any key but the block's
+    assert (project / "output" / "entities.parquet").is_file()
+    assert secret_leaks(BLOCK_KEY, project, deployed.home, texts=(deployment_run["worker_log"],)) == []
 
 
 def test_task_runs_are_named_after_what_they_do(deployment_run, deployed):
@@ -357,6 +403,30 @@ def test_summary_artifacts_carry_the_numbers_of_the_outputs(deployment_run, depl
     described = {a.description.split(":")[0].removeprefix("graphrag-flow ") for a in progress}
     assert {"embed-text_unit_text", "embed-entity_description", "embed-community_full_content"} <= described
     assert all(float(a.data) == 100.0 for a in progress), [(a.description, a.data) for a in progress]
+
+
+def test_deployment_runs_send_heartbeats_and_the_zombie_automation_marks_silent_ones_crashed(deployed):
+    """prefect.yaml turns heartbeats on for both deployments, and deployments/zombie_automation.py
+    creates (then updates, never duplicates) the automation that crashes runs whose heartbeats stop."""
+    deployments = deployed.api(lambda client: asyncio.gather(
+        *(client.read_deployment_by_name(f"index/{name}") for name in ("index-nightly", "index-now"))))
+    for d in deployments:
+        assert d.job_variables["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "60", d.name
+    script = [sys.executable, "deployments/zombie_automation.py"]
+    ids = [subprocess.run(script, cwd=REPO, env=deployed.env(), capture_output=True, text=True, timeout=120,
+                          check=True).stdout.strip() for _ in range(2)]
+    assert ids[0] == ids[1]
+
+    async def read(client):
+        return await client.read_automations_by_name("graphrag-flow: crash zombie flow runs")
+
+    (automation,) = deployed.api(read)
+    trigger = automation.trigger
+    assert (trigger.posture.value, trigger.within.total_seconds(), trigger.for_each) == (
+        "Proactive", 180, {"prefect.resource.id"})
+    assert trigger.after == {"prefect.flow-run.heartbeat"} and "prefect.flow-run.heartbeat" in trigger.expect
+    (action,) = automation.actions
+    assert (action.type, action.state.value) == ("change-flow-run-state", "CRASHED")
 
 
 # --------------------------------------------------------------------------- one quota across runs

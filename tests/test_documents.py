@@ -13,7 +13,8 @@ import pytest
 
 from graphrag_flow.config import InputSettings
 from graphrag_flow.documents import list_input, load_documents, read_listed
-from graphrag_flow.errors import InputError
+from graphrag_flow.config import load_settings
+from graphrag_flow.errors import InputError, SettingsError
 
 
 def _project(tmp_path, files: dict[str, bytes]):
@@ -231,10 +232,15 @@ def test_a_tree_as_deep_as_a_path_allows_is_read(tmp_path):
 
 
 def test_a_pattern_leading_out_of_the_input_folder_is_an_error_naming_it(tmp_path):
+    """Settings refuse such a pattern when they load; the loader refuses it too, for settings
+    made without validation."""
     root = _project(tmp_path, {"a.txt": b"text"})
     for pattern in ("../*.txt", "/etc/*", "**/../../*.txt"):
+        (root / "settings.yaml").write_text(f"input:\n  patterns: ['{pattern}']\n")
+        with pytest.raises(SettingsError, match=r"input\.patterns"):
+            load_settings(root)
         with pytest.raises(InputError, match=r"input\.patterns"):
-            _load(root, patterns=[pattern])
+            load_documents(root, InputSettings.model_construct(patterns=[pattern]))
 
 
 # --------------------------------------------------------------------------- files changing between listing and reading

@@ -23,7 +23,7 @@ except ImportError:  # plain `pytest` puts tests/ itself on sys.path
     from fake_openai import FakeConfig, FakeOpenAIServer, fake_chat_answer, fake_embedding  # type: ignore[no-redef]
 
 from graphrag_flow.config import LLMSettings
-from graphrag_flow.errors import FatalLLMError, ItemFailedError
+from graphrag_flow.errors import FatalLLMError, ItemFailedError, SettingsError
 from graphrag_flow.llm.answer_cache import AnswerCache, answer_key
 from graphrag_flow.llm.client import OpenAICompatibleClient, get_encoding, plan_batches
 from graphrag_flow.llm.connections import ConnectionPool
@@ -754,3 +754,73 @@ def test_embedding_answers_are_aligned_by_index_in_floats_or_base64():
     assert vectors.tolist() == [first, second]
     with pytest.raises(_BadAnswer, match="dimension 3, expected 4"):
         _parse_embeddings(reply, 2, 4)
+
+
+# --------------------------------------------------------------------------- which limit ended a request
+
+
+def test_a_hung_request_names_the_setting_that_ended_it_and_its_value():
+    with FakeOpenAIServer(FakeConfig(latency_s=0.01, p_hang=1.0)) as srv:
+
+        async def main():
+            async with client_for(srv.base_url, request_timeout_s=0.3, max_retries=0) as c:
+                await c.embed("embed", ["x"], "batch 0")
+
+        with pytest.raises(ItemFailedError) as info:
+            asyncio.run(main())
+    assert "no answer within 0.30 s: llm.request_timeout_s = 0.3 s" in info.value.reason, info.value.reason
+
+
+def test_a_hung_request_ended_by_the_adaptive_deadline_says_how_it_was_derived():
+    stats = LLMStats()
+    with FakeOpenAIServer(FakeConfig(latency_s=0.01)) as srv:
+
+        async def main():
+            async with client_for(srv.base_url, stats=stats, request_timeout_s=5.0, max_retries=0,
+                                  hedge_slow_requests=False) as c:
+                await warm_up(c, "embed")
+                srv.configure(p_hang=1.0)
+                await c.embed("embed", ["slow one"], "batch 0")
+
+        with pytest.raises(ItemFailedError) as info:
+            asyncio.run(main())
+    reason = info.value.reason
+    assert "no answer within 0.50 s: the adaptive deadline, max(4 x " in reason, reason
+    assert "the p95 latency of embeddings requests in this run, 0.5 s)" in reason, reason
+    assert "llm.request_timeout_s = 5 s is the most a request may take" in reason, reason
+
+
+def test_check_names_its_own_limit_not_the_setting(monkeypatch, tmp_path):
+    """`check` allows 4 s per request whatever llm.request_timeout_s says; a hang there must say
+    so, not "4s (llm.request_timeout_s)" while the setting is 10."""
+    from flows.check import run_check
+    from graphrag_flow.config import load_settings
+
+    with FakeOpenAIServer(FakeConfig(latency_s=0.01, p_hang=1.0)) as srv:
+        (tmp_path / "settings.yaml").write_text(
+            f"llm: {{provider: openai, api_base: '{srv.base_url}', request_timeout_s: 10}}\n", encoding="utf-8")
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        with pytest.raises(FatalLLMError) as info:
+            asyncio.run(run_check(tmp_path, load_settings(tmp_path), quick=False))
+    message = str(info.value)
+    assert ("no answer within 4.00 s: the 4 s limit of `graphrag-flow check` and the index preflight "
+            "(llm.request_timeout_s is 10 s)") in message, message
+
+
+def test_credentials_in_api_base_are_never_shown():
+    with FakeOpenAIServer(FakeConfig(latency_s=0.01, api_key="sk-other")) as srv:
+        host = srv.base_url.split("://", 1)[1]
+        url = f"http://robot:hunter2-in-url@{host}"
+
+        async def main():
+            async with client_for(url, key=None) as c:  # the URL's user:password goes as basic auth
+                await c.list_models()
+
+        with pytest.raises(FatalLLMError) as info:
+            asyncio.run(main())
+        message = str(info.value) + repr(client_for(url, key=None))
+        assert "API key rejected by http://" + host in message, message
+        assert "hunter2" not in message and "robot" not in message, message
+        with pytest.raises(SettingsError, match="llm.api_base carries a user:password@") as both:
+            client_for(url)  # and a key: one Authorization header cannot carry both
+        assert "hunter2" not in str(both.value)

@@ -26,14 +26,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import cli_env, make_project, run_cli
+from conftest import cli_env, make_project, run_cli, secret_leaks
 from graphrag_flow.config import Neo4jSettings, load_settings
 from graphrag_flow.neo4j_sink import (
     COUNT_QUERIES, REL_TYPES, Neo4jSink, build_statements, compute_deletes, graph_rows,
@@ -107,23 +106,6 @@ def _outputs_verify(root: Path) -> None:
     assert report.verified, report.headline
     manifest = read_manifest(root / "output")
     assert manifest and manifest["tables"]["documents"] == len(_tables(root)["documents"])
-
-
-def _leaks(root: Path, prefect_home: Path, secret: str) -> list[str]:
-    """Files of the project, and rows of Prefect's database (logs, params, results, artifacts),
-    that contain the secret."""
-    found = [str(p) for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
-    for db in prefect_home.rglob("*.db"):
-        con = sqlite3.connect(db)
-        try:
-            for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'"):
-                for row in con.execute(f'SELECT * FROM "{table}"'):
-                    if secret in repr(row):
-                        found.append(f"{db}:{table}")
-                        break
-        finally:
-            con.close()
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +214,7 @@ def test_refused_password_names_neo4j_password_and_never_leaks_it(auth_refused, 
     error = result.stderr[result.stderr.index("error:"):]
     assert "neo4j.password" in error and "Unauthorized" in error and "neo4j-sink stage failed" in error
     assert AUTH_PASSWORD not in result.stdout + result.stderr
-    assert _leaks(root, prefect_home, AUTH_PASSWORD) == []
+    assert secret_leaks(AUTH_PASSWORD, root, prefect_home) == []
     _outputs_verify(root)  # the new outputs (one document) are complete
     assert len(_tables(root)["documents"]) == 1
     assert (root / "cache" / "neo4j" / "state.json").read_bytes() == state_before  # deletes still pending

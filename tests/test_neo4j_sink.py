@@ -30,7 +30,7 @@ import pandas as pd
 import pytest
 
 from graphrag_flow.config import Neo4jSettings
-from graphrag_flow.errors import GraphragFlowError, Neo4jSinkError, VerifyError
+from graphrag_flow.errors import GraphragFlowError, Neo4jSinkError, SettingsError, VerifyError
 from graphrag_flow.neo4j_sink import (
     CONSTRAINTS,
     COUNT_QUERIES,
@@ -579,9 +579,25 @@ def test_unset_uri_and_bad_uri_are_named():
     with pytest.raises(Neo4jSinkError, match="neo4j.uri is not set"):
         Neo4jSink(Neo4jSettings(), "x")
     for bad in ("http://user:pw-in-uri@localhost:7474", "localhost:7687", "bolt://user:pw-in-uri@[::1"):
+        # settings refuse a URI the driver cannot use ...
+        if not bad.startswith("bolt://"):
+            with pytest.raises(SettingsError, match="neo4j.uri") as refused:
+                with_env_settings(GRAPHRAG_FLOW_NEO4J__URI=bad)
+            assert "pw-in-uri" not in str(refused.value)
+        # ... and the sink names the setting for any that gets past them
         with pytest.raises(Neo4jSinkError, match="neo4j.uri") as info:
-            Neo4jSink(settings(bad), "x")
+            Neo4jSink(Neo4jSettings.model_construct(**(settings("bolt://x").model_dump() | {"uri": bad})), "x")
         assert "pw-in-uri" not in str(info.value) and info.value.setting == "neo4j.uri"
+
+
+def with_env_settings(**env: str):
+    import tempfile
+    from unittest import mock
+
+    from graphrag_flow.config import load_settings
+
+    with tempfile.TemporaryDirectory() as root, mock.patch.dict(os.environ, env):
+        return load_settings(Path(root))
 
 
 def test_password_is_not_in_reprs_or_logs(caplog):

@@ -406,7 +406,7 @@ def test_wrong_key_or_model_stops_in_seconds_naming_the_setting(command, tmp_pat
     corpus = corpus_copy(peps_mini, tmp_path / "corpus", SUBSET[:1])
     with fake_server(api_key="sk-the-right-key") as url:
         cases = {
-            "wrong key": (llm_section(url), "API key rejected by " + url + "; set llm.api_key or OPENAI_API_KEY"),
+            "wrong key": (llm_section(url), "API key rejected by " + url + "; set llm.api_key, llm.api_key_secret or OPENAI_API_KEY"),
             "wrong model": (llm_section(url, api_key="sk-the-right-key", chat_model="gpt-does-not-exist"),
                             "model 'gpt-does-not-exist' (setting llm.chat_model) is not served by " + url),
             "wrong URL": (llm_section(url.removesuffix("/v1"), api_key="sk-the-right-key"),

@@ -49,6 +49,7 @@ from graphrag_flow.llm.connections import ConnectionPool, proxy_for
 from graphrag_flow.llm.limiter import DEFAULT_PRIORITY, RequestLimiter
 from graphrag_flow.llm.schemas import ANSWER_MODELS, strict_json_schema
 from graphrag_flow.llm.stats import LLMStats
+from graphrag_flow.urls import safe_url, scrub_url, url_userinfo
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -160,6 +161,16 @@ _JSON = {"Content-Type": "application/json"}
 class _Budget:
     retries: int
     timeout_s: float
+    #: What sets timeout_s, as a request it ends says: the setting and its value, or the cap below it.
+    timeout_source: str
+
+
+def _budget(settings: LLMSettings, retries: int, cap_s: float | None = None, cap_name: str = "") -> _Budget:
+    """Retries and the per-attempt limit: llm.request_timeout_s, or `cap_s` when that is lower."""
+    setting = settings.request_timeout_s
+    if cap_s is not None and cap_s < setting:
+        return _Budget(retries, cap_s, f"the {cap_s:g} s limit of {cap_name} (llm.request_timeout_s is {setting:g} s)")
+    return _Budget(retries, setting, f"llm.request_timeout_s = {setting:g} s")
 
 
 # --------------------------------------------------------------------------- the client
@@ -188,11 +199,20 @@ class OpenAICompatibleClient:
         backoff_max_s: float = 20.0,
         pool: ConnectionPool | None = None,
         priority: int = DEFAULT_PRIORITY,
+        timeout_cap: tuple[float, str] | None = None,
     ):
+        """`timeout_cap` (seconds, what sets it): a limit below llm.request_timeout_s for every
+        request, e.g. `graphrag-flow check`'s; messages then name it, not the setting."""
         if not settings.api_base:
             raise SettingsError("llm.api_base is not set (e.g. https://api.openai.com/v1)")
         self._settings = settings
         self._api_base = settings.api_base.rstrip("/")
+        #: What messages show: without any user:password@ the URL may carry.
+        self._shown_base = safe_url(self._api_base)
+        if api_key and url_userinfo(self._api_base):
+            # aiohttp sends a URL's user:password as basic auth, in the header the key needs
+            raise SettingsError("llm.api_base carries a user:password@ and an API key is set too: a request can "
+                                "carry only one of them; remove one")
         # SecretStr: a vars()/debugger dump of the client shows '**********', never the key.
         self._api_key = SecretStr(api_key) if api_key else None
         self._limiter = limiter
@@ -206,7 +226,8 @@ class OpenAICompatibleClient:
         self.json_object_mode = json_object_mode
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
-        self._budget = _Budget(settings.max_retries, settings.request_timeout_s)
+        self._timeout_cap = timeout_cap
+        self._budget = _budget(settings, settings.max_retries, *(timeout_cap or (None,)))
         self._embedding_dim: int | None = settings.embedding_dimensions
         self._session: aiohttp.ClientSession | None = None
         #: The run's connections when given (and open on this client's loop), else the client's own.
@@ -223,7 +244,7 @@ class OpenAICompatibleClient:
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "none"
-        return (f"OpenAICompatibleClient(api_base={self._api_base!r}, chat_model={self._settings.chat_model!r}, "
+        return (f"OpenAICompatibleClient(api_base={self._shown_base!r}, chat_model={self._settings.chat_model!r}, "
                 f"embedding_model={self._settings.embedding_model!r}, api_key=<{key}>)")
 
     __str__ = __repr__
@@ -258,7 +279,7 @@ class OpenAICompatibleClient:
             self._cache_batches = await self._cache_stack.enter_async_context(BatchedAnswerCache(self._cache))
         # `connect` includes the wait for a free connection; the attempt's own deadline
         # (asyncio.timeout in _attempt) caps the whole request, writing included.
-        timeout = aiohttp.ClientTimeout(total=None, connect=rt, sock_connect=min(10.0, rt), sock_read=rt)
+        timeout = aiohttp.ClientTimeout(total=None, connect=rt, sock_connect=self._connect_timeout_s(), sock_read=rt)
         self._proxy = proxy_for(self._api_base)
         self._session = pool.session(headers=headers, timeout=timeout, raise_for_status=False, trust_env=False)
         return self
@@ -358,7 +379,7 @@ class OpenAICompatibleClient:
         if self.json_object_mode:
             return
         self.json_object_mode = True
-        note = (f"{self._api_base} does not support response_format json_schema ({message[:200]}); "
+        note = (f"{self._shown_base} does not support response_format json_schema ({message[:200]}); "
                 "using json_object with the schema in the system prompt for the rest of the run")
         log.warning(note)
         self._stats.warning(stage, note)
@@ -456,7 +477,7 @@ class OpenAICompatibleClient:
                 return await self._send("models", "check", "GET /models", "GET", "models", None, _parse_models,
                                         self._budget, None)
             except _BadRequest as exc:
-                raise FatalLLMError(f"GET {self._api_base}/models was refused ({exc.status}): {exc.message} "
+                raise FatalLLMError(f"GET {self._shown_base}/models was refused ({exc.status}): {exc.message} "
                                     "(setting llm.api_base)") from None
 
     async def check(self) -> None:
@@ -465,11 +486,12 @@ class OpenAICompatibleClient:
         Short timeout and at most one retry; any failure is a FatalLLMError naming the setting.
         """
         s = self._settings
-        budget = _Budget(min(s.max_retries, 1), min(s.request_timeout_s, CHECK_TIMEOUT_S))
+        cap_s, cap_name = self._timeout_cap or (CHECK_TIMEOUT_S, "a check request")
+        budget = _budget(s, min(s.max_retries, 1), min(cap_s, CHECK_TIMEOUT_S), cap_name)
         models = await self.list_models()
         for setting, model in (("llm.chat_model", s.chat_model), ("llm.embedding_model", s.embedding_model)):
             if models and model not in models:
-                raise FatalLLMError(f"model '{model}' (setting {setting}) is not served by {self._api_base} "
+                raise FatalLLMError(f"model '{model}' (setting {setting}) is not served by {self._shown_base} "
                                     f"(setting llm.api_base); it serves: {', '.join(sorted(models)[:20])}")
         messages = [
             {"role": "system", "content": "Merge the descriptions of one entity into one short description."},
@@ -478,13 +500,13 @@ class OpenAICompatibleClient:
         try:
             await self._chat("check", "entity_summary", messages, "check: chat model", budget, use_cache=False)
         except ItemFailedError as exc:
-            raise FatalLLMError(f"chat model '{s.chat_model}' (setting llm.chat_model) at {self._api_base} did not "
+            raise FatalLLMError(f"chat model '{s.chat_model}' (setting llm.chat_model) at {self._shown_base} did not "
                                 f"answer a tiny structured request: {exc.reason}") from None
         try:
             await self._embed("check", ["graphrag-flow check"], "check: embedding model", budget)
         except ItemFailedError as exc:
             raise FatalLLMError(f"embedding model '{s.embedding_model}' (setting llm.embedding_model) at "
-                                f"{self._api_base} did not embed a tiny input: {exc.reason}") from None
+                                f"{self._shown_base} did not embed a tiny input: {exc.reason}") from None
 
     # ---- one request, with the contract's error table
 
@@ -567,7 +589,7 @@ class OpenAICompatibleClient:
                        model_setting: tuple[str, str] | None, on_wire: asyncio.Event | None = None) -> T:
         session = self._session
         assert session is not None
-        hard = limit = budget.timeout_s
+        limit, why = budget.timeout_s, budget.timeout_source
         try:
             async with self._limiter.slot(self._priority):
                 if on_wire is not None:
@@ -575,9 +597,9 @@ class OpenAICompatibleClient:
                 # Decided once on the wire (after the wait for a slot), from the latest samples.
                 # Each deadline hit doubles this request's allowance: a server that slowed down
                 # for good still gets the full request_timeout_s on later attempts.
-                adaptive = self._adaptive_deadline(kind)
+                adaptive = self._adaptive_limit(kind, deadline_hits, budget)
                 if adaptive is not None:
-                    limit = min(hard, adaptive * (2 ** deadline_hits))
+                    limit, why = adaptive
                 started = time.monotonic()
                 async with asyncio.timeout(limit):
                     async with session.request(method, self._urls[path], data=data, proxy=self._proxy,
@@ -585,13 +607,14 @@ class OpenAICompatibleClient:
                                                allow_redirects=False) as raw:
                         response = _Reply(raw.status, raw.headers, await raw.read())
                 latency = time.monotonic() - started
-        except TimeoutError:  # the attempt's deadline, or aiohttp's own read/connect timeouts
-            if limit < hard:
-                raise _Retryable("deadline", f"no answer within the adaptive deadline ({limit:.2f}s, "
-                                             f"{DEADLINE_P95_FACTOR:g}x the p95 latency of {kind} requests)") from None
-            raise _Retryable("timeout", f"no answer within {hard:g}s (llm.request_timeout_s)") from None
+        except aiohttp.ConnectionTimeoutError:  # aiohttp's connect timeout: no socket yet
+            raise _Retryable("timeout", f"could not connect to {self._shown_base} within "
+                                        f"{self._connect_timeout_s():g} s") from None
+        except TimeoutError:  # the attempt's deadline (or aiohttp's read timeout, the same limit)
+            kind_ = "deadline" if limit < budget.timeout_s else "timeout"
+            raise _Retryable(kind_, f"no answer within {limit:.2f} s: {why}") from None
         except aiohttp.InvalidURL:
-            raise FatalLLMError(f"{self._api_base} is not a valid URL (setting llm.api_base)") from None
+            raise FatalLLMError(f"{self._shown_base} is not a valid URL (setting llm.api_base)") from None
         except (aiohttp.ClientError, OSError) as exc:  # reset, refused, server disconnected, cut body
             raise _Retryable("disconnect", f"connection failed ({type(exc).__name__}: {self._scrub(str(exc))})") from None
 
@@ -605,14 +628,14 @@ class OpenAICompatibleClient:
             return result
         message = self._error_message(response)
         if status in (401, 403):
-            raise FatalLLMError(f"API key rejected by {self._api_base}; set llm.api_key or OPENAI_API_KEY "
-                                f"(HTTP {status})")
+            raise FatalLLMError(f"API key rejected by {self._shown_base}; set llm.api_key, llm.api_key_secret or "
+                                f"OPENAI_API_KEY (HTTP {status})")
         if status == 404:
             if model_setting is None:
-                raise FatalLLMError(f"{self._api_base} answered 404 to GET /models: check the setting llm.api_base "
+                raise FatalLLMError(f"{self._shown_base} answered 404 to GET /models: check the setting llm.api_base "
                                     f"(it usually ends in /v1). Server said: {message}")
             setting, model = model_setting
-            raise FatalLLMError(f"{self._api_base} answered 404 for model '{model}' (setting {setting}): the model "
+            raise FatalLLMError(f"{self._shown_base} answered 404 for model '{model}' (setting {setting}): the model "
                                 f"is not served there, or the setting llm.api_base is wrong (it usually ends in /v1). "
                                 f"Server said: {message}")
         if status == 429:
@@ -642,10 +665,23 @@ class OpenAICompatibleClient:
         ordered = sorted(samples)
         return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
-    def _adaptive_deadline(self, kind: str) -> float | None:
-        """max(4 x p95, 0.5 s) of recent successful latencies of this kind, once there are 20."""
+    def _adaptive_limit(self, kind: str, deadline_hits: int, budget: _Budget) -> tuple[float, str] | None:
+        """The adaptive deadline and how it was derived, when it is below the budget's limit:
+        max(4 x p95, 0.5 s) of recent successful latencies of this kind (once there are 20),
+        doubled for each deadline this request already hit."""
         p95 = self._p95(kind)
-        return None if p95 is None else max(DEADLINE_P95_FACTOR * p95, DEADLINE_FLOOR_S)
+        if p95 is None:
+            return None
+        limit = max(DEADLINE_P95_FACTOR * p95, DEADLINE_FLOOR_S) * 2 ** deadline_hits
+        if limit >= budget.timeout_s:
+            return None
+        doubled = f", doubled {deadline_hits} time(s) for this request's earlier deadlines" if deadline_hits else ""
+        return limit, (f"the adaptive deadline, max({DEADLINE_P95_FACTOR:g} x {p95:.2f} s, the p95 latency of {kind} "
+                       f"requests in this run, {DEADLINE_FLOOR_S:g} s){doubled}; {budget.timeout_source} is the most "
+                       "a request may take")
+
+    def _connect_timeout_s(self) -> float:
+        return min(10.0, self._budget.timeout_s)
 
     def _error_message(self, response: _Reply) -> str:
         """The server's own error message (OpenAI shape, else the body's start), key-scrubbed."""
@@ -665,7 +701,9 @@ class OpenAICompatibleClient:
         return self._scrub(" ".join(text.split())[:500]) or f"HTTP {response.status}"
 
     def _scrub(self, text: str) -> str:
-        """Belt and braces: a server or proxy might echo the key back."""
+        """Belt and braces: a server or proxy might echo the key back, and an error of aiohttp's
+        may show the URL with its user:password@."""
+        text = scrub_url(text, self._api_base)
         key = self._api_key.get_secret_value() if self._api_key is not None else ""
         return text.replace(key, "***") if len(key) >= 4 else text
 
