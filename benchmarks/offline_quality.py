@@ -13,7 +13,8 @@ Nothing here imports graphrag_flow: only the output parquet files are read.
                                                    [--keep DIR] [--no-index]
 
 --keep DIR keeps the project folders in DIR/<corpus> (a second run then resumes them: its wall
-seconds are those of an unchanged index); --no-index judges the outputs already in DIR.
+seconds are those of an unchanged index); --no-index judges the outputs already in DIR again (a
+new rule or gold file without re-indexing), with the wall seconds its indexing run recorded.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ CORPORA = {
 }
 SAMPLE_SIZE = 200
 SEED = 42
+#: In a kept project folder: when its outputs were made and how long that took.
+RUN_RECORD = "offline_quality_run.json"
 
 
 def cli() -> str:
@@ -94,9 +97,16 @@ def main() -> None:
         for name in args.corpus or list(CORPORA):
             gold = load_gold(CORPORA[name])
             root = work / name
-            wall = None if args.no_index else index(gold.corpus, root, work / ".prefect-home")
+            if args.no_index:
+                if not (root / "output" / "entities.parquet").exists():
+                    raise SystemExit(f"{root}: no outputs to judge (run without --no-index first)")
+                record = json.loads((root / RUN_RECORD).read_text()) if (root / RUN_RECORD).exists() else {}
+            else:
+                wall = index(gold.corpus, root, work / ".prefect-home")
+                record = {"indexed": datetime.datetime.now().isoformat(timespec="seconds"), "wall_seconds": round(wall, 1)}
+                (root / RUN_RECORD).write_text(json.dumps(record))
             figures = {"corpus": str(gold.corpus.relative_to(REPO)), **corpus_size(gold.corpus),
-                       "wall_seconds": None if wall is None else round(wall, 1)}
+                       "indexed": record.get("indexed"), "wall_seconds": record.get("wall_seconds")}
             figures |= measure(root / "output", gold, gold.rules, args.sample, args.seed)
             result["corpora"][name] = figures
             print(f"{name}: judged", file=sys.stderr)

@@ -187,8 +187,10 @@ def judge_title(title: str, entity_type: str, rules: NoiseRules) -> str | None:
 
 def variant_key(title: str) -> str:
     """Titles equal under this key are variants of one another: case, spaces, hyphens,
-    underscores and a plural "s" removed (TYPEALIAS / TYPE ALIAS, BUILT-IN TYPES / BUILTIN TYPE)."""
-    key = re.sub(r"[\s_-]+", "", title.casefold())
+    underscores between words and a plural "s" removed (TYPEALIAS / TYPE ALIAS, BUILT-IN TYPES /
+    BUILTIN TYPE, NAMED_EXPRESSION / NAMED EXPRESSION). Leading and trailing underscores stay:
+    `__len__` is a method, `len` a function, and a graph that keeps them apart is right."""
+    key = re.sub(r"[\s-]+|(?<=[^\W_])_+(?=[^\W_])", "", title.casefold())
     return key[:-1] if len(key) > 3 and key.endswith("s") else key
 
 

@@ -99,6 +99,8 @@ def test_variant_and_concept_keys():
     assert variant_key("TYPEALIAS") == variant_key("TYPE ALIAS")
     assert variant_key("BUILT-IN TYPES") == variant_key("BUILTIN TYPE")
     assert variant_key("CONTEXT_MANAGER") == variant_key("CONTEXT MANAGER")
+    assert variant_key("__LEN__") != variant_key("LEN")  # a dunder method is not the builtin
+    assert variant_key("__INFER_VARIANCE__") != variant_key("INFER VARIANCE")
     assert variant_key("GREG") != variant_key("GREGORY EWING")
     assert variant_key("OS.PATH") != variant_key("OSPATH")  # only spaces, hyphens and underscores go
     assert concept_key("STEVEN D’APRANO") == concept_key("steven d'aprano")
