@@ -103,7 +103,8 @@ def main() -> None:
                 record = json.loads((root / RUN_RECORD).read_text()) if (root / RUN_RECORD).exists() else {}
             else:
                 wall = index(gold.corpus, root, work / ".prefect-home")
-                record = {"indexed": datetime.datetime.now().isoformat(timespec="seconds"), "wall_seconds": round(wall, 1)}
+                record = {"indexed": datetime.datetime.now().isoformat(timespec="seconds"),
+                          "wall_seconds": round(wall, 1)}
                 (root / RUN_RECORD).write_text(json.dumps(record))
             figures = {"corpus": str(gold.corpus.relative_to(REPO)), **corpus_size(gold.corpus),
                        "indexed": record.get("indexed"), "wall_seconds": record.get("wall_seconds")}

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 REPO = Path(__file__).resolve().parents[1]
 GOLD_DIR = REPO / "tests" / "gold"
@@ -65,7 +66,8 @@ class NoiseRules:
 def _word_set(data: dict, key: str, source: Path) -> frozenset[str]:
     values = data.get(key)
     if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
-        raise ValueError(f"{source}: {key} must be a list of words (quote yes/no/on/off/y, which YAML reads as booleans)")
+        raise ValueError(f"{source}: {key} must be a list of words "
+                         "(quote yes, no, on, off and y, which YAML reads as booleans)")
     return frozenset(v.lower() for v in values)
 
 
@@ -232,26 +234,47 @@ class Gold:
     rules: NoiseRules = field(repr=False)
 
 
-def _as_tuple(value) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    return (value,) if isinstance(value, str) else tuple(value)
+class _Entry(BaseModel):
+    # strict: YAML reads a bare yes, no, on, off or number as no string, and a typo'd key
+    # ("variant:") would silently drop what it holds
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+
+class _ConceptEntry(_Entry):
+    title: str = Field(min_length=1)
+    variants: list[str] = []
+    type: str | None = None
+    docs: list[str] | str = Field(alias="in")
+
+
+class _NoiseEntry(_Entry):
+    title: str = Field(min_length=1)
+    type: str | None = None
+
+
+class _GoldFile(_Entry):
+    corpus: str
+    noise_rules: str
+    concepts: list[_ConceptEntry] = Field(min_length=1)
+    noise: list[str | _NoiseEntry]
 
 
 def load_gold(path: Path) -> Gold:
-    """A gold file (tests/gold/<corpus>.yaml) with the noise rules it names."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    """A gold file (tests/gold/<corpus>.yaml) with the noise rules it names; a malformed one is
+    a ValueError that names the file and the entry."""
+    try:
+        data = _GoldFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except ValidationError as err:
+        raise ValueError(f"{path}: {err}") from None
     concepts = tuple(
-        Concept(title=str(c["title"]), variants=tuple(map(str, _as_tuple(c.get("variants")))),
-                type=c.get("type"), docs=_as_tuple(c.get("in")))
-        for c in data["concepts"]
+        Concept(title=c.title, variants=tuple(c.variants), type=c.type,
+                docs=(c.docs,) if isinstance(c.docs, str) else tuple(c.docs))
+        for c in data.concepts
     )
-    noise = tuple(
-        NoiseTitle(title=str(n)) if not isinstance(n, dict) else NoiseTitle(title=str(n["title"]), type=n.get("type"))
-        for n in data["noise"]
-    )
-    return Gold(path=path, corpus=REPO / data["corpus"], concepts=concepts, noise=noise,
-                rules=load_rules(path.parent / data["noise_rules"]))
+    noise = tuple(NoiseTitle(title=n) if isinstance(n, str) else NoiseTitle(title=n.title, type=n.type)
+                  for n in data.noise)
+    return Gold(path=path, corpus=REPO / data.corpus, concepts=concepts, noise=noise,
+                rules=load_rules(path.parent / data.noise_rules))
 
 
 # --------------------------------------------------------------------------- measuring
@@ -297,7 +320,8 @@ def _noise(entities: pd.DataFrame, rules: NoiseRules, sample_size: int, seed: in
         "sample_noise": len(sample_noise),
         "noise_share": round(len(sample_noise) / len(picked), 3) if picked else 0.0,
         "sample_noise_by_rule": dict(Counter(v for _, v in sample_noise).most_common()),
-        "sample_noise_titles": [f"{title} ({entity_type}): {rule}" for (title, entity_type), rule in sample_noise][:MAX_LISTED],
+        "sample_noise_titles": [f"{title} ({entity_type}): {rule}"
+                                for (title, entity_type), rule in sample_noise][:MAX_LISTED],
         "noise_share_all_entities": round(len(noisy_all) / len(rows), 3) if rows else 0.0,
         "noise_by_rule_all_entities": dict(Counter(noisy_all).most_common()),
         "verb_led_titles": len(verb_led),

@@ -133,10 +133,10 @@ def test_measure_counts_what_it_says_on_parquet_files(tmp_path, rules):
     gold_file.write_text(yaml.safe_dump({
         "corpus": str(corpus), "noise_rules": str(RULES_FILE),
         "concepts": [
-            {"title": "GLOBAL INTERPRETER LOCK", "variants": ["GIL"], "type": "CONCEPT"},
-            {"title": "DOCSTRING", "type": "CONCEPT"},
-            {"title": "GUIDO VAN ROSSUM", "type": "PERSON"},
-            {"title": "METACLASS", "type": "CONCEPT"},
+            {"title": "GLOBAL INTERPRETER LOCK", "variants": ["GIL"], "type": "CONCEPT", "in": "a.txt"},
+            {"title": "DOCSTRING", "type": "CONCEPT", "in": "a.txt"},
+            {"title": "GUIDO VAN ROSSUM", "type": "PERSON", "in": ["a.txt"]},
+            {"title": "METACLASS", "type": "CONCEPT", "in": "a.txt"},
         ],
         "noise": ["MAXIMAL COMPATIBILITY", {"title": "DEEP LEARNING", "type": "PERSON"},
                   {"title": "TYPE ALIAS", "type": "PERSON"}],
@@ -193,6 +193,29 @@ def test_noise_sample_is_seeded_and_sized(tmp_path, rules):
     assert first["sample_noise_titles"] != other["sample_noise_titles"]
     assert first["noise_share_all_entities"] == 0.25
     assert "concepts_found_share_min" not in first["goals_met"]  # no gold file, no concept goal
+
+
+def test_measure_an_empty_graph(tmp_path, rules):
+    """No entity at all (a corpus the rules find nothing in) is a result, not a crash."""
+    output = _write_outputs(tmp_path / "output", [], [])
+    figures = measure(output, load_gold(GOLD_DIR / "examples.yaml"), rules)
+    assert figures["entities"] == 0 and figures["concepts_found_share"] == 0.0
+    assert figures["noise_share"] == 0.0 and figures["single_unlinked_entity_share"] == 0.0
+    assert figures["biggest_community"] == 0
+
+
+@pytest.mark.parametrize(("entry", "named"), [
+    ({"title": "NO", "in": "a.txt"}, "concepts.0.title"),  # unquoted, YAML reads a boolean
+    ({"title": "GIL", "variant": ["GLOBAL INTERPRETER LOCK"], "in": "a.txt"}, "concepts.0.variant"),
+    ({"title": "GIL"}, "concepts.0.in"),
+])
+def test_a_malformed_gold_file_names_the_entry(tmp_path, entry, named):
+    gold_file = tmp_path / "gold.yaml"
+    text = yaml.safe_dump({"corpus": ".", "noise_rules": str(RULES_FILE), "concepts": [entry], "noise": []})
+    gold_file.write_text(text.replace("'NO'", "NO"))
+    with pytest.raises(ValueError) as err:
+        load_gold(gold_file)
+    assert str(gold_file) in str(err.value) and named in str(err.value)
 
 
 # --------------------------------------------------------------------------- the gold files
