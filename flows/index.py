@@ -27,6 +27,7 @@ from pydantic import Field
 
 from graphrag_flow.aio import frozen_heap, gather_fatal_first
 from graphrag_flow.config import Settings, load_settings
+from graphrag_flow.embedding_backends import embedding_model_id
 from graphrag_flow.errors import GraphragFlowError
 from graphrag_flow.hashing import CODE_VERSION
 from graphrag_flow.incremental import LastRun, document_delta, read_last_run, run_changes
@@ -209,7 +210,7 @@ async def _index_stages(resources: RunResources, last_run: LastRun, llm_extract:
                 embed_stage(field="community_full_content", frame=REPORTS),
             ])
         )
-        embedding_model = _embedding_model_name(settings)
+        embedding_model = embedding_model_id(settings)
         manifest = await write_stage(
             documents=documents,
             text_units=text_units,
@@ -276,14 +277,6 @@ async def publish_summary(summary: dict) -> None:
     await acreate_markdown_artifact(
         key="graphrag-flow-summary", markdown=summary_markdown(summary), description="graphrag-flow run summary"
     )
-
-
-def _embedding_model_name(settings: Settings) -> str:
-    if is_offline(settings):
-        from graphrag_flow.embed_offline import offline_model_id
-
-        return offline_model_id(settings.embed.long_text)
-    return settings.llm.embedding_model
 
 
 if __name__ == "__main__":
