@@ -32,7 +32,7 @@ from pydantic import Field
 from graphrag_flow.aio import frozen_heap, gather_fatal_first
 from graphrag_flow.config import Settings, load_settings
 from graphrag_flow.embedding_backends import embedding_model_id
-from graphrag_flow.errors import GraphragFlowError
+from graphrag_flow.errors import GraphragFlowError, OutputWriteError
 from graphrag_flow.faults import kill_point
 from graphrag_flow.hashing import CODE_VERSION
 from graphrag_flow.incremental import LastRun, document_delta, read_last_run, run_changes
@@ -67,6 +67,15 @@ def _prefect_limit(settings: Settings):
     from prefect.concurrency.asyncio import concurrency
 
     return lambda: concurrency(name, occupy=1)
+
+
+async def _on_disk(step: str, work: Callable[..., Any], *args: Any) -> Any:
+    """Run a step on the output folders in a thread; a full disk or a permission becomes an
+    error naming the step and the file (each step leaves output/ a whole generation)."""
+    try:
+        return await asyncio.to_thread(work, *args)
+    except OSError as exc:
+        raise OutputWriteError(f"{step} failed at {exc.filename or '?'}: {exc.strerror or exc}") from None
 
 
 class _Stages:
@@ -125,7 +134,7 @@ async def index(
         await asyncio.to_thread(folders.recover)
         # what the new run is compared with (documents, rows carried over): the served generation
         last_run = await asyncio.to_thread(read_last_run, folders.live)
-        seeded = await asyncio.to_thread(folders.prepare_staging, full)
+        seeded = await _on_disk(f"preparing {folders.staging.name}/", folders.prepare_staging, full)
         logger.info("%s", seeded.line())
         cache_dir = root_path / "cache"
         resources = RunResources(
@@ -209,7 +218,7 @@ async def _index_stages(resources: RunResources, folders: OutputFolders, seeded:
             graph_model="offline/rules" if is_offline(settings) else settings.llm.chat_model,
             flow_run_id=str(flow_run.get_id() or ""),
         )
-        switched = await asyncio.to_thread(folders.switch_in)
+        switched = await _on_disk(f"switching {folders.staging.name}/ in as {folders.live.name}/", folders.switch_in)
         logger.info("outputs switched in (%s); the generation replaced is kept as %s until the next switch",
                     switched, folders.previous.name)
         changes, carried = await asyncio.to_thread(run_changes, last_run, delta, folders.live, full)

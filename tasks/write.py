@@ -8,7 +8,7 @@ import asyncio
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from graphrag_flow.errors import VerifyError
+from graphrag_flow.errors import OutputWriteError, VerifyError
 from graphrag_flow.faults import kill_point
 from graphrag_flow.hashing import CODE_VERSION
 from graphrag_flow.outputs import MANIFEST, assemble_tables, read_table, verify_outputs, write_manifest, write_tables
@@ -69,6 +69,13 @@ async def write_stage(
     flow_run_id: str,
 ) -> dict:
     with timed("write"):
-        return await asyncio.to_thread(
-            _write, documents, text_units, graph, communities, reports, embedding_model, graph_model, flow_run_id
-        )
+        try:
+            return await asyncio.to_thread(
+                _write, documents, text_units, graph, communities, reports, embedding_model, graph_model, flow_run_id
+            )
+        except OSError as exc:
+            where = exc.filename or current_run().out_dir
+            raise OutputWriteError(
+                f"writing the outputs failed at {where}: {exc.strerror or exc}; output/ is the last completed "
+                "run's, unchanged, and the next run resumes from what was written"
+            ) from None

@@ -12,6 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from graphrag_flow.faults import disk_full_point
+
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Run `write(tmp)` then rename tmp over `path`: readers see the old file or the new one."""
@@ -23,6 +25,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        disk_full_point(f"write:{path.parent.name}/{path.name}", tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
