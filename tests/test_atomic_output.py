@@ -196,6 +196,23 @@ def test_a_completed_switch_keeps_the_replaced_generation_until_the_next(tmp_pat
     assert first.switch_in() == "rename" and _label(first.live) == "D"
 
 
+def test_a_symlinked_output_folder_is_switched_where_it_points(tmp_path):
+    """output/ -> a disk of its own: the generations are built and switched there, and the
+    link keeps pointing at the served one (not replaced by a folder on the project's disk)."""
+    disk, root = tmp_path / "disk", tmp_path / "project"
+    disk.mkdir()
+    root.mkdir()
+    (root / "output").symlink_to(disk / "index")  # dangling until the first run
+    folders = OutputFolders(root)
+    for label, how in (("A", "rename"), ("B", "exchange"), ("C", "exchange")):
+        _stage(folders, label, 5)
+        assert folders.switch_in() == how
+    assert (root / "output").is_symlink() and os.readlink(root / "output") == str(disk / "index")
+    assert (_label(root / "output"), _label(disk / "index.previous")) == ("C", "B")
+    assert sorted(p.name for p in disk.iterdir()) == ["index", "index.previous"]
+    assert sorted(p.name for p in root.iterdir()) == ["output"]
+
+
 def test_a_staging_folder_from_another_generation_or_half_seeded_is_discarded(tmp_path):
     folders = _project_mid_run(tmp_path / "project")
     assert folders.prepare_staging(full=False).reused
@@ -329,7 +346,7 @@ class Cli:
     def start(self, command: str, root: Path, **env: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "flows.cli", command, "--root", str(root)], cwd=REPO,
                                 env=self.env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=lambda: os.umask(0o022))
 
     def run(self, command: str, root: Path, **env: str) -> subprocess.CompletedProcess:
         proc = self.start(command, root, **env)
@@ -526,6 +543,9 @@ def test_the_run_after_the_kills_completes_equal_to_a_fresh_full_index(killed_ch
     _assert_equal_outputs(_outputs(root), fresh, "incremental run after kills vs fresh full index")
     assert killed_chain["status"].returncode == 0, killed_chain["status"].stdout
     assert sorted(p.name for p in root.iterdir() if p.name.startswith("output")) == ["output", "output.previous"]
+    # written under umask 022: another user (the one running `graphrag query`) can read every file
+    modes = {str(p.relative_to(root)): oct(p.stat().st_mode & 0o777) for p in (root / "output").rglob("*")}
+    assert modes and all(m == ("0o755" if (root / name).is_dir() else "0o644") for name, m in modes.items()), modes
 
 
 def _embedding_batches(stats: dict) -> list[frozenset[str]]:

@@ -78,21 +78,30 @@ class SeedStats:
 
 @dataclass(frozen=True)
 class OutputFolders:
-    """The three generation folders of one project."""
+    """The three generation folders of one project.
+
+    When `<root>/output` is a symlink (the outputs on a disk of their own), the generations are
+    built and switched where it points: `<target>.next`, `<target>.previous`, so the staging
+    folder is on the same filesystem (hard links, one-step switch) and the link itself keeps
+    pointing at the served generation.
+    """
 
     root: Path
 
     @property
     def live(self) -> Path:
-        return self.root / OUTPUT_DIR
+        link = self.root / OUTPUT_DIR
+        return Path(os.path.realpath(link)) if link.is_symlink() else link
 
     @property
     def staging(self) -> Path:
-        return self.root / STAGING_DIR
+        live = self.live
+        return live.with_name(live.name + STAGING_DIR.removeprefix(OUTPUT_DIR))
 
     @property
     def previous(self) -> Path:
-        return self.root / PREVIOUS_DIR
+        live = self.live
+        return live.with_name(live.name + PREVIOUS_DIR.removeprefix(OUTPUT_DIR))
 
     def live_identity(self) -> str | None:
         """sha256 of the served manifest (run id and finish time included): which generation is served."""
@@ -106,7 +115,7 @@ class OutputFolders:
         old generation as `output.previous`. (A kill anywhere else leaves `output/` whole.)"""
         if not self.live.exists() and self.previous.exists():
             self.previous.rename(self.live)
-            _fsync_dir(self.root)
+            _fsync_dir(self.live.parent)
 
     def prepare_staging(self, full: bool) -> SeedStats:
         """The folder this run builds in: empty for `--full`; else the unfinished run's, if it
@@ -141,7 +150,7 @@ class OutputFolders:
             kill_point("switch:between-renames")
             self.staging.rename(self.live)
             how = "two renames"
-        _fsync_dir(self.root)
+        _fsync_dir(self.live.parent)
         kill_point("switch:done")
         (self.live / SEED_FILE).unlink(missing_ok=True)
         return how
