@@ -419,7 +419,7 @@ def _served_tree(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory, peps_mini) -> tuple[Path, Path]:
     """Four PEPs, then the same folder with one changed, one removed and one added."""
-    from conftest import CORPORA
+    from conftest import CORPORA, edit_corpus
 
     base = tmp_path_factory.mktemp("corpora")
     before, after = base / "before", base / "after"
@@ -427,16 +427,7 @@ def corpora(tmp_path_factory, peps_mini) -> tuple[Path, Path]:
     for name in BEFORE:
         shutil.copy2(peps_mini / name, before / name)
     shutil.copytree(before, after, copy_function=shutil.copy2)
-    changed = after / CHANGED
-    mtime = changed.stat().st_mtime_ns
-    text = changed.read_text(encoding="utf-8")
-    edited = text.replace("There are two forms of docstrings: one-liners and multi-line",
-                          "Docstrings come in two forms, one-liners and multi-line", 1)
-    assert edited != text
-    changed.write_text(edited, encoding="utf-8")
-    os.utime(changed, ns=(mtime, mtime))
-    (after / REMOVED).unlink()
-    shutil.copy2(CORPORA / "peps-extra" / ADDED, after / ADDED)
+    edit_corpus(after, CHANGED, REMOVED, CORPORA / "peps-extra" / ADDED)
     return before, after
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +13,6 @@ from conftest import REPO
 
 _WRITER = r"""
 import os, sys
-from pathlib import Path
 import pandas as pd
 os.umask(int(sys.argv[2], 8))
 from graphrag_flow.storage.atomic import write_json, write_parquet
