@@ -66,8 +66,11 @@ class SeedStats:
     #: Hard links failed (another filesystem, or one without them): every file was copied.
     link_fallback: bool = False
     reused: bool = False
+    full: bool = False
 
     def line(self) -> str:
+        if self.full:
+            return f"--full: {STAGING_DIR} starts empty; {OUTPUT_DIR}/ is served until the rebuild verifies"
         if self.reused:
             return f"resuming the unfinished run's {STAGING_DIR} (seeded from the generation served now)"
         how = " (hard links not possible here: copied)" if self.link_fallback else ""
@@ -126,7 +129,7 @@ class OutputFolders:
         if self.staging.exists():
             shutil.rmtree(self.staging)
         self.staging.mkdir(parents=True)
-        stats = SeedStats() if full else seed_staging(self.live, self.staging)
+        stats = SeedStats(full=True) if full else seed_staging(self.live, self.staging)
         _write_mark(self.staging, mark)  # last: a staging folder without it is discarded
         return stats
 
