@@ -13,6 +13,7 @@ from conftest import REPO
 
 _WRITER = r"""
 import os, sys
+from pathlib import Path
 import pandas as pd
 os.umask(int(sys.argv[2], 8))
 from graphrag_flow.storage.atomic import write_json, write_parquet
