@@ -7,6 +7,10 @@ in memory the moment it is made, so one concurrency limit is kept busy. Every st
 arrive and vector tables are merged batch by batch, so a run that dies is run
 again and redoes only what was in flight.
 
+The served `output/` is never written while it is served: a run builds its whole generation in
+`output.next` (seeded from `output/`; its vector tables are the run's checkpoint), verifies it
+there and switches it in at once (graphrag_flow/storage/generations.py).
+
 Run it by hand: `graphrag-flow index --root DIR`, or `python -m flows.index DIR`.
 """
 
@@ -14,10 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
@@ -27,7 +31,9 @@ from pydantic import Field
 
 from graphrag_flow.aio import frozen_heap, gather_fatal_first
 from graphrag_flow.config import Settings, load_settings
-from graphrag_flow.errors import GraphragFlowError
+from graphrag_flow.embedding_backends import embedding_model_id
+from graphrag_flow.errors import GraphragFlowError, OutputWriteError
+from graphrag_flow.faults import kill_point
 from graphrag_flow.hashing import CODE_VERSION
 from graphrag_flow.incremental import LastRun, document_delta, read_last_run, run_changes
 from graphrag_flow.llm.answer_cache import AnswerCache
@@ -35,6 +41,7 @@ from graphrag_flow.llm.connections import ConnectionPool
 from graphrag_flow.llm.limiter import RequestLimiter
 from graphrag_flow.llm.stats import LLMStats
 from graphrag_flow.project_lock import project_lock
+from graphrag_flow.storage.generations import OutputFolders, SeedStats
 from graphrag_flow.writable import project_folders, require_writable
 from graphrag_flow.storage.stages import StageRef, StageStore
 from tasks._common import RunResources, stage_key
@@ -54,10 +61,6 @@ from flows.dead_runs import crash_dead_holder
 from flows.secrets import resolve_secrets
 from flows.summary import graph_notes, stage_rows, summary_markdown
 
-OUTPUT_DIR = "output"
-STAGING_DIR = "output.next"
-PREVIOUS_DIR = "output.previous"
-
 
 def _prefect_limit(settings: Settings):
     """Every LLM request also holds a slot of a Prefect global concurrency limit, when named."""
@@ -69,22 +72,13 @@ def _prefect_limit(settings: Settings):
     return lambda: concurrency(name, occupy=1)
 
 
-def recover_interrupted_swap(root: Path) -> None:
-    """A kill between the two renames of a --full swap leaves output.previous only: put it back."""
-    out, prev = root / OUTPUT_DIR, root / PREVIOUS_DIR
-    if prev.exists() and not out.exists():
-        prev.rename(out)
-    elif prev.exists():
-        shutil.rmtree(prev)
-
-
-def swap_in_staging(root: Path) -> None:
-    out, staging, prev = root / OUTPUT_DIR, root / STAGING_DIR, root / PREVIOUS_DIR
-    if out.exists():
-        out.rename(prev)
-    staging.rename(out)
-    if prev.exists():
-        shutil.rmtree(prev)
+async def _on_disk(step: str, work: Callable[..., Any], *args: Any) -> Any:
+    """Run a step on the output folders in a thread; a full disk or a permission becomes an
+    error naming the step and the file (each step leaves output/ a whole generation)."""
+    try:
+        return await asyncio.to_thread(work, *args)
+    except OSError as exc:
+        raise OutputWriteError(f"{step} failed at {exc.filename or '?'}: {exc.strerror or exc}") from None
 
 
 class _Stages:
@@ -140,18 +134,19 @@ async def index(
     run_id = str(flow_run.get_id() or "")
     with project_lock(root_path, run_id) as previous_holder:
         await crash_dead_holder(previous_holder, run_id, root_path, logger)  # a killed run still shown Running
-        recover_interrupted_swap(root_path)
-        # before anything is written: what the new run is compared with (documents, rows carried over)
-        last_run = await asyncio.to_thread(read_last_run, root_path / OUTPUT_DIR)
-        out_dir = root_path / (STAGING_DIR if full else OUTPUT_DIR)
-        if full and out_dir.exists():
-            shutil.rmtree(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        # The served output/ is never written: the run builds its generation in output.next
+        # and switches it in once it verifies (graphrag_flow/storage/generations.py).
+        folders = OutputFolders(root_path)
+        await asyncio.to_thread(folders.recover)
+        # what the new run is compared with (documents, rows carried over): the served generation
+        last_run = await asyncio.to_thread(read_last_run, folders.live)
+        seeded = await _on_disk(f"preparing {folders.staging.name}/", folders.prepare_staging, full)
+        logger.info("%s", seeded.line())
         cache_dir = root_path / "cache"
         resources = RunResources(
             root=root_path,
             settings=settings,
-            out_dir=out_dir,
+            out_dir=folders.staging,
             full=full,
             limiter=RequestLimiter(settings.llm.max_concurrency, extra=_prefect_limit(settings)),
             stats=LLMStats(),
@@ -167,11 +162,13 @@ async def index(
         async with nullcontext() if is_offline(settings) else ConnectionPool(settings.llm.max_concurrency) as pool:
             resources.pool = pool
             with frozen_heap():  # no 0.4 s garbage-collector pauses on the loop serving requests
-                return await _index_stages(resources, last_run, llm_extract, llm_summary, llm_report, logger, started)
+                return await _index_stages(resources, folders, seeded, last_run, llm_extract, llm_summary,
+                                           llm_report, logger, started)
 
 
-async def _index_stages(resources: RunResources, last_run: LastRun, llm_extract: dict, llm_summary: dict,
-                        llm_report: dict, logger: logging.Logger | logging.LoggerAdapter, started: float) -> dict:
+async def _index_stages(resources: RunResources, folders: OutputFolders, seeded: SeedStats, last_run: LastRun,
+                        llm_extract: dict, llm_summary: dict, llm_report: dict,
+                        logger: logging.Logger | logging.LoggerAdapter, started: float) -> dict:
     """The stages of one run, on the resources `index` opened for it."""
     root_path, settings, full = resources.root, resources.settings, resources.full
     async with observed_run(resources) as run:  # progress artifacts; a summary artifact even on failure
@@ -215,7 +212,8 @@ async def _index_stages(resources: RunResources, last_run: LastRun, llm_extract:
                 embed_stage(field="community_full_content", frame=REPORTS),
             ])
         )
-        embedding_model = _embedding_model_name(settings)
+        kill_point("after-embedding")
+        embedding_model = embedding_model_id(settings)
         manifest = await write_stage(
             documents=documents,
             text_units=text_units,
@@ -226,9 +224,10 @@ async def _index_stages(resources: RunResources, last_run: LastRun, llm_extract:
             graph_model="offline/rules" if is_offline(settings) else settings.llm.chat_model,
             flow_run_id=str(flow_run.get_id() or ""),
         )
-        if full:
-            swap_in_staging(root_path)
-        changes, carried = await asyncio.to_thread(run_changes, last_run, delta, root_path / OUTPUT_DIR, full)
+        switched = await _on_disk(f"switching {folders.staging.name}/ in as {folders.live.name}/", folders.switch_in)
+        logger.info("outputs switched in (%s); the generation replaced is kept as %s until the next switch",
+                    switched, folders.previous.name)
+        changes, carried = await asyncio.to_thread(run_changes, last_run, delta, folders.live, full)
         refs = {
             "load": documents, "chunk": text_units, "extract": extractions, "summarize": graph,
             "communities": communities, "reports": reports,
@@ -246,7 +245,8 @@ async def _index_stages(resources: RunResources, last_run: LastRun, llm_extract:
         }
         summary = {
             "root": str(root_path),
-            "output": str(root_path / OUTPUT_DIR),
+            "output": str(folders.live),
+            "staging": asdict(seeded) | {"switch": switched},
             "tables": manifest["tables"],
             "vector_tables": manifest["vector_tables"],
             "warnings": documents.stats.get("warnings", []),
@@ -261,7 +261,7 @@ async def _index_stages(resources: RunResources, last_run: LastRun, llm_extract:
         if settings.neo4j.uri:
             # last: the outputs and manifest above stand even when Neo4j is down or refuses us
             try:
-                summary["neo4j"] = await neo4j_stage(output=str(root_path / OUTPUT_DIR))
+                summary["neo4j"] = await neo4j_stage(output=str(folders.live))
             except GraphragFlowError as exc:
                 neo4j_error = exc
                 summary["neo4j"] = {"error": str(exc)}
@@ -284,14 +284,6 @@ async def publish_summary(summary: dict) -> None:
     await acreate_markdown_artifact(
         key="graphrag-flow-summary", markdown=summary_markdown(summary), description="graphrag-flow run summary"
     )
-
-
-def _embedding_model_name(settings: Settings) -> str:
-    if is_offline(settings):
-        from graphrag_flow.embed_offline import offline_model_id
-
-        return offline_model_id(settings.embed.long_text)
-    return settings.llm.embedding_model
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ killed mid-embedding redoes at most that many batches.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Protocol, TypeVar
 
@@ -21,6 +22,10 @@ from graphrag_flow.progress import StageProgress
 from graphrag_flow.storage.vectors import VectorTable
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+#: Passes over the rows a re-read table still lacks after the main pass, before the stage fails.
+REPAIR_PASSES = 2
 
 
 class EmbeddingBackend(Protocol):
@@ -41,6 +46,8 @@ class EmbedResult:
     reused: int = 0
     deleted: int = 0
     batches: int = 0
+    #: Rows found without a vector after the pass (the table was reset under it) and embedded again.
+    repaired: int = 0
     failures: list[ItemFailedError] = field(default_factory=list)
 
 
@@ -68,7 +75,9 @@ class BatchMerger:
                 stacked = np.concatenate([batch[1] for batch in taken])
                 all_shas = [sha for batch in taken for sha in batch[2]]
                 if not self.prepared:
-                    await asyncio.to_thread(self.table.prepare, stacked.shape[1])
+                    if await asyncio.to_thread(self.table.prepare, stacked.shape[1]):
+                        logger.warning("vector table %s held vectors of another dimension than %d: rebuilt, "
+                                       "every row is embedded again", self.table.name, stacked.shape[1])
                     self.prepared = True
                 await asyncio.to_thread(self.table.merge, all_ids, stacked, all_shas, self.model)
                 self.merged_ids.update(all_ids)
@@ -114,10 +123,61 @@ async def embed_field(
         await asyncio.to_thread(table.prepare, backend.dimension)  # an empty source still gets its table
     stale = sorted({i for i, _s, _m in state.keys} - {i for i, _s in wanted})
     result.deleted = await asyncio.to_thread(table.delete_ids, stale)
+    if not result.failures:
+        await _verify_and_repair(field_name, table, all_ids, all_texts, shas, backend, slots, result)
     await asyncio.to_thread(table.optimize)
     if not result.failures:
         progress.finish()  # a failed field's bar stops at what was embedded
     return result
+
+
+def _table_gaps(table: VectorTable, ids: list[str], shas: list[str], model: str) -> tuple[list[int], int]:
+    """The table read anew: positions of the rows without a current vector, and duplicate ids.
+    Vectors of rows no longer in the source are deleted on the way."""
+    state = table.state()
+    current = {(i, s) for i, s, m in state.keys if m == model}
+    table.delete_ids(sorted({i for i, _s, _m in state.keys} - set(ids)))
+    return [k for k, key in enumerate(zip(ids, shas)) if key not in current], state.duplicate_ids
+
+
+async def _verify_and_repair(
+    field_name: str,
+    table: VectorTable,
+    ids: list[str],
+    texts: list[str],
+    shas: list[str],
+    backend: EmbeddingBackend,
+    slots: asyncio.Semaphore | None,
+    result: EmbedResult,
+) -> None:
+    """Count and verify after the pass: every source row has exactly one current vector.
+
+    The pass embeds what the table lacked when it was read at the start; a table reset under
+    it (a dimension change drops and recreates it, another writer, a restored copy) would leave
+    the rows counted as reused without a vector while the stage completed. Missing rows are
+    embedded again, up to REPAIR_PASSES times; rows still missing then fail the stage, named.
+    """
+    for attempt in range(REPAIR_PASSES + 1):
+        missing, duplicates = await asyncio.to_thread(_table_gaps, table, ids, shas, backend.model)
+        if duplicates:
+            result.failures.append(ItemFailedError(f"{field_name} vector table", f"{duplicates} duplicate id(s)"))
+            return
+        if not missing:
+            return
+        if attempt == REPAIR_PASSES:
+            break
+        failed_before = len(result.failures)
+        await _embed_rows(f"{field_name} repair batch", [ids[k] for k in missing], [texts[k] for k in missing],
+                          [shas[k] for k in missing], backend, slots, BatchMerger(table, backend.model), result, None)
+        result.repaired += len(missing)
+        result.reused = max(0, result.total - result.embedded)
+        if len(result.failures) > failed_before:
+            return  # the repair's failed batches are named already
+    sample = [ids[k] for k in missing[:3]]
+    result.failures.append(ItemFailedError(
+        f"{field_name} vector table",
+        f"{len(missing)} row(s) without a current vector after {REPAIR_PASSES} repair pass(es) (e.g. {sample})",
+    ))
 
 
 async def embed_streamed(

@@ -13,16 +13,32 @@ from graphrag_flow.config import Settings
 OFFLINE_BATCH_SIZE = 128
 
 
+def embedding_model_id(settings: Settings) -> str:
+    """What every vector records in its `model` column: all that changes a vector for the same text.
+
+    A vector is kept while its (id, content_sha256, model) is current, so a setting that changes
+    the vector of an unchanged text must change this id, or a run would keep the old vectors and
+    verify them: offline, the model and its `embed.long_text` mode; with an API, the model and
+    `llm.embedding_dimensions` (`text-embedding-3-small@32d`; the bare name when it is unset).
+    """
+    if settings.llm.provider == "offline":
+        from graphrag_flow.embed_offline import offline_model_id
+
+        return offline_model_id(settings.embed.long_text)
+    dimensions = settings.llm.embedding_dimensions
+    return f"{settings.llm.embedding_model}@{dimensions}d" if dimensions else settings.llm.embedding_model
+
+
 class OfflineBackend:
     """The ONNX model shipped in a wheel, run in a worker thread (never on the event loop)."""
 
     concurrency = 1
 
     def __init__(self, settings: Settings):
-        from graphrag_flow.embed_offline import get_offline_embedder, offline_model_id
+        from graphrag_flow.embed_offline import get_offline_embedder
 
         self._embedder = get_offline_embedder(settings.embed.long_text)
-        self.model = offline_model_id(settings.embed.long_text)
+        self.model = embedding_model_id(settings)
         self.dimension = self._embedder.dimension
 
     def plan(self, texts: list[str]) -> list[list[int]]:
@@ -49,7 +65,7 @@ class OpenAIBackend:
         self._client = client
         self._stage = stage
         self._settings = settings.llm
-        self.model = settings.llm.embedding_model
+        self.model = embedding_model_id(settings)
         self.dimension = settings.llm.embedding_dimensions
         self.concurrency = settings.llm.max_concurrency
 

@@ -43,6 +43,11 @@ class VerifyError(GraphragFlowError):
     """Outputs do not match their sources (a missing vector, a duplicate id, a wrong dimension)."""
 
 
+class OutputWriteError(GraphragFlowError):
+    """The run's new outputs could not be written (a full disk, a permission): the message names
+    the file; the served output/ is the last completed run's, unchanged."""
+
+
 class Neo4jSinkError(GraphragFlowError):
     """The Neo4j sink failed: server unreachable, credentials refused, or a batch rejected.
 

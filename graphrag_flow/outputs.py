@@ -1,7 +1,8 @@
 """The write stage: assemble GraphRAG's tables, write them atomically, verify, record the run.
 
-Parquet files are replaced one by one by rename, and the manifest is written last: the
-manifest names the last run whose outputs all verified.
+They are written into the run's staging folder (each file by rename), verified as written, and
+the manifest last: a folder's manifest names the run whose outputs there all verified. The
+flow then switches the folder in (graphrag_flow/storage/generations.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -96,9 +98,12 @@ def assemble_tables(
     return {name: conform(name, frame) for name, frame in tables.items()}
 
 
-def write_tables(tables: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, int]:
+def write_tables(tables: dict[str, pd.DataFrame], out_dir: Path,
+                 after_each: Callable[[str], None] | None = None) -> dict[str, int]:
     for name, frame in tables.items():
         write_parquet(frame, Path(out_dir) / f"{name}.parquet", schema=SCHEMAS[name])
+        if after_each is not None:
+            after_each(name)
     return {name: len(frame) for name, frame in tables.items()}
 
 

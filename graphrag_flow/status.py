@@ -8,8 +8,9 @@ from pathlib import Path
 
 from graphrag_flow.config import Settings
 from graphrag_flow.hashing import sha256_text
-from graphrag_flow.outputs import check_vectors, read_manifest, read_table
+from graphrag_flow.outputs import LANCEDB_DIR, check_vectors, read_manifest, read_table
 from graphrag_flow.storage.atomic import read_json
+from graphrag_flow.storage.generations import OutputFolders
 from graphrag_flow.storage.stages import DONE_FILE, StageRef, StageStore
 from graphrag_flow.storage.vectors import VectorTable
 from graphrag_flow.tables import TABLE_NAMES, embedding_inputs
@@ -21,6 +22,8 @@ class StatusRow:
     progress: str
     verified: bool
     notes: str = ""
+    #: A row about the served output (it decides the verdict), not about a run's progress.
+    served: bool = False
 
 
 @dataclass
@@ -30,19 +33,26 @@ class ProjectStatus:
 
     @property
     def verified(self) -> bool:
-        return bool(self.rows) and all(r.verified for r in self.rows)
+        """The served output (the last completed run's) verifies; an unfinished run beside it,
+        killed or still going, does not change what readers get, nor this verdict."""
+        served = [r for r in self.rows if r.served]
+        return bool(served) and all(r.verified for r in served)
 
 
 def project_status(root: Path, settings: Settings) -> ProjectStatus:
-    """Per table and vector table of the last completed run (checked against its sources),
-    then per stage: its checkpoint, or for an unfinished extraction how many text units have
-    their answers in the answer cache (what a rerun will not ask for again)."""
-    out_dir = Path(root) / "output"
+    """Per table and vector table of the last completed run, served from `output/` (checked
+    against its sources); then per stage: its checkpoint, or for an unfinished extraction how
+    many text units have their answers in the answer cache (what a rerun will not ask for
+    again); and, while a run is unfinished, per field how far its vector tables in
+    `output.next` got."""
+    folders = OutputFolders(Path(root))
+    out_dir = folders.live
     status = ProjectStatus()
     manifest = read_manifest(out_dir)
+    unfinished = folders.staging.is_dir()
     if manifest is None:
         status.headline = "no completed run yet: run `graphrag-flow index --root " + str(root) + "`"
-        _stage_rows(root, settings, status, with_vectors=True)
+        _stage_rows(root, settings, status, staging=folders.staging if unfinished else None)
         return status
     tables = {}
     for name in TABLE_NAMES:
@@ -50,12 +60,12 @@ def project_status(root: Path, settings: Settings) -> ProjectStatus:
         try:
             tables[name] = read_table(out_dir, name)
         except (OSError, ValueError) as exc:
-            status.rows.append(StatusRow(f"table {name}", f"?/{expected}", False, f"unreadable: {exc}"))
+            status.rows.append(StatusRow(f"table {name}", f"?/{expected}", False, f"unreadable: {exc}", served=True))
             continue
         rows = len(tables[name])
-        status.rows.append(StatusRow(f"table {name}", f"{rows}/{expected}", rows == expected))
+        status.rows.append(StatusRow(f"table {name}", f"{rows}/{expected}", rows == expected, served=True))
     if len(tables) == len(TABLE_NAMES):
-        for check in check_vectors(tables, out_dir / "lancedb", manifest["embedding_model"], unit_length=True):
+        for check in check_vectors(tables, out_dir / LANCEDB_DIR, manifest["embedding_model"], unit_length=True):
             notes = "" if check.ok else check.problem()
             status.rows.append(
                 StatusRow(
@@ -63,11 +73,15 @@ def project_status(root: Path, settings: Settings) -> ProjectStatus:
                     f"{check.rows - len(check.stale)}/{check.source_rows}",
                     check.ok,
                     notes or f"dimension {check.dimension}",
+                    served=True,
                 )
             )
-    _stage_rows(root, settings, status)
+    _stage_rows(root, settings, status, staging=folders.staging if unfinished else None)
     state = "verified" if status.verified else "NOT verified"
     status.headline = f"last completed run {manifest.get('run_id') or '-'} finished {manifest['finished_at']}: {state}"
+    if unfinished:
+        status.headline += (f"; a later run is unfinished (killed, or still going) in {folders.staging.name}/: "
+                            "`graphrag-flow index` resumes it")
     return status
 
 
@@ -103,12 +117,12 @@ def _newest_checkpoints(root: Path) -> dict[str, StageRef]:
     return {stage: ref for stage, (_t, ref) in newest.items()}
 
 
-def _stage_rows(root: Path, settings: Settings, status: ProjectStatus, with_vectors: bool = False) -> None:
+def _stage_rows(root: Path, settings: Settings, status: ProjectStatus, staging: Path | None) -> None:
     """Per stage: the newest finished checkpoint (done/total); per field: rows embedded so far.
 
-    A killed run leaves some stages without a checkpoint and vector tables partly filled: those
-    rows show how far it got and are never verified. `with_vectors` adds the per-field rows
-    (when there is no completed run whose outputs could be checked instead).
+    A killed run leaves some stages without a checkpoint and vector tables partly filled in its
+    staging folder (`staging`, None when no run is unfinished): those rows show how far it got
+    and are never verified.
     """
     checkpoints = _newest_checkpoints(root)
     for stage, frame, upstream, upstream_frame in _STAGES:
@@ -125,22 +139,26 @@ def _stage_rows(root: Path, settings: Settings, status: ProjectStatus, with_vect
             continue
         total = str(up.rows.get(upstream_frame, "?")) if up is not None else "?"
         status.rows.append(StatusRow(f"stage {stage}", f"0/{total}", False, "not finished (answers received so far are cached)"))
-    if with_vectors:
+    if staging is not None:
         store = StageStore(Path(root) / "cache")
         for field, (stage, frame) in _FIELD_SOURCES.items():
-            status.rows.append(_field_row(Path(root), store, field, checkpoints.get(stage), frame))
+            status.rows.append(_field_row(staging / LANCEDB_DIR, store, field, checkpoints.get(stage), frame))
     _answer_cache_row(root, status)
 
 
-def _field_row(root: Path, store: StageStore, field: str, source: StageRef | None, frame: str) -> StatusRow:
-    table = VectorTable(root / "output" / "lancedb", field)
-    state = table.state()
+def _field_row(lancedb_dir: Path, store: StageStore, field: str, source: StageRef | None, frame: str) -> StatusRow:
+    """How far the unfinished run's vector table of `field` got (its staging folder's)."""
+    item = f"vectors {field} (unfinished run)"
+    try:
+        state = VectorTable(lancedb_dir, field).state()
+    except (OSError, ValueError, RuntimeError):  # being created by the run right now
+        return StatusRow(item, "?/?", False, "being written")
     if source is None:
-        return StatusRow(f"vectors {field}", f"{state.rows}/?", False, "its source stage has not finished")
+        return StatusRow(item, f"{state.rows}/?", False, "its source stage has not finished")
     inputs = embedding_inputs(field, store.load(source, frame))
     wanted = {(i, sha256_text(t)) for i, t in zip(inputs["id"], inputs["text"])}
     done = len(wanted & {(i, s) for i, s, _m in state.keys})
-    return StatusRow(f"vectors {field}", f"{done}/{len(wanted)}", False, "embedding not finished"
+    return StatusRow(item, f"{done}/{len(wanted)}", False, "embedding not finished"
                      if done < len(wanted) else "embedded; outputs not written yet")
 
 

@@ -29,12 +29,6 @@ def llm_identity(settings: Settings, root, prompt_name: str | None) -> dict:
     return identity
 
 
-def embedding_identity(settings: Settings) -> dict:
-    if is_offline(settings):
-        return {"provider": "offline", "long_text": settings.embed.long_text}
-    return {"model": settings.llm.embedding_model, "dimensions": settings.llm.embedding_dimensions}
-
-
 #: Who gets a free request slot first (lower first): each chat stage waits for the one before
 #: it (summaries need every extraction, a report its members' summaries), so the earliest
 #: stage's requests unblock the most; embeddings feed no later request and take the slots

@@ -1,4 +1,5 @@
-"""Write task: GraphRAG's parquet tables (atomically), verification, then the manifest."""
+"""Write task: GraphRAG's parquet tables into the run's staging folder, verified as written, then
+the manifest (last). The flow switches the folder in afterwards; nothing served is written here."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import asyncio
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from graphrag_flow.errors import OutputWriteError, VerifyError
+from graphrag_flow.faults import kill_point
 from graphrag_flow.hashing import CODE_VERSION
-from graphrag_flow.outputs import add_empty_vector_tables, assemble_tables, verify_outputs, write_manifest, write_tables
+from graphrag_flow.outputs import (
+    MANIFEST, add_empty_vector_tables, assemble_tables, read_table, verify_outputs, write_manifest, write_tables,
+)
 from graphrag_flow.storage.stages import StageRef
 from tasks._common import current_run, timed
 
@@ -16,6 +21,8 @@ from tasks._common import current_run, timed
 def _write(documents, text_units, graph, communities, reports, embedding_model, graph_model, flow_run_id) -> dict:
     run = current_run()
     store = run.store
+    # a folder's manifest says its outputs verified: not true of a killed attempt's any more
+    (run.out_dir / MANIFEST).unlink(missing_ok=True)
     degrees = store.load(communities, "degrees")
     tables = assemble_tables(
         documents=store.load(documents, "documents"),
@@ -28,8 +35,13 @@ def _write(documents, text_units, graph, communities, reports, embedding_model, 
         graph_model=graph_model,
     )
     add_empty_vector_tables(tables, run.lancedb_dir)
+    counts = write_tables(tables, run.out_dir, after_each=lambda name: kill_point(f"write:{name}"))
+    del tables
+    # verified as written, read back from the files the switch will serve
+    tables = {name: read_table(run.out_dir, name) for name in counts}
     checks = verify_outputs(tables, run.lancedb_dir, embedding_model, unit_length=True)
-    counts = write_tables(tables, run.out_dir)
+    if {name: len(frame) for name, frame in tables.items()} != counts:
+        raise VerifyError(f"outputs do not verify: tables in {run.out_dir} hold other row counts than written")
     docs = tables["documents"]
     manifest = {
         "run_id": flow_run_id,
@@ -44,6 +56,7 @@ def _write(documents, text_units, graph, communities, reports, embedding_model, 
         ],
     }
     write_manifest(run.out_dir, manifest)
+    kill_point("write:manifest")
     return manifest
 
 
@@ -59,6 +72,13 @@ async def write_stage(
     flow_run_id: str,
 ) -> dict:
     with timed("write"):
-        return await asyncio.to_thread(
-            _write, documents, text_units, graph, communities, reports, embedding_model, graph_model, flow_run_id
-        )
+        try:
+            return await asyncio.to_thread(
+                _write, documents, text_units, graph, communities, reports, embedding_model, graph_model, flow_run_id
+            )
+        except OSError as exc:
+            where = exc.filename or current_run().out_dir
+            raise OutputWriteError(
+                f"writing the outputs failed at {where}: {exc.strerror or exc}; output/ is the last completed "
+                "run's, unchanged, and the next run resumes from what was written"
+            ) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -25,8 +26,9 @@ API_URL_FILE = "graphrag-flow-test-api-url"
 #: Modules by measured wall time, slowest first: pytest-xdist hands whole modules (--dist
 #: loadfile) to its two workers in collection order, and a long module started last would leave
 #: one worker idle while the other finishes it. Modules not named run after these.
-SLOWEST_FIRST = ("test_resume", "test_graphrag_query", "test_provider_faults", "test_index_offline",
-                 "test_deployment", "test_neo4j_flow", "test_incremental")
+SLOWEST_FIRST = ("test_resume", "test_graphrag_query", "test_provider_faults", "test_atomic_output",
+                 "test_index_offline", "test_deployment", "test_neo4j_flow", "test_incremental",
+                 "test_embedding_identity")
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -54,6 +56,21 @@ def make_project(root: Path, input_dir: Path | None = None, files: dict[str, byt
             path.write_bytes(data)
     (root / "settings.yaml").write_text(yaml.safe_dump(settings), encoding="utf-8")
     return root
+
+
+def edit_corpus(folder: Path, changed: str, removed: str, added: Path) -> None:
+    """A night's changes to an input folder: one sentence of PEP 257 (`changed`) reworded (its
+    mtime, the document's creation date, kept), `removed` deleted, `added` copied in."""
+    path = folder / changed
+    mtime = path.stat().st_mtime_ns
+    text = path.read_text(encoding="utf-8")
+    edited = text.replace("There are two forms of docstrings: one-liners and multi-line",
+                          "Docstrings come in two forms, one-liners and multi-line", 1)
+    assert edited != text, f"{path} lacks the sentence the edit rewords"
+    path.write_text(edited, encoding="utf-8")
+    os.utime(path, ns=(mtime, mtime))
+    (folder / removed).unlink()
+    shutil.copy2(added, folder / added.name)
 
 
 def cli_env(prefect_home: Path, **extra: str) -> dict[str, str]:

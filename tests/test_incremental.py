@@ -14,7 +14,6 @@ runs in its own process; request counts come from its /stats.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import CORPORA, make_project, run_cli
+from conftest import CORPORA, edit_corpus, make_project, run_cli
 from fake_openai import fetch_stats, reset_remote
 from graphrag_flow.reports import report_id
 from graphrag_flow.storage.vectors import VectorTable
@@ -152,16 +151,7 @@ def incremental(tmp_path_factory, peps_mini, fake, prefect_api) -> Incremental:
     first = _index(project, prefect_api, fake)
     before = _outputs(project)
 
-    changed = input_dir / CHANGED
-    mtime = changed.stat().st_mtime_ns
-    text = changed.read_text(encoding="utf-8")
-    edited = text.replace("There are two forms of docstrings: one-liners and multi-line",
-                          "Docstrings come in two forms, one-liners and multi-line", 1)
-    assert edited != text
-    changed.write_text(edited, encoding="utf-8")
-    os.utime(changed, ns=(mtime, mtime))
-    shutil.copy2(PEPS / ADDED, input_dir / ADDED)
-    (input_dir / REMOVED).unlink()
+    edit_corpus(input_dir, CHANGED, REMOVED, PEPS / ADDED)
 
     second = _index(project, prefect_api, fake)
     after = _outputs(project)

@@ -157,8 +157,8 @@ def vector_texts(root: Path) -> dict[str, dict[str, str]]:
     }
 
 
-def read_vectors(root: Path, table: str) -> dict[str, np.ndarray]:
-    arrow = lancedb.connect(str(root / "output" / "lancedb")).open_table(table).to_arrow()
+def read_vectors(root: Path, table: str, folder: str = "output") -> dict[str, np.ndarray]:
+    arrow = lancedb.connect(str(root / folder / "lancedb")).open_table(table).to_arrow()
     ids = arrow.column("id").to_pylist()
     assert len(ids) == len(set(ids)), f"{table}: duplicate ids"
     vectors = np.asarray(arrow.column("vector").to_pylist(), dtype=np.float32)
@@ -379,7 +379,8 @@ def test_a_batch_that_fails_for_good_fails_the_run_and_finished_batches_stay(tmp
         failed_inputs = {s for e in first["log"] if e["endpoint"] == "embeddings" and e["status"] == 500
                          for s in e["input_sha256s"]}
         assert len(failed_inputs) == 2
-        saved = read_vectors(root, "text_unit_text")
+        # (in the failed run's staging folder, which the re-run resumes; output/ is not written)
+        saved = read_vectors(root, "text_unit_text", "output.next")
         assert saved, "finished batches were not kept"
 
         # The provider recovers: the re-run embeds only the failed batch's two inputs again.

@@ -317,7 +317,8 @@ def test_status_of_a_killed_run_shows_partial_progress_not_verified(chain):
     status = runs["status_after_kill"]
     assert status.returncode != 0, status.stdout
     assert "NOT verified" in status.stdout or "no completed run" in status.stdout
-    lines = {m.group(1): m.group(0) for m in re.finditer(r"^│\s*((?:stage|vectors) [\w-]+)\s*│.*$", status.stdout, re.M)}
+    lines = {m.group(1): m.group(0)
+             for m in re.finditer(r"^│\s*((?:stage|vectors) [\w-]+(?: \(unfinished run\))?)\s*│.*$", status.stdout, re.M)}
     assert "stage chunk" in lines and "stage extract" in lines, status.stdout
     progress = {}
     for item, line in lines.items():
@@ -328,9 +329,11 @@ def test_status_of_a_killed_run_shows_partial_progress_not_verified(chain):
     done, total = progress["stage extract"][1].split("/")
     assert 0 < int(done) < int(total), progress["stage extract"]
     assert progress["stage extract"][2] == "no"
-    done, total = progress["vectors text_unit_text"][1].split("/")
-    assert int(done) < int(total), progress["vectors text_unit_text"]
-    assert progress["vectors text_unit_text"][2] == "no"
+    # the killed run's vectors are in its staging folder, output.next, which a rerun resumes
+    vectors = progress["vectors text_unit_text (unfinished run)"]
+    done, total = vectors[1].split("/")
+    assert int(done) < int(total), vectors
+    assert vectors[2] == "no"
 
 
 def test_status_of_a_finished_index_is_verified_per_stage_and_field(chain):
@@ -370,7 +373,12 @@ def test_a_killed_full_rebuild_leaves_the_previous_outputs_readable_and_a_rerun_
     for field in VECTOR_FIELDS:
         assert vectors[field].equals(before_vectors[field]), field
     _assert_same_outputs(root, reference[0])
-    assert not (root / "output.next").exists() and not (root / "output.previous").exists()
+    # the rebuild's staging folder was switched in; the generation it replaced is kept beside
+    # it until the next switch (a reader that opened it finishes reading it)
+    assert not (root / "output.next").exists()
+    kept = {name: pq.read_table(root / "output.previous" / f"{name}.parquet") for name in SCHEMAS}
+    for name in SCHEMAS:
+        assert kept[name].equals(before_tables[name]), name
 
 
 def _set_settings(root: Path, **llm) -> None:
@@ -475,7 +483,8 @@ def test_offline_killed_mid_embedding_keeps_finished_batches(tmp_path, peps_mini
     for name in OFFLINE_FILES:
         shutil.copy2(peps_mini / name, corpus / name)
     root = make_project(tmp_path / "offline", input_dir=corpus)
-    table = VectorTable(root / "output" / "lancedb", "entity_description")
+    # a run's vector tables are its checkpoint, in the staging folder it switches in at its end
+    table = VectorTable(root / "output.next" / "lancedb", "entity_description")
     proc = runner._start(root)
     try:
         deadline = time.monotonic() + RUN_TIMEOUT_S
@@ -501,7 +510,8 @@ def test_offline_killed_mid_embedding_keeps_finished_batches(tmp_path, peps_mini
         capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    final = table.read().sort_by("id")
+    assert not (root / "output.next").exists()
+    final = VectorTable(root / "output" / "lancedb", "entity_description").read().sort_by("id")
     assert final.num_rows > saved.num_rows, "the kill came after the last batch"
     ids = final.column("id").to_pylist()
     assert len(ids) == len(set(ids))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,24 +12,40 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from graphrag_flow.faults import disk_full_point
+
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Run `write(tmp)` then rename tmp over `path`: readers see the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _sweep_leftovers(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _new_temporary(path)
     try:
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        disk_full_point(f"write:{path.parent.name}/{path.name}", tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _new_temporary(path: Path) -> Path:
+    """An empty file beside `path`, created with the mode the umask gives (0644 under 022).
+
+    Not tempfile.mkstemp: it creates files 0600, and the rename would carry that mode to the
+    output, unreadable by another user (the one running `graphrag query`) whatever the umask.
+    """
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def _sweep_leftovers(path: Path) -> None:

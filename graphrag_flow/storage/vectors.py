@@ -70,16 +70,23 @@ class VectorTable:
         dim = vec_type.list_size if pa.types.is_fixed_size_list(vec_type) else None
         return VectorTableState(len(ids), dim, set(zip(ids, shas, models)), len(ids) - len(set(ids)))
 
-    def prepare(self, dimension: int) -> None:
-        """Create the table, or drop it if it holds vectors of another dimension (a new model)."""
+    def prepare(self, dimension: int) -> bool:
+        """Create the table, or drop it if it holds vectors of another dimension (a new model).
+
+        True when it dropped rows: every row planned as "already embedded" is then gone, which
+        the embed stage's count after its pass finds and repairs.
+        """
         with self._lock:
             db = self._db()
+            reset = False
             if self.name in db.list_tables().tables:
                 vec_type = db.open_table(self.name).schema.field("vector").type
                 if pa.types.is_fixed_size_list(vec_type) and vec_type.list_size == dimension:
-                    return
+                    return False
                 db.drop_table(self.name)
+                reset = True
             db.create_table(self.name, schema=vector_schema(dimension), exist_ok=True)
+            return reset
 
     def merge(self, ids: list[str], vectors: np.ndarray, shas: list[str], model: str) -> int:
         """Upsert one finished batch on `id`; duplicate ids in a batch would be inserted twice."""
