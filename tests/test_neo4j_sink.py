@@ -567,6 +567,20 @@ def test_wrong_password_fails_naming_the_setting_via_the_boltstub_command(tmp_pa
     assert proc.returncode == 0, out  # the stub saw exactly the scripted HELLO
 
 
+def test_a_user_without_write_rights_is_named_not_its_password(tmp_path):
+    """Neo4j's Forbidden (credentials accepted, privilege missing) names neo4j.user, not the password."""
+    checkpoint = BatchCheckpoint(tmp_path / "neo4j.batches")
+    with boltstub("hello.script", "forbidden_write.script", "goodbye.script") as (uri, _):
+        with Neo4jSink(settings(uri), STUB_PASSWORD, **FAST) as sink, pytest.raises(Neo4jSinkError) as info:
+            sink.write(documents_only(("d1", "notes/a'b.txt")), checkpoint=checkpoint)
+    err = info.value
+    assert err.setting == "neo4j.user", err
+    assert "accepted neo4j.user='neo4j' but does not allow it" in str(err)
+    assert "upsert Document batch 1/1" in str(err) and "Neo.ClientError.Security.Forbidden" in str(err)
+    assert "refused the credentials" not in str(err) and STUB_PASSWORD not in str(err)
+    assert len(BatchCheckpoint(checkpoint.path)) == 0  # the refused batch is not recorded as committed
+
+
 def test_missing_password_says_how_to_set_it():
     with boltstub("auth_none.script") as (uri, _):
         with Neo4jSink(settings(uri), None, **FAST) as sink, pytest.raises(Neo4jSinkError) as info:
