@@ -4,7 +4,7 @@ NEO4J_URI / NEO4J_PASSWORD (NEO4J_USER, NEO4J_DATABASE optional). These tests de
 :Document, :Chunk, :Entity and :Community node in that database: point NEO4J_URI at a scratch one.
 
 Every live test is in this module, on purpose: pytest-xdist hands whole modules to a worker
-(--dist loadfile), so one worker starts one server for all of them (about 5 s and 150-500 MB),
+(--dist loadfile), so one worker starts one server for all of them (3-5 s, 150-350 MB here),
 and no two processes write to the same database at once (against one NEO4J_URI, two workers
 would wipe each other's graphs between their writes and counts).
 
