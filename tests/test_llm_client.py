@@ -714,11 +714,11 @@ def _embedding_reply(vectors: list, n: int | None = None):
 
     from multidict import CIMultiDict, CIMultiDictProxy
 
-    from graphrag_flow.llm.client import _Reply
+    from graphrag_flow.llm.outcomes import Reply
 
     data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
     body = json.dumps({"data": data}).encode()
-    return _Reply(200, CIMultiDictProxy(CIMultiDict()), body), b64
+    return Reply(200, CIMultiDictProxy(CIMultiDict()), body), b64
 
 
 @pytest.mark.parametrize("vectors,problem", [
@@ -731,18 +731,20 @@ def _embedding_reply(vectors: list, n: int | None = None):
     ([[0.1, 0.2], "not base64!"], "vector 1 is missing or not a list of numbers"),
 ])
 def test_an_embedding_answer_with_an_odd_vector_fails_the_attempt(vectors, problem):
-    from graphrag_flow.llm.client import _BadAnswer, _parse_embeddings
+    from graphrag_flow.llm.outcomes import BadAnswer
+    from graphrag_flow.llm.parsing import parse_embeddings
 
     reply, _ = _embedding_reply(vectors)
-    with pytest.raises(_BadAnswer) as err:
-        _parse_embeddings(reply, len(vectors), None)
+    with pytest.raises(BadAnswer) as err:
+        parse_embeddings(reply, len(vectors), None)
     assert problem in str(err.value)
 
 
 def test_embedding_answers_are_aligned_by_index_in_floats_or_base64():
     import numpy as np
 
-    from graphrag_flow.llm.client import _BadAnswer, _parse_embeddings
+    from graphrag_flow.llm.outcomes import BadAnswer
+    from graphrag_flow.llm.parsing import parse_embeddings
 
     first, second = [0.5, -0.25, 1.0], [0.125, 2.0, -3.5]
     reply, b64 = _embedding_reply([second, first])
@@ -750,10 +752,10 @@ def test_embedding_answers_are_aligned_by_index_in_floats_or_base64():
     shuffled["data"][0]["index"], shuffled["data"][1]["index"] = 1, 0
     shuffled["data"][1]["embedding"] = b64.b64encode(np.asarray(first, dtype="<f4").tobytes()).decode()
     reply = type(reply)(200, reply.headers, json.dumps(shuffled).encode())
-    vectors = _parse_embeddings(reply, 2, 3)
+    vectors = parse_embeddings(reply, 2, 3)
     assert vectors.tolist() == [first, second]
-    with pytest.raises(_BadAnswer, match="dimension 3, expected 4"):
-        _parse_embeddings(reply, 2, 4)
+    with pytest.raises(BadAnswer, match="dimension 3, expected 4"):
+        parse_embeddings(reply, 2, 4)
 
 
 # --------------------------------------------------------------------------- which limit ended a request
