@@ -1,13 +1,12 @@
 """The answer cache as one event loop uses it: lookups and stores served in batches.
 
 Every chat call looks its answer up before asking and stores it before returning it. One
-trip to a worker thread per call cost far more than the SQLite work itself: at 64 requests
-in flight a lookup took 1.3 ms and a store 3.8 ms on average (up to 48 ms), because the
-thread had to win the GIL back from the busy event loop after every fsync. Served one at a
-time, 109 summaries' stores queued for 0.3 s before their answers reached the reports
-waiting on them (benchmarks/llm_throughput.py). Here the calls waiting at a moment go to the
-thread together: one SELECT for their lookups, one transaction (one fsync) for their stores.
-A store still commits before its caller gets the answer, so a kill loses none.
+trip to a worker thread per call costs far more than the SQLite work itself, because the
+thread has to win the GIL back from the busy event loop after every fsync, and stores served
+one at a time queue behind each other while the answers they hold are awaited
+(docs/llm-client.md has the figures). Here the calls waiting at a moment go to the thread
+together: one SELECT for their lookups, one transaction (one fsync) for their stores. A
+store still commits before its caller gets the answer, so a kill loses none.
 """
 
 from __future__ import annotations

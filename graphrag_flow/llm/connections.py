@@ -2,16 +2,13 @@
 
 Every stage run still opens its own session (`async with`, closed only after its requests
 finish), but the sockets underneath belong to the run: they outlive each stage's session,
-so the next stage's first round does not open `max_concurrency` new connections while the
-run waits. Per stage, a fresh pool meant ~290 connects and closes for ~420 requests on
-peps-mini at 64 in flight (each stage's first round on new sockets, a connect and, against a
-real provider, a TLS handshake, at the very moment the limit sat idle between stages).
+so the next stage's first round does not open `max_concurrency` new connections (a connect
+and, against a real provider, a TLS handshake each) at the very moment the run waits for it.
 
-aiohttp rather than httpx: measured against the fake server at 64 in flight, httpx spent
-1.5 ms of the event loop's CPU per request (anyio cancel scopes, h11's pure-Python parser,
-its pool scanning every connection per request) and aiohttp 0.35 ms (a C HTTP parser, an
-O(1) pool). At 64 in flight the loop spent 0.1-0.16 s per round of requests in httpx alone,
-close to the 0.2 s the requests themselves took (benchmarks/llm_throughput.py).
+aiohttp rather than httpx: the event loop's CPU per request is what limits a run at 32-64
+requests in flight, and aiohttp's is a fraction of httpx's (a C HTTP parser and an O(1)
+pool, where httpx runs anyio cancel scopes, h11's pure-Python parser and scans its pool per
+request). docs/llm-client.md has the figures.
 
 A pool belongs to the event loop that opened it, like a session: a client on another loop
 (a stage run in another thread) gets its own instead.
@@ -38,9 +35,10 @@ def ssl_context() -> ssl.SSLContext:
     """certifi's CA bundle, or the files SSL_CERT_FILE / SSL_CERT_DIR name (as httpx and
     requests do), built once per process.
 
-    Loading the CA bundle takes 50-150 ms of CPU: built per client on the event loop it
-    stalled every request in flight (measured by the heartbeat test), so the pool builds it
-    in a thread once and every later pool reuses it (an SSLContext is thread-safe).
+    Loading the CA bundle is slow (docs/llm-client.md has the figure), and on the event loop
+    it would stall every request in flight (the flow's heartbeat test catches that), so the
+    pool builds it in a thread once and every later pool reuses it (an SSLContext is
+    thread-safe).
     """
     if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
         return ssl.create_default_context()  # OpenSSL reads both variables itself
@@ -52,8 +50,8 @@ def ssl_context() -> ssl.SSLContext:
 def proxy_for(url: str) -> str | None:
     """The proxy the environment names for `url` (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), if any.
 
-    Looked up once per session, not per request (aiohttp's trust_env reads the environment
-    and ~/.netrc on every request: about a millisecond each at 64 in flight).
+    Looked up once per session, not per request: aiohttp's trust_env reads the environment
+    and ~/.netrc again for every request, on the event loop.
     """
     scheme, _, rest = url.partition("://")
     host = rest.split("/", 1)[0].rsplit("@", 1)[-1]

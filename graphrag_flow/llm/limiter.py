@@ -2,9 +2,9 @@
 
 A freed slot goes to the waiting request of the highest priority (lowest number), then to
 the longest waiting. The flow gives the requests on its critical path priority over the
-others (tasks/_llm.py): at 32-64 in flight, entity embeddings that took slots beside the
-summaries and reports delayed the reports, which every later request waits for, while
-embeddings that wait for a free slot delay nothing (benchmarks/llm_throughput.py).
+others: an entity embedding that takes a slot beside the summaries and reports delays the
+reports, which every later request waits for, while an embedding that waits for a free slot
+delays nothing (benchmarks/llm_throughput.py measures the difference).
 
 `extra` plugs in a second, cross-run limit (the Prefect layer passes a global concurrency
 limit there), so two runs share one provider quota; this module stays free of Prefect.

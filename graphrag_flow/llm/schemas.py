@@ -1,4 +1,4 @@
-"""The structured answers the LLM steps ask for (llm-contract.md), validated with pydantic.
+"""The structured answers the LLM steps ask for (docs/llm-client.md), validated with pydantic.
 
 The offline provider produces the same models, so every later stage has one input shape.
 """

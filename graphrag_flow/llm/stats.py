@@ -30,9 +30,10 @@ LATENCY_WINDOW = 256
 class LLMStats:
     """Counters keyed by stage name; updated from the event loop or worker threads.
 
-    Also the run's recent latencies per request kind (chat, embeddings), which the clients'
-    adaptive deadline reads: every stage opens its own client, and with per-client samples a
-    hang early in a stage (before 20 samples) waited the full request_timeout_s.
+    Also the run's recent latencies per request kind (chat, embeddings), which the adaptive
+    deadline (graphrag_flow/llm/deadlines.py) and hedging read: every stage opens its own
+    client, and a hang early in a stage, before the stage's client has seen 20 answers of
+    its own, must still end at the deadline rather than at request_timeout_s.
     """
 
     def __init__(self) -> None:
