@@ -14,7 +14,8 @@ What stages and tasks use, importable from here (`from graphrag_flow.llm import 
 The modules below the client are the transport (transport.py), the error table
 (outcomes.py), the retry rules (retry.py), the adaptive deadline (deadlines.py), hedging
 (hedging.py) and response parsing (parsing.py); docs/llm-client.md describes each, and the
-contract they implement. This package imports no stage, task or flow.
+contract they implement. This package imports no stage, task or flow (steps.py, stage code
+on its way out to the stages, is the one exception; tests/test_llm_package.py checks it).
 
 Names load on first use (PEP 562), so a module that needs only the schemas does not import
 aiohttp, tiktoken and numpy with them.
