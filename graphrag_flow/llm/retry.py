@@ -9,7 +9,7 @@
 - A 429's `Retry-After` sets the wait when the server gives one.
 - Otherwise the wait grows with the failures of one kind, not with every attempt: a
   disconnect, then a 429 (paced by its Retry-After), then a hang are three unrelated events,
-  and a backoff of 0.5 s x 2^2 after the third held a stage's last item for 2 s.
+  and backing off 0.5 s x 2^2 after the third would hold a stage's last item for up to 2 s.
 - The first retry after a dropped connection or a hung request goes out within 0.1 s:
   neither says the server is overloaded (a stale keep-alive connection, one lost request),
   and at a stage's end that one item is all the run waits for. A second failure of the same
@@ -21,9 +21,10 @@
 Why these rules are ours and not tenacity's: tenacity expresses the loop (stop after N,
 retry on an exception type, a custom wait), but not the state these rules keep per request
 (failures per kind, deadline hits that the next attempt's deadline reads), which would live
-in closures made for every request beside its `AsyncRetrying`; and its per-attempt objects
-(a `RetryCallState`, an `AttemptManager`, a `concurrent.futures.Future` with its lock) cost
-the event loop more per request than this whole module, on the path every request takes.
+in closures made for every request beside its `AsyncRetrying`; and its objects (a
+`RetryCallState` per request, an `AttemptManager` and a `concurrent.futures.Future` with its
+lock per attempt) cost the event loop several times what this loop costs, on the path every
+request takes.
 docs/llm-client.md has the measurement.
 """
 
