@@ -30,15 +30,16 @@ from typing import Any
 def openai_duration(seconds: float) -> str:
     """A duration as OpenAI's ``x-ratelimit-reset-*`` headers write it: ``20ms``, ``1s``,
     ``8.64s``, ``6m0s``, ``1h2m3s``."""
-    if seconds <= 0:
+    ms = math.ceil(round(seconds * 1000, 6)) if seconds > 0 else 0  # never "0s" while something is left
+    if ms == 0:
         return "0s"
-    if seconds < 1:
-        return f"{max(1, round(seconds * 1000))}ms"
-    if seconds < 60:
-        return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
-    whole_minutes, rest = divmod(seconds, 60)
-    hours, minutes = divmod(int(whole_minutes), 60)
-    secs = f"{rest:.3f}".rstrip("0").rstrip(".") if rest else "0"
+    if ms < 1000:
+        return f"{ms}ms"
+    minutes, rest_ms = divmod(ms, 60_000)
+    hours, minutes = divmod(minutes, 60)
+    secs = f"{rest_ms / 1000:.3f}".rstrip("0").rstrip(".")
+    if not hours and not minutes:
+        return f"{secs}s"
     return (f"{hours}h" if hours else "") + f"{minutes}m{secs}s"
 
 

@@ -480,8 +480,9 @@ RESET_FORMAT = re.compile(r"^(?:\d+ms|(?:\d+h)?(?:\d+m)?\d+(?:\.\d+)?s)$")
 
 
 def test_openai_duration_format():
-    assert [openai_duration(s) for s in (0, 0.02, 0.0004, 1, 8.64, 59.9996, 360, 90.5, 3723)] == \
-        ["0s", "20ms", "1ms", "1s", "8.64s", "60s", "6m0s", "1m30.5s", "1h2m3s"]
+    assert [openai_duration(s) for s in (0, 0.02, 0.0004, 1, 8.64, 59.9996, 360, 90.5, 3723, 7200)] == \
+        ["0s", "20ms", "1ms", "1s", "8.64s", "1m0s", "6m0s", "1m30.5s", "1h2m3s", "2h0m0s"]
+    assert openai_duration(2.007) == "2.007s"  # 2.007 * 1000 is 2007.0000000000002
 
 
 def test_completion_allowance():
