@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from corpus import PEPS_MINI  # noqa: E402  (benchmarks/corpus.py)
 from graphrag_flow.neo4j_sink import Neo4jSink, build_statements, graph_rows  # noqa: E402
-from graphrag_flow.outputs import read_table  # noqa: E402
+from graphrag_flow.storage.outputs import read_table  # noqa: E402
 from graphrag_flow.tables import SCHEMAS  # noqa: E402
 from tests.arcadedb_server import BoltServer, arcadedb_server, bolt_server_from_env  # noqa: E402
 

@@ -27,9 +27,10 @@ async def run_check(root: Path, settings: Settings, quick: bool) -> list[str]:
     """
     from flows.secrets import resolve_secrets
     from graphrag_flow.prompts import describe_prompts
-    from graphrag_flow.writable import project_folders, require_writable
+    from graphrag_flow.storage.paths import ProjectPaths
+    from graphrag_flow.storage.writable import require_writable
 
-    folders = project_folders(root)
+    folders = ProjectPaths(root).written_by_a_run()
     await asyncio.to_thread(require_writable, folders)
     prompts = describe_prompts(settings.llm.prompts_dir, root)
     settings = await resolve_secrets(settings)  # a missing Secret block fails here, naming its setting

@@ -33,17 +33,18 @@ from graphrag_flow.aio import frozen_heap, gather_fatal_first
 from graphrag_flow.config import Settings, load_settings
 from graphrag_flow.embedding_backends import embedding_model_id
 from graphrag_flow.errors import GraphragFlowError, OutputWriteError
-from graphrag_flow.faults import kill_point
+from graphrag_flow.storage.faults import kill_point
 from graphrag_flow.hashing import CODE_VERSION
 from graphrag_flow.incremental import LastRun, document_delta, read_last_run, run_changes
 from graphrag_flow.llm.answer_cache import AnswerCache
 from graphrag_flow.llm.connections import ConnectionPool
 from graphrag_flow.llm.limiter import RequestLimiter
 from graphrag_flow.llm.stats import LLMStats
-from graphrag_flow.project_lock import project_lock
 from graphrag_flow.storage.generations import OutputFolders, SeedStats
-from graphrag_flow.writable import project_folders, require_writable
+from graphrag_flow.storage.paths import ProjectPaths
+from graphrag_flow.storage.project_lock import project_lock
 from graphrag_flow.storage.stages import StageRef, StageStore
+from graphrag_flow.storage.writable import require_writable
 from tasks._common import RunResources, stage_key
 from tasks._llm import is_offline, llm_identity
 from tasks.chunk import chunk_stage
@@ -87,7 +88,7 @@ class _Stages:
 
     def __init__(self, run: RunResources):
         self.run = run
-        self.storage = run.root / "cache" / "prefect-results"
+        self.storage = ProjectPaths(run.root).prefect_results
 
     async def __call__(self, stage: str, task, offer_saved: Callable[[StageRef], None] | None = None,
                        **params: Any) -> StageRef:
@@ -126,23 +127,23 @@ async def index(
     logger = get_run_logger()
     started = time.time()
     root_path = Path(root).resolve()
+    paths = ProjectPaths(root_path)
     settings = await resolve_secrets(load_settings(root_path))  # a missing Secret block stops the run here
     await require_concurrency_limit(settings)  # a misspelt quota name must not mean no quota
-    await asyncio.to_thread(require_writable, project_folders(root_path))  # not after hours of extraction
+    await asyncio.to_thread(require_writable, paths.written_by_a_run())  # not after hours of extraction
     # One run per project at a time (a nightly run still going when the next one starts): the
     # second stops here, before it touches anything, naming the run that holds the lock.
     run_id = str(flow_run.get_id() or "")
-    with project_lock(root_path, run_id) as previous_holder:
+    with project_lock(paths, run_id) as previous_holder:
         await crash_dead_holder(previous_holder, run_id, root_path, logger)  # a killed run still shown Running
         # The served output/ is never written: the run builds its generation in output.next
         # and switches it in once it verifies (graphrag_flow/storage/generations.py).
-        folders = OutputFolders(root_path)
+        folders = OutputFolders(paths)
         await asyncio.to_thread(folders.recover)
         # what the new run is compared with (documents, rows carried over): the served generation
         last_run = await asyncio.to_thread(read_last_run, folders.live)
         seeded = await _on_disk(f"preparing {folders.staging.name}/", folders.prepare_staging, full)
         logger.info("%s", seeded.line())
-        cache_dir = root_path / "cache"
         resources = RunResources(
             root=root_path,
             settings=settings,
@@ -150,8 +151,8 @@ async def index(
             full=full,
             limiter=RequestLimiter(settings.llm.max_concurrency, extra=_prefect_limit(settings)),
             stats=LLMStats(),
-            cache=AnswerCache(cache_dir / "llm_answers.sqlite"),
-            store=StageStore(cache_dir),
+            cache=AnswerCache(paths.answer_cache),
+            store=StageStore(paths.stages),
         )
         llm_extract = llm_identity(settings, root_path, "graph_extraction")
         llm_summary = llm_identity(settings, root_path, "entity_summary")

@@ -29,6 +29,7 @@ import pandas as pd
 from graphrag_flow.config import InputSettings
 from graphrag_flow.errors import InputError
 from graphrag_flow.hashing import sha256_text
+from graphrag_flow.storage.paths import ProjectPaths
 
 #: A file whose text has more control characters than this share is treated as binary.
 _BINARY_CONTROL_SHARE = 0.01
@@ -406,4 +407,4 @@ def read_listed(listing: InputListing, settings: InputSettings) -> LoadedInput:
 
 def load_documents(root: Path, settings: InputSettings) -> LoadedInput:
     """Documents of `<root>/<input.dir>`, one row per distinct content, in title order."""
-    return read_listed(list_input(Path(root) / settings.dir, settings), settings)
+    return read_listed(list_input(ProjectPaths(root).input(settings), settings), settings)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from graphrag_flow.config import Settings
 from graphrag_flow.hashing import sha256_text
-from graphrag_flow.outputs import LANCEDB_DIR, check_vectors, read_manifest, read_table
+from graphrag_flow.storage.outputs import LANCEDB_DIR, check_vectors, read_manifest, read_table
 from graphrag_flow.storage.atomic import read_json
-from graphrag_flow.storage.generations import OutputFolders
+from graphrag_flow.storage.paths import ProjectPaths
 from graphrag_flow.storage.stages import DONE_FILE, StageRef, StageStore
 from graphrag_flow.storage.vectors import VectorTable
 from graphrag_flow.tables import TABLE_NAMES, embedding_inputs
@@ -45,14 +45,14 @@ def project_status(root: Path, settings: Settings) -> ProjectStatus:
     many text units have their answers in the answer cache (what a rerun will not ask for
     again); and, while a run is unfinished, per field how far its vector tables in
     `output.next` got."""
-    folders = OutputFolders(Path(root))
-    out_dir = folders.live
+    paths = ProjectPaths(root)
+    out_dir = paths.output
     status = ProjectStatus()
     manifest = read_manifest(out_dir)
-    unfinished = folders.staging.is_dir()
+    unfinished = paths.staging.is_dir()
     if manifest is None:
         status.headline = "no completed run yet: run `graphrag-flow index --root " + str(root) + "`"
-        _stage_rows(root, settings, status, staging=folders.staging if unfinished else None)
+        _stage_rows(root, settings, status, staging=paths.staging if unfinished else None)
         return status
     tables = {}
     for name in TABLE_NAMES:
@@ -76,11 +76,11 @@ def project_status(root: Path, settings: Settings) -> ProjectStatus:
                     served=True,
                 )
             )
-    _stage_rows(root, settings, status, staging=folders.staging if unfinished else None)
+    _stage_rows(root, settings, status, staging=paths.staging if unfinished else None)
     state = "verified" if status.verified else "NOT verified"
     status.headline = f"last completed run {manifest.get('run_id') or '-'} finished {manifest['finished_at']}: {state}"
     if unfinished:
-        status.headline += (f"; a later run is unfinished (killed, or still going) in {folders.staging.name}/: "
+        status.headline += (f"; a later run is unfinished (killed, or still going) in {paths.staging.name}/: "
                             "`graphrag-flow index` resumes it")
     return status
 
@@ -102,7 +102,7 @@ _FIELD_SOURCES = {"text_unit_text": ("chunk", "text_units"), "entity_description
 
 def _newest_checkpoints(root: Path) -> dict[str, StageRef]:
     """Each stage's most recently finished checkpoint under cache/stages/ (by its _done file)."""
-    store = StageStore(Path(root) / "cache")
+    store = StageStore(ProjectPaths(root).stages)
     newest: dict[str, tuple[float, StageRef]] = {}
     if not store.root.is_dir():
         return {}
@@ -140,7 +140,7 @@ def _stage_rows(root: Path, settings: Settings, status: ProjectStatus, staging: 
         total = str(up.rows.get(upstream_frame, "?")) if up is not None else "?"
         status.rows.append(StatusRow(f"stage {stage}", f"0/{total}", False, "not finished (answers received so far are cached)"))
     if staging is not None:
-        store = StageStore(Path(root) / "cache")
+        store = StageStore(ProjectPaths(root).stages)
         for field, (stage, frame) in _FIELD_SOURCES.items():
             status.rows.append(_field_row(staging / LANCEDB_DIR, store, field, checkpoints.get(stage), frame))
     _answer_cache_row(root, status)
@@ -169,9 +169,10 @@ def _extraction_progress(root: Path, settings: Settings, chunks: StageRef) -> tu
     """
     from graphrag_flow.llm.answer_cache import AnswerCache
 
-    units = StageStore(root / "cache").load(chunks, "text_units")
+    paths = ProjectPaths(root)
+    units = StageStore(paths.stages).load(chunks, "text_units")
     texts = units["text"].tolist()
-    cache_file = root / "cache" / "llm_answers.sqlite"
+    cache_file = paths.answer_cache
     if not cache_file.exists():
         return 0, len(texts)
     if settings.llm.provider == "offline":
@@ -197,7 +198,7 @@ def _extraction_progress(root: Path, settings: Settings, chunks: StageRef) -> tu
 def _answer_cache_row(root: Path, status: ProjectStatus) -> None:
     from graphrag_flow.llm.answer_cache import AnswerCache
 
-    cache_file = Path(root) / "cache" / "llm_answers.sqlite"
+    cache_file = ProjectPaths(root).answer_cache
     if cache_file.exists():
         cache = AnswerCache(cache_file)
         try:

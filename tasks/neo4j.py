@@ -28,16 +28,13 @@ from prefect.cache_policies import NO_CACHE
 from graphrag_flow.config import Settings
 from graphrag_flow.errors import Neo4jSinkError, SettingsError, VerifyError
 from graphrag_flow.neo4j_sink import BatchCheckpoint, BatchProgress, SinkState, safe_uri, summary_rows, write_graph
-from graphrag_flow.outputs import read_table
+from graphrag_flow.storage.outputs import read_table
 from graphrag_flow.progress import StageProgress
+from graphrag_flow.storage.paths import ProjectPaths
 from graphrag_flow.tables import SCHEMAS
 from tasks._common import current_run, failed_state_exception, timed
 
 STAGE = "neo4j-sink"
-
-
-def _sink_dir(root: Path) -> Path:
-    return root / "cache" / "neo4j"
 
 
 def _retry_unless_settings(task, task_run, state) -> bool:
@@ -57,9 +54,9 @@ def _sink(
 ) -> dict[str, Any]:
     """The whole stage in one worker thread: read the tables, write, verify, save the state."""
     tables = {name: read_table(output, name) for name in SCHEMAS}
-    sink_dir = _sink_dir(root)
-    state = SinkState(sink_dir / "state.json")
-    checkpoint = BatchCheckpoint(sink_dir / "batches")
+    paths = ProjectPaths(root)
+    state = SinkState(paths.neo4j_state)
+    checkpoint = BatchCheckpoint(paths.neo4j_batches)
     if full:
         checkpoint.clear()  # --full ignores checkpoints; MERGE makes redoing every batch harmless
     deletes = state.deletes(tables)

@@ -16,7 +16,7 @@ import asyncio
 from prefect import task
 
 from graphrag_flow.errors import StageFailedError
-from graphrag_flow.outputs import community_periods
+from graphrag_flow.stages.write import community_periods
 from graphrag_flow.progress import StageProgress
 from graphrag_flow.reports import build_reports, offline_reporter
 from graphrag_flow.storage.stages import StageRef

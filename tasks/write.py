@@ -9,10 +9,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from graphrag_flow.errors import OutputWriteError, VerifyError
-from graphrag_flow.faults import kill_point
+from graphrag_flow.storage.faults import kill_point
 from graphrag_flow.hashing import CODE_VERSION
-from graphrag_flow.outputs import (
-    MANIFEST, add_empty_vector_tables, assemble_tables, read_table, verify_outputs, write_manifest, write_tables,
+from graphrag_flow.stages.write import assemble_tables
+from graphrag_flow.storage.outputs import (
+    MANIFEST, add_empty_vector_tables, read_table, verify_outputs, write_manifest, write_tables,
 )
 from graphrag_flow.storage.stages import StageRef
 from tasks._common import current_run, timed

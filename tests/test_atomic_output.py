@@ -30,9 +30,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO, kill_group
-from graphrag_flow.outputs import read_manifest, write_manifest
+from graphrag_flow.storage.outputs import read_manifest, write_manifest
 from graphrag_flow.storage.atomic import write_parquet
 from graphrag_flow.storage.generations import SEED_FILE, OutputFolders, seed_staging
+from graphrag_flow.storage.paths import ProjectPaths
 from graphrag_flow.storage.vectors import VectorTable
 from graphrag_flow.tables import SCHEMAS, VECTOR_FIELDS
 
@@ -121,9 +122,10 @@ _SWITCH = r"""
 import sys
 from pathlib import Path
 from graphrag_flow.storage import generations
+from graphrag_flow.storage.paths import ProjectPaths
 if sys.argv[2] == "two renames":
     generations._exchange = lambda a, b: False  # as on a system without renameat2(RENAME_EXCHANGE)
-print(generations.OutputFolders(Path(sys.argv[1])).switch_in(), flush=True)
+print(generations.OutputFolders(ProjectPaths(Path(sys.argv[1]))).switch_in(), flush=True)
 """
 
 #: (how the switch runs, the named point it is killed at, which generation `output/` must hold after)
@@ -151,7 +153,7 @@ def _stage(folders: OutputFolders, label: str, rows: int = 0, source: Path | Non
 
 def _project_mid_run(root: Path) -> OutputFolders:
     """Served A, the generation before it (Z) kept, and a finished run's B in output.next."""
-    folders = OutputFolders(root)
+    folders = OutputFolders(ProjectPaths(root))
     _generation(folders.previous, "Z", 5)
     _generation(folders.live, "A", 20)
     _stage(folders, "B", 30)
@@ -191,7 +193,7 @@ def test_a_completed_switch_keeps_the_replaced_generation_until_the_next(tmp_pat
     assert folders.switch_in() == "exchange"
     assert (_label(folders.live), _label(folders.previous)) == ("C", "B")
     assert sorted(p.name for p in folders.root.iterdir()) == ["output", "output.previous"]
-    first = OutputFolders(tmp_path / "first")  # a first run: nothing served yet, a plain rename
+    first = OutputFolders(ProjectPaths(tmp_path / "first"))  # a first run: nothing served yet, a plain rename
     _stage(first, "D", 3)
     assert first.switch_in() == "rename" and _label(first.live) == "D"
 
@@ -203,7 +205,7 @@ def test_a_symlinked_output_folder_is_switched_where_it_points(tmp_path):
     disk.mkdir()
     root.mkdir()
     (root / "output").symlink_to(disk / "index")  # dangling until the first run
-    folders = OutputFolders(root)
+    folders = OutputFolders(ProjectPaths(root))
     for label, how in (("A", "rename"), ("B", "exchange"), ("C", "exchange")):
         _stage(folders, label, 5)
         assert folders.switch_in() == how
@@ -283,7 +285,7 @@ print(probes, missing)
 
 
 def test_a_reader_in_a_tight_loop_never_sees_a_missing_or_mixed_output_while_runs_switch(tmp_path):
-    folders = OutputFolders(tmp_path / "project")
+    folders = OutputFolders(ProjectPaths(tmp_path / "project"))
     sources = {"A": _generation(tmp_path / "gen-A", "A", 40), "B": _generation(tmp_path / "gen-B", "B", 25)}
     _stage(folders, "A", source=sources["A"])
     folders.switch_in()
@@ -388,7 +390,7 @@ class Cli:
         return fetch_stats(self.base_url)
 
     def kill_at(self, root: Path, point: str) -> dict:
-        """`index` kills itself at a named point (graphrag_flow/faults.py); the server's log of the run."""
+        """`index` kills itself at a named point (graphrag_flow/storage/faults.py); the server's log of the run."""
         from fake_openai import fetch_stats, reset_remote
 
         reset_remote(self.base_url)
@@ -623,10 +625,10 @@ def _user_namespaces_mount() -> bool:
 def test_a_full_disk_during_the_write_leaves_the_served_output_intact(variant, tmp_path, corpora, cli, fresh):
     """`tmpfs`: the project on a small filesystem that really fills up (a tmpfs in a user and
     mount namespace: no root needed where the kernel allows them); `injected`: the flush of a
-    parquet file fails with ENOSPC (graphrag_flow/faults.py), where namespaces are not allowed."""
+    parquet file fails with ENOSPC (graphrag_flow/storage/faults.py), where namespaces are not allowed."""
     from fake_openai import configure_remote
 
-    from graphrag_flow.faults import ENOSPC_AT_ENV
+    from graphrag_flow.storage.faults import ENOSPC_AT_ENV
 
     command = [sys.executable, "-c", _DISK_FULL]
     if variant == "tmpfs":

@@ -37,7 +37,7 @@ from graphrag_flow.config import load_settings
 from graphrag_flow.neo4j_sink import (
     COUNT_QUERIES, REL_TYPES, build_statements, compute_deletes, graph_rows,
 )
-from graphrag_flow.outputs import read_manifest, read_table
+from graphrag_flow.storage.outputs import read_manifest, read_table
 from graphrag_flow.status import project_status
 from graphrag_flow.tables import SCHEMAS
 from test_neo4j_sink import SCRIPTS, STUB_PASSWORD, boltstub, free_port

@@ -40,7 +40,7 @@ from conftest import REPO, cli_env, make_project, run_cli, secret_leaks
 from graphrag_flow.config import load_settings
 from graphrag_flow.errors import Neo4jSinkError
 from graphrag_flow.neo4j_sink import BatchCheckpoint, build_statements, compute_deletes, write_graph
-from graphrag_flow.outputs import read_table
+from graphrag_flow.storage.outputs import read_table
 from graphrag_flow.status import project_status
 from graphrag_flow.tables import SCHEMAS
 from test_neo4j_sink import hostile_tables

@@ -11,6 +11,7 @@ import pytest
 from graphrag_flow.config import load_settings
 from graphrag_flow.llm.answer_cache import AnswerCache
 from graphrag_flow.status import project_status
+from graphrag_flow.storage.paths import ProjectPaths
 from graphrag_flow.storage.stages import StageStore
 
 try:
@@ -26,7 +27,7 @@ UNITS = ["Guido van Rossum created Python.", "Barry Warsaw wrote PEP 8 with Guid
 def _chunked_project(tmp_path, llm: dict | None = None):
     root = make_project(tmp_path / "project", **({"llm": llm} if llm else {}))
     frame = pd.DataFrame({"id": [f"u{i}" for i in range(len(UNITS))], "text": UNITS, "n_tokens": [8] * len(UNITS)})
-    StageStore(root / "cache").save("chunk", "k", {"text_units": frame})
+    StageStore(ProjectPaths(root).stages).save("chunk", "k", {"text_units": frame})
     return root
 
 

@@ -31,8 +31,10 @@ class StageRef(BaseModel):
 
 
 class StageStore:
-    def __init__(self, cache_dir: Path):
-        self.root = Path(cache_dir) / "stages"
+    """Stage checkpoints under `root` (a project's ProjectPaths.stages)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
 
     def dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key

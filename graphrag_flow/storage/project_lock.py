@@ -1,4 +1,5 @@
-"""One index run per project at a time: a lock file under cache/, held for the whole run.
+"""One index run per project at a time: a lock file under cache/ (ProjectPaths.lock), held for the
+whole run.
 
 Two runs of one project (a nightly run still going when the next night's starts, or an
 `index-now` beside it) would write the same parquet files, vector tables and manifest at
@@ -21,47 +22,43 @@ from filelock import FileLock, Timeout
 
 from graphrag_flow.errors import ProjectBusyError
 from graphrag_flow.storage.atomic import read_json, write_json
-
-LOCK_FILE = "index.lock"
-#: Who holds the lock: read only when the lock is found held, to say so in the error.
-HOLDER_FILE = "index.lock.json"
+from graphrag_flow.storage.paths import ProjectPaths
 
 
 @contextmanager
-def project_lock(root: Path, run_id: str = "") -> Iterator[dict | None]:
+def project_lock(paths: ProjectPaths, run_id: str = "") -> Iterator[dict | None]:
     """Hold the project's lock for the block; ProjectBusyError at once if another run holds it.
 
     Yields the last holder's record (pid, host, flow_run_id, started_at; None when there is
     none): that run is over, and if Prefect still shows it Running it was killed
     (flows/dead_runs.py marks it Crashed)."""
-    cache = Path(root) / "cache"
-    cache.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(cache / LOCK_FILE, timeout=0)
+    paths.cache.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(paths.lock, timeout=0)
     try:
         lock.acquire()
     except Timeout:
         raise ProjectBusyError(
-            f"another index run of {root} is in progress ({_holder(cache)}): wait for it to finish, or stop "
-            "it (a stopped or killed run leaves no lock behind, and the next run resumes its work)"
+            f"another index run of {paths.root} is in progress ({_holder(paths.lock_holder)}): wait for it to "
+            "finish, or stop it (a stopped or killed run leaves no lock behind, and the next run resumes its work)"
         ) from None
     try:
         try:
-            previous = read_json(cache / HOLDER_FILE)
+            previous = read_json(paths.lock_holder)
         except (OSError, ValueError):
             previous = None
         write_json(
             {"pid": os.getpid(), "host": socket.gethostname(), "flow_run_id": run_id,
              "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-            cache / HOLDER_FILE,
+            paths.lock_holder,
         )
         yield previous if isinstance(previous, dict) else None
     finally:
         lock.release()
 
 
-def _holder(cache: Path) -> str:
+def _holder(holder_file: Path) -> str:
     try:
-        info = read_json(cache / HOLDER_FILE)
+        info = read_json(holder_file)
     except (OSError, ValueError):
         return "holder unknown"
     run = f", flow run {info['flow_run_id']}" if info.get("flow_run_id") else ""

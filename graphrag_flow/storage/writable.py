@@ -16,15 +16,6 @@ from pathlib import Path
 
 from graphrag_flow.errors import NotWritableError
 
-OUTPUT_DIR = "output"
-CACHE_DIR = "cache"
-
-
-def project_folders(root: Path) -> list[Path]:
-    """The folders an index run of `root` writes to."""
-    root = Path(root)
-    return [root, root / OUTPUT_DIR, root / CACHE_DIR]
-
 
 def require_writable(folders: Iterable[Path]) -> None:
     """NotWritableError naming the first folder a file cannot be created in."""
