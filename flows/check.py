@@ -63,7 +63,7 @@ async def check_neo4j(settings: Settings) -> str:
 async def _check_llm(root: Path, settings: Settings, quick: bool) -> list[str]:
     lines = [f"settings in {root} are valid"]
     if settings.llm.provider == "offline":
-        from graphrag_flow.embed_offline import get_offline_embedder
+        from graphrag_flow.stages.embed.offline_model import get_offline_embedder
 
         embedder = get_offline_embedder(settings.embed.long_text)
         lines.append(f"offline provider: local embedding model {embedder.model_name} loaded ({embedder.dimension}-d)")

@@ -31,7 +31,7 @@ from pydantic import Field
 
 from graphrag_flow.aio import frozen_heap, gather_fatal_first
 from graphrag_flow.config import Settings, load_settings
-from graphrag_flow.embedding_backends import embedding_model_id
+from graphrag_flow.stages.embed.backends import embedding_model_id
 from graphrag_flow.errors import GraphragFlowError, OutputWriteError
 from graphrag_flow.storage.faults import kill_point
 from graphrag_flow.hashing import CODE_VERSION

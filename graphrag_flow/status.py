@@ -176,12 +176,12 @@ def _extraction_progress(root: Path, settings: Settings, chunks: StageRef) -> tu
     if not cache_file.exists():
         return 0, len(texts)
     if settings.llm.provider == "offline":
-        from graphrag_flow.extraction import offline_answer_key
+        from graphrag_flow.stages.extract.offline import offline_answer_key
 
         keys = [[offline_answer_key(text)] for text in texts]
     else:
         from graphrag_flow.llm.client import chat_answer_key
-        from graphrag_flow.llm.steps import extraction_requests
+        from graphrag_flow.stages.extract.llm import extraction_requests
         from graphrag_flow.prompts import load_prompt
 
         prompt = load_prompt("graph_extraction", settings.llm.prompts_dir, root)

@@ -6,7 +6,7 @@ import asyncio
 
 from prefect import task
 
-from graphrag_flow.chunking import chunk_documents
+from graphrag_flow.stages.chunk import chunk_documents
 from graphrag_flow.config import ChunkSettings
 from graphrag_flow.storage.stages import StageRef
 from tasks._common import current_run, load_frames, stage_key, stage_options, timed

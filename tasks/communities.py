@@ -10,22 +10,15 @@ from __future__ import annotations
 
 import asyncio
 
-import pandas as pd
 from prefect import task
 
-from graphrag_flow.communities import compute_communities
+from graphrag_flow.stages.communities import communities_and_degrees
 from graphrag_flow.storage.stages import StageRef
 from tasks._common import current_run, stage_key, stage_options, timed
 from tasks.extract import CANDIDATES
 
 #: The hand-off name of (communities, degrees), the frames this stage saves.
 COMMUNITIES = "communities"
-
-
-def _communities(entities: pd.DataFrame, relationships: pd.DataFrame, max_cluster_size: int, seed: int):
-    communities, degree = compute_communities(entities, relationships, max_cluster_size, seed)
-    degrees = pd.DataFrame({"title": list(degree), "degree": pd.Series(list(degree.values()), dtype="int64")})
-    return communities, degrees
 
 
 @task(name="detect-communities", task_run_name="detect-communities", **stage_options("communities"))
@@ -35,7 +28,7 @@ async def communities_stage(extractions: str, clustering: dict) -> StageRef:
     entities, relationships = await run.handoff.get(CANDIDATES)
     with timed("communities"):
         communities, degrees = await asyncio.to_thread(
-            _communities, entities, relationships, clustering["max_cluster_size"], clustering["seed"]
+            communities_and_degrees, entities, relationships, clustering["max_cluster_size"], clustering["seed"]
         )
         run.handoff.put(COMMUNITIES, (communities, degrees))  # the reports stage is waiting for it
         key = stage_key("communities", {"extractions": extractions, "clustering": clustering})

@@ -22,8 +22,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from graphrag_flow.aio import gather_fatal_first
-from graphrag_flow.embedding import BatchMerger, embed_field, embed_streamed
-from graphrag_flow.embedding_backends import OfflineBackend, OpenAIBackend
+from graphrag_flow.stages.embed.field import BatchMerger, embed_field, embed_streamed
+from graphrag_flow.stages.embed.backends import OfflineBackend, OpenAIBackend
 from graphrag_flow.errors import StageFailedError
 from graphrag_flow.storage.vectors import VectorTable
 from graphrag_flow.tables import embedding_inputs

@@ -12,11 +12,12 @@ import asyncio
 from prefect import task
 
 from graphrag_flow.errors import StageFailedError
-from graphrag_flow.extraction import answers_frame, answers_from_frame, merge_extractions, offline_extractor, run_extraction
+from graphrag_flow.stages.extract import answers_frame, answers_from_frame, merge_extractions, run_extraction
+from graphrag_flow.stages.extract.offline import offline_extractor
 from graphrag_flow.progress import StageProgress
 from graphrag_flow.storage.stages import StageRef
 from tasks._common import current_run, load_frames, stage_key, stage_options, timed
-from tasks._llm import llm_client, prompt
+from tasks._llm import items_in_progress, llm_client, prompt
 
 #: Offline extraction is pure Python: two threads keep the GIL holder busy while the other
 #: waits on the answer cache; more would only contend.
@@ -38,7 +39,7 @@ async def extract_stage(text_units: StageRef, llm: dict) -> StageRef:
                     OFFLINE_CONCURRENCY,
                 )
             else:
-                from graphrag_flow.llm.steps import items_in_progress, llm_extractor
+                from graphrag_flow.stages.extract.llm import llm_extractor
 
                 extractor = llm_extractor(client, prompt("graph_extraction"), run.settings.chunks.size)
                 concurrency = items_in_progress(run.settings.llm.max_concurrency)

@@ -7,7 +7,7 @@ import asyncio
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from graphrag_flow.documents import load_documents
+from graphrag_flow.stages.load import load_documents
 from graphrag_flow.hashing import sha256_json
 from graphrag_flow.storage.stages import StageRef
 from tasks._common import current_run, timed

@@ -16,12 +16,12 @@ import asyncio
 from prefect import task
 
 from graphrag_flow.errors import StageFailedError
-from graphrag_flow.stages.write import community_periods
+from graphrag_flow.stages.communities import community_periods
 from graphrag_flow.progress import StageProgress
-from graphrag_flow.reports import build_reports, offline_reporter
+from graphrag_flow.stages.reports import build_reports, offline_reporter
 from graphrag_flow.storage.stages import StageRef
 from tasks._common import current_run, load_frames, stage_key, stage_options, timed
-from tasks._llm import is_offline, llm_client, prompt
+from tasks._llm import items_in_progress, is_offline, llm_client, prompt
 from tasks.communities import COMMUNITIES
 
 #: The hand-off name of the finished reports frame (as saved).
@@ -45,7 +45,7 @@ async def reports_stage(
     run = current_run()
     units, docs = await load_frames((text_units, "text_units"), (documents, "documents"))
     if not is_offline(run.settings):
-        from graphrag_flow.chunking import get_encoding
+        from graphrag_flow.stages.chunk import get_encoding
 
         await asyncio.to_thread(get_encoding)  # loads its BPE file once: not on the loop
     found, degrees = await run.handoff.get(COMMUNITIES)
@@ -57,7 +57,7 @@ async def reports_stage(
             if client is None:
                 reporter, concurrency = offline_reporter(), 1
             else:
-                from graphrag_flow.llm.steps import items_in_progress, llm_reporter
+                from graphrag_flow.stages.reports import llm_reporter
 
                 reporter = llm_reporter(client, prompt("community_report"), run.settings.llm.report_max_input_tokens)
                 concurrency = items_in_progress(run.settings.llm.max_concurrency)

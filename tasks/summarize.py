@@ -17,9 +17,9 @@ from graphrag_flow.description_board import base_records, summarized_records
 from graphrag_flow.errors import StageFailedError
 from graphrag_flow.progress import StageProgress
 from graphrag_flow.storage.stages import StageRef
-from graphrag_flow.summarize import summarize_descriptions, offline_summarizer
+from graphrag_flow.stages.summarize import summarize_descriptions, offline_summarizer
 from tasks._common import current_run, stage_key, stage_options, timed
-from tasks._llm import llm_client, prompt
+from tasks._llm import items_in_progress, llm_client, prompt
 from tasks.extract import CANDIDATES
 
 #: The hand-off name of the summarized entities: columns id, title, description.
@@ -57,7 +57,7 @@ async def summarize_stage(extractions: str, llm: dict) -> StageRef:
                 if client is None:
                     summarizer, concurrency = offline_summarizer(), 1
                 else:
-                    from graphrag_flow.llm.steps import items_in_progress, llm_summarizer
+                    from graphrag_flow.stages.summarize import llm_summarizer
 
                     summarizer = llm_summarizer(client, prompt("entity_summary"))
                     concurrency = items_in_progress(run.settings.llm.max_concurrency)

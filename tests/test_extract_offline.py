@@ -2,7 +2,7 @@
 
 import time
 
-from graphrag_flow.extract_offline import ENTITY_TYPES, MAX_DESCRIPTION, MAX_ENTITIES_PER_SENTENCE, extract_offline
+from graphrag_flow.stages.extract.rules import ENTITY_TYPES, MAX_DESCRIPTION, MAX_ENTITIES_PER_SENTENCE, extract_offline
 from graphrag_flow.llm.schemas import GraphExtraction
 
 PEP_TEXT = """\

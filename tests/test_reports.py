@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from graphrag_flow.reports import offline_report, render_full_content, report_context
+from graphrag_flow.stages.reports import offline_report, render_full_content, report_context
 
 
 def _community():
@@ -49,7 +49,7 @@ def test_report_context_is_trimmed_to_the_token_budget():
     big = members * 200
     full = report_context(big, rels, ["# Sub report\nabout things"], max_tokens=100_000)
     small = report_context(big, rels, ["# Sub report\nabout things"], max_tokens=200)
-    from graphrag_flow.chunking import count_tokens
+    from graphrag_flow.stages.chunk import count_tokens
 
     assert count_tokens(small) <= 200 < count_tokens(full)
     assert small.startswith("-----Sub-community reports-----")
@@ -73,7 +73,7 @@ def _hierarchy():
 
 def _build(communities, degree, board, report_one, concurrency=4):
     from graphrag_flow.progress import StageProgress
-    from graphrag_flow.reports import build_reports
+    from graphrag_flow.stages.reports import build_reports
 
     return build_reports(communities, degree, board, report_one, concurrency, StageProgress("reports", len(communities)))
 
@@ -179,8 +179,8 @@ def test_the_llm_reporter_reads_sub_reports_only_when_its_own_material_does_not_
     import asyncio
 
     from graphrag_flow.llm.schemas import CommunityReportAnswer
-    from graphrag_flow.llm.steps import llm_reporter
-    from graphrag_flow.reports import local_context
+    from graphrag_flow.stages.reports import llm_reporter
+    from graphrag_flow.stages.reports import local_context
 
     members, rels = _community()
     contexts: list[str] = []
@@ -210,8 +210,8 @@ def test_a_trimmed_context_is_the_longest_prefix_of_whole_lines_within_the_token
     request text keys the answer cache, so any change would ask for every report again."""
     import random
 
-    from graphrag_flow.chunking import count_tokens, get_encoding
-    from graphrag_flow.reports import _trimmed
+    from graphrag_flow.stages.chunk import count_tokens, get_encoding
+    from graphrag_flow.stages.reports import _trimmed
 
     def reference(lines: list[str], budget: int) -> tuple[str, bool]:
         kept, used = [], 0

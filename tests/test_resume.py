@@ -524,7 +524,7 @@ def test_offline_killed_mid_embedding_keeps_finished_batches(tmp_path, peps_mini
         assert kept[i] == v, i
     # and the vectors are what the model gives for each row's text, as in an uninterrupted run
     # (checked on a sample of both kinds of row: the model costs ~0.1 s a text here)
-    from graphrag_flow.embed_offline import get_offline_embedder
+    from graphrag_flow.stages.embed.offline_model import get_offline_embedder
 
     entities = pq.read_table(root / "output" / "entities.parquet").to_pandas()
     inputs = embedding_inputs("entity_description", entities)

@@ -37,7 +37,7 @@ def _extract_row(root):
 
 
 def test_offline_extraction_cut_short_shows_the_units_done(tmp_path):
-    from graphrag_flow.extraction import offline_extractor
+    from graphrag_flow.stages.extract.offline import offline_extractor
 
     root = _chunked_project(tmp_path)
     assert _extract_row(root).progress == "0/3"  # no answer cache yet
@@ -55,7 +55,7 @@ def test_llm_extraction_cut_short_shows_the_units_done(tmp_path, answered):
     from graphrag_flow.llm.client import OpenAICompatibleClient
     from graphrag_flow.llm.limiter import RequestLimiter
     from graphrag_flow.llm.stats import LLMStats
-    from graphrag_flow.llm.steps import llm_extractor
+    from graphrag_flow.stages.extract.llm import llm_extractor
     from graphrag_flow.prompts import load_prompt
 
     with FakeOpenAIServer(FakeConfig()) as srv:

@@ -13,14 +13,8 @@ from collections import defaultdict
 import pandas as pd
 
 from graphrag_flow.hashing import sha256_json
+from graphrag_flow.stages.communities import community_periods
 from graphrag_flow.tables import conform, with_readable_ids
-
-
-def community_periods(communities: pd.DataFrame, text_units: pd.DataFrame, documents: pd.DataFrame) -> list[str]:
-    """A community's period: the newest creation date (YYYY-MM-DD) of its documents."""
-    doc_date = dict(zip(documents["id"], documents["creation_date"].str.slice(0, 10)))
-    unit_date = {u: doc_date[d] for u, d in zip(text_units["id"], text_units["document_id"])}
-    return [max((unit_date[u] for u in units if u in unit_date), default="") for units in communities["text_unit_ids"]]
 
 
 def assemble_tables(

@@ -12,18 +12,22 @@ import itertools
 import json
 import math
 from collections import Counter
-from typing import Awaitable, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterable, Iterator
 
 import pandas as pd
 
 from graphrag_flow.aio import gather_fatal_first
-from graphrag_flow.chunking import count_tokens, get_encoding
+from graphrag_flow.stages.chunk import count_tokens, get_encoding
 from graphrag_flow.description_board import DescriptionBoard
 from graphrag_flow.errors import ItemFailedError
-from graphrag_flow.hashing import sha256_json, sha256_parts
-from graphrag_flow.progress import StageProgress
+from graphrag_flow.hashing import sha256_json, sha256_parts, sha256_text
 from graphrag_flow.llm.schemas import CommunityReportAnswer, Finding
-from graphrag_flow.summarize import cap_text
+from graphrag_flow.progress import StageProgress
+from graphrag_flow.prompts import chat_messages
+from graphrag_flow.stages.summarize import cap_text
+
+if TYPE_CHECKING:
+    from graphrag_flow.llm.client import OpenAICompatibleClient
 
 MAX_FINDINGS = 5
 #: A reports frame's columns, also when there is no community to report on.
@@ -274,3 +278,30 @@ async def build_reports(
     await gather_fatal_first(one(r) for r in ordered.itertuples())
     frame = pd.DataFrame([rows[k] for k in sorted(rows)], columns=REPORT_COLUMNS)
     return frame, failures
+
+
+#: Entities and relationships a community may have for its report context to be made on the
+#: event loop; a bigger one is made in a worker thread.
+CONTEXT_ON_LOOP_MAX_ITEMS = 300
+
+
+def llm_reporter(client: "OpenAICompatibleClient", prompt: str, max_input_tokens: int) -> ReportOne:
+    async def report_one(members: list[dict], rels: list[dict], sub_reports: SubReports):
+        # A small community's context is made on the loop: from plain records it takes ~2 ms,
+        # and a worker thread per report cost more than that in GIL hand-offs with the loop
+        # serving 64 requests (reports reached the server 0.2-0.8 s after their context was
+        # ready). A big one (sorting thousands of relationships, tokenizing up to the budget)
+        # held the loop 20-350 ms on the 688-PEP corpus, so it goes to a thread. The stage
+        # loads the tokenizer in a thread before the first report.
+        if len(members) + len(rels) <= CONTEXT_ON_LOOP_MAX_ITEMS:
+            context = local_context(members, rels, max_input_tokens)
+        else:
+            context = await asyncio.to_thread(local_context, members, rels, max_input_tokens)
+        if context is None:  # too big: report from the sub-communities' reports (GraphRAG's way)
+            subs = await sub_reports()
+            context = await asyncio.to_thread(report_context, members, rels, subs, max_input_tokens)
+        item = f"community report of {', '.join(m['title'] for m in members[:3])}"
+        answer: CommunityReportAnswer = await client.chat("reports", "community_report", chat_messages(prompt, context), item)
+        return answer, sha256_text(context)
+
+    return report_one

@@ -1,7 +1,10 @@
-"""Turn per-text-unit extraction answers into entity and relationship candidates.
+"""The extract stage: entities and relationships from every text unit, merged into candidates.
 
-Entities are keyed by their upper-cased name (as GraphRAG does), so that "asyncio" and
-"Asyncio" are one node; each keeps every description it was given, for the summarize stage.
+Each text unit gets one `GraphExtraction` answer, from the offline rules (offline.py, rules.py)
+or a chat model (llm.py); `run_extraction` asks for all of them, and `merge_extractions` turns
+the answers into entity and relationship candidates. Entities are keyed by their upper-cased
+name (as GraphRAG does), so that "asyncio" and "Asyncio" are one node; each keeps every
+description it was given, for the summarize stage.
 """
 
 from __future__ import annotations
@@ -9,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter, defaultdict
-from pathlib import Path
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import pandas as pd
 
@@ -19,9 +21,6 @@ from graphrag_flow.errors import ItemFailedError
 from graphrag_flow.hashing import sha256_parts, sha256_text
 from graphrag_flow.llm.schemas import GraphExtraction
 from graphrag_flow.progress import StageProgress
-
-if TYPE_CHECKING:
-    from graphrag_flow.llm.answer_cache import AnswerCache
 
 ENTITY_CANDIDATE_COLUMNS = ["id", "title", "type", "descriptions", "text_unit_ids", "frequency"]
 RELATIONSHIP_CANDIDATE_COLUMNS = ["id", "source", "target", "descriptions", "weight", "text_unit_ids"]
@@ -151,39 +150,3 @@ def answers_frame(answers: list[tuple[str, GraphExtraction]]) -> pd.DataFrame:
 
 def answers_from_frame(frame: pd.DataFrame) -> list[tuple[str, GraphExtraction]]:
     return [(u, GraphExtraction.model_validate_json(a)) for u, a in zip(frame["text_unit_id"], frame["answer"])]
-
-
-def _offline_version() -> str:
-    """Hash of the rule set: a changed extractor must not serve answers cached by the old one."""
-    return sha256_text(Path(__file__).with_name("extract_offline.py").read_text(encoding="utf-8"))[:16]
-
-
-def offline_answer_key(text: str, version: str | None = None) -> str:
-    """The answer cache's key of a text unit's rule-based extraction."""
-    return sha256_parts("offline-extract", version or _offline_version(), text)
-
-
-def offline_extractor(cache: AnswerCache | None, on_cache_hit: Callable[[], None] | None = None) -> ExtractOne:
-    """Rule-based extraction in a worker thread, its answers cached like an LLM's.
-
-    Caching makes an incremental offline run extract only new or changed text units;
-    `on_cache_hit` counts each served answer, so the run summary says so (cache hits).
-    """
-    from graphrag_flow.extract_offline import extract_offline
-
-    version = _offline_version()
-
-    async def extract_one(unit_id: str, text: str) -> GraphExtraction:
-        key = offline_answer_key(text, version)
-        if cache is not None:
-            hit = cache.get(key)
-            if hit is not None:
-                if on_cache_hit is not None:
-                    on_cache_hit()
-                return GraphExtraction.model_validate_json(hit)
-        answer = await asyncio.to_thread(extract_offline, text)
-        if cache is not None:
-            cache.put(key, answer.model_dump_json())
-        return answer
-
-    return extract_one

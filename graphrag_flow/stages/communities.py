@@ -146,3 +146,18 @@ def compute_communities(
     for col in ("community", "level", "parent", "size"):
         frame[col] = frame[col].astype("int64")
     return frame.reset_index(drop=True), degrees(graph)
+
+
+def communities_and_degrees(entities: pd.DataFrame, relationships: pd.DataFrame, max_cluster_size: int,
+                            seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The stage's two frames: the communities table, and (title, degree) of every entity."""
+    communities, degree = compute_communities(entities, relationships, max_cluster_size, seed)
+    degrees = pd.DataFrame({"title": list(degree), "degree": pd.Series(list(degree.values()), dtype="int64")})
+    return communities, degrees
+
+
+def community_periods(communities: pd.DataFrame, text_units: pd.DataFrame, documents: pd.DataFrame) -> list[str]:
+    """A community's period: the newest creation date (YYYY-MM-DD) of its documents."""
+    doc_date = dict(zip(documents["id"], documents["creation_date"].str.slice(0, 10)))
+    unit_date = {u: doc_date[d] for u, d in zip(text_units["id"], text_units["document_id"])}
+    return [max((unit_date[u] for u in units if u in unit_date), default="") for units in communities["text_unit_ids"]]

@@ -22,7 +22,7 @@ def embedding_model_id(settings: Settings) -> str:
     `llm.embedding_dimensions` (`text-embedding-3-small@32d`; the bare name when it is unset).
     """
     if settings.llm.provider == "offline":
-        from graphrag_flow.embed_offline import offline_model_id
+        from graphrag_flow.stages.embed.offline_model import offline_model_id
 
         return offline_model_id(settings.embed.long_text)
     dimensions = settings.llm.embedding_dimensions
@@ -35,7 +35,7 @@ class OfflineBackend:
     concurrency = 1
 
     def __init__(self, settings: Settings):
-        from graphrag_flow.embed_offline import get_offline_embedder
+        from graphrag_flow.stages.embed.offline_model import get_offline_embedder
 
         self._embedder = get_offline_embedder(settings.embed.long_text)
         self.model = embedding_model_id(settings)
@@ -47,7 +47,7 @@ class OfflineBackend:
         In input order, a batch of entity descriptions mixed 10- and 250-piece texts and the
         model spent half its time on padding. Sorted on the word pieces the model will see
         (tokenizing 20k texts takes about a second, in the stage's worker thread). Batch
-        composition does not change a vector (embed_offline's docstring), and the plan is a
+        composition does not change a vector (offline_model.py's docstring), and the plan is a
         function of the texts alone, so a resumed run plans the same batches for what is left.
         """
         counts = self._embedder.piece_counts(texts)

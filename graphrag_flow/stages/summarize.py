@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Awaitable, Callable, Optional
+from typing import TYPE_CHECKING, Awaitable, Callable, Optional
 
 import pandas as pd
 
 from graphrag_flow.aio import for_each_bounded
 from graphrag_flow.errors import ItemFailedError
 from graphrag_flow.hashing import sha256_json
+from graphrag_flow.llm.schemas import EntitySummary
 from graphrag_flow.progress import StageProgress
+
+if TYPE_CHECKING:
+    from graphrag_flow.llm.client import OpenAICompatibleClient
 
 MAX_OFFLINE_DESCRIPTION_CHARS = 1000
 #: Entities and relationships a summarize stage prepares and finishes on the event loop.
@@ -134,3 +138,21 @@ def _summarized_frames(frames: dict[str, pd.DataFrame], names: dict[str, list[st
         done["content_sha256"] = [sha256_json([n, list(d)]) for n, d in zip(names[kind], frame["descriptions"])]
         out[kind] = done
     return out
+
+
+#: Descriptions sent in one summary request, at most (the rest are rarely new information).
+MAX_SUMMARY_INPUTS = 30
+
+
+def llm_summarizer(client: "OpenAICompatibleClient", prompt: str) -> SummarizeOne:
+    """A single description needs no request; several are merged by the model."""
+
+    async def summarize_one(name: str, descriptions: list[str]) -> str:
+        unique = list(dict.fromkeys(d.strip() for d in descriptions if d.strip()))
+        if len(unique) <= 1:
+            return unique[0] if unique else ""
+        messages = summary_messages(prompt, name, sorted(unique)[:MAX_SUMMARY_INPUTS])
+        answer: EntitySummary = await client.chat("summarize", "entity_summary", messages, f"description of {name}")
+        return answer.description
+
+    return summarize_one
