@@ -21,7 +21,6 @@ from uuid import UUID
 
 from graphrag_flow import progress as progress_events
 from graphrag_flow.errors import GraphragFlowError, Neo4jSinkError, StageFailedError
-from tasks._common import RunResources, run_resources
 
 log = logging.getLogger(__name__)
 
@@ -149,17 +148,16 @@ async def publish_failure(root: str, exc: BaseException) -> None:
 
 
 @asynccontextmanager
-async def observed_run(resources: RunResources) -> AsyncIterator[RunResources]:
-    """The flow's run context: its resources, progress artifacts, and a summary even on failure.
+async def observed_run(root: str) -> AsyncIterator[None]:
+    """Around a run's stages: progress artifacts, and a summary artifact even on failure.
 
     A Neo4j sink error is left out: that run already published its summary (the outputs
     are written and verified), with the sink's error in it.
     """
-    with run_resources(resources) as run:
-        async with progress_artifacts():
-            try:
-                yield run
-            except Exception as exc:
-                if not isinstance(exc, Neo4jSinkError):
-                    await publish_failure(str(resources.root), exc)
-                raise
+    async with progress_artifacts():
+        try:
+            yield
+        except Exception as exc:
+            if not isinstance(exc, Neo4jSinkError):
+                await publish_failure(root, exc)
+            raise

@@ -85,12 +85,12 @@ def project_status(root: Path, settings: Settings) -> ProjectStatus:
     return status
 
 
-#: Stages in flow order, each with the frame that counts its items and the stage whose rows it
-#: takes as input (its total while it has no finished checkpoint).
-_STAGES: tuple[tuple[str, str, str | None, str | None], ...] = (
+#: Stages in flow order, each with the frame that counts its items (None: its `items` statistic)
+#: and the stage whose rows it takes as input (its total while it has no finished checkpoint).
+_STAGES: tuple[tuple[str, str | None, str | None, str | None], ...] = (
     ("load", "documents", None, None),
     ("chunk", "text_units", "load", "documents"),
-    ("extract", "extractions", "chunk", "text_units"),
+    ("extract", None, "chunk", "text_units"),
     ("summarize", "entities", None, None),
     ("communities", "communities", None, None),
     ("reports", "community_reports", "communities", "communities"),
@@ -128,7 +128,7 @@ def _stage_rows(root: Path, settings: Settings, status: ProjectStatus, staging: 
     for stage, frame, upstream, upstream_frame in _STAGES:
         ref = checkpoints.get(stage)
         if ref is not None:
-            rows = ref.rows.get(frame, sum(ref.rows.values()))
+            rows = ref.stats.get("items", 0) if frame is None else ref.rows.get(frame, sum(ref.rows.values()))
             status.rows.append(StatusRow(f"stage {stage}", f"{rows}/{rows}", True, "checkpoint finished"))
             continue
         up = checkpoints.get(upstream) if upstream else None

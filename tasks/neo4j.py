@@ -1,4 +1,4 @@
-"""The `neo4j-sink` task: the knowledge graph into Neo4j, the flow's last stage.
+"""The neo4j task: the knowledge graph into Neo4j, the flow's last stage.
 
 It runs only when `neo4j.uri` is set, after the parquet tables and LanceDB vectors are written
 and verified and the manifest is saved, so a Neo4j failure leaves every other output intact.
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from graphrag_flow.config import Settings
 from graphrag_flow.errors import Neo4jSinkError, SettingsError, VerifyError
@@ -32,9 +31,10 @@ from graphrag_flow.storage.outputs import read_table
 from graphrag_flow.progress import StageProgress
 from graphrag_flow.storage.paths import ProjectPaths
 from graphrag_flow.tables import SCHEMAS
-from tasks._common import current_run, failed_state_exception, timed
+from tasks.context import RunContext
+from tasks.retries import failed_state_exception, uncached_stage
 
-STAGE = "neo4j-sink"
+STAGE = "neo4j"
 
 
 def _retry_unless_settings(task, task_run, state) -> bool:
@@ -50,11 +50,10 @@ def _retry_unless_settings(task, task_run, state) -> bool:
 
 
 def _sink(
-    output: Path, root: Path, settings: Settings, password: str | None, full: bool, cancel: threading.Event
+    output: Path, paths: ProjectPaths, settings: Settings, password: str | None, full: bool, cancel: threading.Event
 ) -> dict[str, Any]:
     """The whole stage in one worker thread: read the tables, write, verify, save the state."""
     tables = {name: read_table(output, name) for name in SCHEMAS}
-    paths = ProjectPaths(root)
     state = SinkState(paths.neo4j_state)
     checkpoint = BatchCheckpoint(paths.neo4j_batches)
     if full:
@@ -88,25 +87,17 @@ def _failed(output: str) -> str:
     return f"{STAGE} stage failed (the parquet and LanceDB outputs in {output} are written and verified)"
 
 
-@task(
-    name=STAGE,
-    task_run_name=STAGE,
-    cache_policy=NO_CACHE,
-    retries=1,
-    retry_delay_seconds=[3],
-    retry_condition_fn=_retry_unless_settings,
-)
-async def neo4j_stage(output: str) -> dict:
+@task(**uncached_stage(STAGE), retries=1, retry_delay_seconds=[3], retry_condition_fn=_retry_unless_settings)
+async def neo4j_stage(run: RunContext, output: str) -> dict:
     """Write the graph in `output` (the verified parquet tables) to Neo4j; counts per label/type."""
-    run = current_run()
     logger = get_run_logger()
     neo = run.settings.neo4j  # its password resolved when the run started (flows/secrets.py)
     password = neo.password.get_secret_value() if neo.password is not None else None
     cancel = threading.Event()  # a cancelled flow run stops the thread after the batch in flight
-    with timed(STAGE):
+    with run.timed(STAGE):
         try:
             # the sync driver, in a worker thread: the event loop never waits on Neo4j
-            result = await asyncio.to_thread(_sink, Path(output), run.root, run.settings, password, run.full, cancel)
+            result = await asyncio.to_thread(_sink, Path(output), run.paths, run.settings, password, run.full, cancel)
         except asyncio.CancelledError:
             cancel.set()
             raise

@@ -339,7 +339,7 @@ def test_a_refused_write_fails_the_run_names_the_user_and_keeps_the_outputs(shru
     result = _index(project, prefect_home, password, GRAPHRAG_FLOW_NEO4J__USER=name)
     assert result.returncode == 1, result.stdout + result.stderr
     error = " ".join(result.stderr[result.stderr.index("error:"):].split())  # the CLI wraps long lines
-    assert "neo4j-sink stage failed" in error, error
+    assert "neo4j stage failed" in error, error
     assert f"accepted neo4j.user='{name}' but does not allow it" in error, error  # not "check the password"
     assert "Neo.ClientError.Security.Forbidden" in error
     report = project_status(project, load_settings(project))

@@ -504,7 +504,7 @@ def test_serving_loop_never_lags_while_graph_leiden_and_writing_run(tmp_path, pe
     # LLM work shared the heartbeat's loop (so a stall there would stall requests too).
     assert {"_embed_rows", "run_extraction", "for_each_bounded", "build_reports"} <= set(result["llm_tasks"])
     beats, windows = result["beats"], result["windows"]
-    for prefix in ("summarize-descriptions", "detect-communities", "write-outputs"):
+    for prefix in ("summarize", "communities", "write"):
         name = next((n for n in windows if n.startswith(prefix)), None)
         assert name, f"no task run {prefix}: {sorted(windows)}"
         start, end = windows[name]

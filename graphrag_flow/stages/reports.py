@@ -1,8 +1,11 @@
-"""Community reports: extractive ones offline, and the context an LLM report is built from.
+"""The reports stage: one report per community, extractive offline or written by a chat model.
 
 An offline report is made of the community's own material (its top entities and its
 strongest relationships with their source sentences), so it can be checked against the
-graph, and it has the same shape as an LLM's `community_report` answer.
+graph, and it has the same shape as an LLM's `community_report` answer. An LLM report is
+written from a context of the community's entities and relationships, strongest first, trimmed
+to `llm.report_max_input_tokens` (or, when its own material does not fit, from its
+sub-communities' reports first, as GraphRAG does).
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ from typing import TYPE_CHECKING, Awaitable, Callable, Iterable, Iterator
 import pandas as pd
 
 from graphrag_flow.aio import gather_fatal_first
-from graphrag_flow.stages.chunk import count_tokens, get_encoding
-from graphrag_flow.description_board import DescriptionBoard
 from graphrag_flow.errors import ItemFailedError
 from graphrag_flow.hashing import sha256_json, sha256_parts, sha256_text
 from graphrag_flow.llm.schemas import CommunityReportAnswer, Finding
 from graphrag_flow.progress import StageProgress
 from graphrag_flow.prompts import chat_messages
+from graphrag_flow.stages.chunk import count_tokens, get_encoding
+from graphrag_flow.stages.communities import community_periods
 from graphrag_flow.stages.summarize import cap_text
 
 if TYPE_CHECKING:
@@ -174,6 +177,8 @@ def local_context(members: list[Member], rels: list[Rel], max_tokens: int) -> st
     return text if complete else None
 
 
+#: The records of some ids, in order, once each is final (graphrag_flow/channels.py Channel.rows).
+RowsById = Callable[[Iterable[str]], Awaitable[list[dict]]]
 #: Waits for, and returns, the community's sub-community reports (asked only when needed).
 SubReports = Callable[[], Awaitable[list[str]]]
 ReportOne = Callable[[list[Member], list[Rel], SubReports], Awaitable[tuple[CommunityReportAnswer, str]]]
@@ -192,6 +197,41 @@ def offline_reporter() -> ReportOne:
     return report_one
 
 
+#: Entities and relationships a community may have for its report context to be made on the
+#: event loop; a bigger one is made in a worker thread.
+CONTEXT_ON_LOOP_MAX_ITEMS = 300
+
+
+def llm_reporter(client: "OpenAICompatibleClient", prompt: str, max_input_tokens: int) -> ReportOne:
+    async def report_one(members: list[dict], rels: list[dict], sub_reports: SubReports):
+        # A small community's context is made on the loop: from plain records it takes ~2 ms,
+        # and a worker thread per report cost more than that in GIL hand-offs with the loop
+        # serving 64 requests (reports reached the server 0.2-0.8 s after their context was
+        # ready). A big one (sorting thousands of relationships, tokenizing up to the budget)
+        # held the loop 20-350 ms on the 688-PEP corpus, so it goes to a thread. The stage
+        # loads the tokenizer in a thread before the first report.
+        if len(members) + len(rels) <= CONTEXT_ON_LOOP_MAX_ITEMS:
+            context = local_context(members, rels, max_input_tokens)
+        else:
+            context = await asyncio.to_thread(local_context, members, rels, max_input_tokens)
+        if context is None:  # too big: report from the sub-communities' reports (GraphRAG's way)
+            subs = await sub_reports()
+            context = await asyncio.to_thread(report_context, members, rels, subs, max_input_tokens)
+        item = f"community report of {', '.join(m['title'] for m in members[:3])}"
+        answer: CommunityReportAnswer = await client.chat("reports", "community_report", chat_messages(prompt, context), item)
+        return answer, sha256_text(context)
+
+    return report_one
+
+
+def communities_with_periods(communities: pd.DataFrame, degrees: pd.DataFrame, text_units: pd.DataFrame,
+                             documents: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Communities with their period, and each entity's degree (pandas: run it in a thread)."""
+    comms = communities.copy()  # the communities stage's published frame is shared with its save
+    comms["period"] = community_periods(comms, text_units, documents)
+    return comms, dict(zip(degrees["title"].tolist(), degrees["degree"].tolist()))
+
+
 def report_id(community_id: str) -> str:
     return sha256_parts("report", community_id)
 
@@ -199,7 +239,8 @@ def report_id(community_id: str) -> str:
 async def build_reports(
     communities: pd.DataFrame,
     degree: dict[str, int],
-    board: DescriptionBoard,
+    entity_rows: RowsById,
+    relationship_rows: RowsById,
     report_one: ReportOne,
     concurrency: int,
     progress: StageProgress,
@@ -207,8 +248,8 @@ async def build_reports(
 ) -> tuple[pd.DataFrame, list[ItemFailedError]]:
     """One report per community, each started as soon as its own members are summarized.
 
-    Members come from `board` (posted by the summarize stage as it goes), so reports overlap
-    the summaries. A report that needs its sub-communities' reports (its own material does not
+    Members and relationships come from `entity_rows` and `relationship_rows` (the summarize
+    stage's rows, posted as it goes), so reports overlap the summaries. A report that needs its sub-communities' reports (its own material does not
     fit the budget) waits for those, and only those: not for a whole level (a level barrier
     left the limit idle while one slow request finished, and every level paid that tail
     again). Waiting never holds one of the `concurrency` slots, so waiting never starves the
@@ -239,8 +280,8 @@ async def build_reports(
             return [rows[c]["full_content"] for c in children if c in rows]
 
         try:
-            members = [m | {"degree": degree.get(m["title"], 0)} for m in await board.get(row.entity_ids)]
-            rels = await board.get(row.relationship_ids)
+            members = [m | {"degree": degree.get(m["title"], 0)} for m in await entity_rows(row.entity_ids)]
+            rels = await relationship_rows(row.relationship_ids)
             await limit.acquire()
             held = True
             try:
@@ -278,30 +319,3 @@ async def build_reports(
     await gather_fatal_first(one(r) for r in ordered.itertuples())
     frame = pd.DataFrame([rows[k] for k in sorted(rows)], columns=REPORT_COLUMNS)
     return frame, failures
-
-
-#: Entities and relationships a community may have for its report context to be made on the
-#: event loop; a bigger one is made in a worker thread.
-CONTEXT_ON_LOOP_MAX_ITEMS = 300
-
-
-def llm_reporter(client: "OpenAICompatibleClient", prompt: str, max_input_tokens: int) -> ReportOne:
-    async def report_one(members: list[dict], rels: list[dict], sub_reports: SubReports):
-        # A small community's context is made on the loop: from plain records it takes ~2 ms,
-        # and a worker thread per report cost more than that in GIL hand-offs with the loop
-        # serving 64 requests (reports reached the server 0.2-0.8 s after their context was
-        # ready). A big one (sorting thousands of relationships, tokenizing up to the budget)
-        # held the loop 20-350 ms on the 688-PEP corpus, so it goes to a thread. The stage
-        # loads the tokenizer in a thread before the first report.
-        if len(members) + len(rels) <= CONTEXT_ON_LOOP_MAX_ITEMS:
-            context = local_context(members, rels, max_input_tokens)
-        else:
-            context = await asyncio.to_thread(local_context, members, rels, max_input_tokens)
-        if context is None:  # too big: report from the sub-communities' reports (GraphRAG's way)
-            subs = await sub_reports()
-            context = await asyncio.to_thread(report_context, members, rels, subs, max_input_tokens)
-        item = f"community report of {', '.join(m['title'] for m in members[:3])}"
-        answer: CommunityReportAnswer = await client.chat("reports", "community_report", chat_messages(prompt, context), item)
-        return answer, sha256_text(context)
-
-    return report_one

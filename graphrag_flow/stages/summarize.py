@@ -1,8 +1,12 @@
-"""The summarize stage: one description per entity and relationship.
+"""The summarize stage: one description per entity and relationship candidate.
 
 Offline, descriptions are merged deterministically (unique, in order, capped). With an LLM,
 only items with more than one distinct description cost a request, and the request text is
 a function of the descriptions alone, so the answer cache serves unchanged items for free.
+
+Each item is published as it is done (`on_summarized`), as the record a community report reads
+(`REPORT_FIELDS` and its description): reports start on their own members before this stage
+ends, and entity texts go to their embeddings as they come.
 """
 
 from __future__ import annotations
@@ -66,6 +70,24 @@ OnSummarized = Callable[[str, int, str], None]
 def offline_summarizer() -> SummarizeOne:
     async def summarize_one(name: str, descriptions: list[str]) -> str:
         return merge_descriptions_offline(descriptions)
+
+    return summarize_one
+
+
+#: Descriptions sent in one summary request, at most (the rest are rarely new information).
+MAX_SUMMARY_INPUTS = 30
+
+
+def llm_summarizer(client: "OpenAICompatibleClient", prompt: str) -> SummarizeOne:
+    """A single description needs no request; several are merged by the model."""
+
+    async def summarize_one(name: str, descriptions: list[str]) -> str:
+        unique = list(dict.fromkeys(d.strip() for d in descriptions if d.strip()))
+        if len(unique) <= 1:
+            return unique[0] if unique else ""
+        messages = summary_messages(prompt, name, sorted(unique)[:MAX_SUMMARY_INPUTS])
+        answer: EntitySummary = await client.chat("summarize", "entity_summary", messages, f"description of {name}")
+        return answer.description
 
     return summarize_one
 
@@ -140,19 +162,25 @@ def _summarized_frames(frames: dict[str, pd.DataFrame], names: dict[str, list[st
     return out
 
 
-#: Descriptions sent in one summary request, at most (the rest are rarely new information).
-MAX_SUMMARY_INPUTS = 30
+#: What a community report reads of each kind, besides `description` (and the degree it gets
+#: from the communities stage).
+REPORT_FIELDS = {"entities": ["title", "type", "frequency"], "relationships": ["source", "target", "weight"]}
 
 
-def llm_summarizer(client: "OpenAICompatibleClient", prompt: str) -> SummarizeOne:
-    """A single description needs no request; several are merged by the model."""
+def base_records(kind: str, frame: pd.DataFrame) -> list[tuple[str, dict]]:
+    """(id, record without its description) per row of a candidates frame of `kind`; pandas, so
+    call it in a worker thread. From column lists: `to_dict("records")` takes several times as
+    long, between the last extraction and the first summary request."""
+    names = REPORT_FIELDS[kind]
+    columns = [frame[name].tolist() for name in names]
+    return [(item_id, dict(zip(names, values))) for item_id, *values in zip(frame["id"].tolist(), *columns)]
 
-    async def summarize_one(name: str, descriptions: list[str]) -> str:
-        unique = list(dict.fromkeys(d.strip() for d in descriptions if d.strip()))
-        if len(unique) <= 1:
-            return unique[0] if unique else ""
-        messages = summary_messages(prompt, name, sorted(unique)[:MAX_SUMMARY_INPUTS])
-        answer: EntitySummary = await client.chat("summarize", "entity_summary", messages, f"description of {name}")
-        return answer.description
 
-    return summarize_one
+def entity_columns(bases: list[tuple[str, dict]], descriptions: dict[str, str]) -> dict[str, list]:
+    """The summarized entities as the entity embeddings read them (id, title, description):
+    plain lists, made on the event loop (a frame is made in the embed stage's worker thread)."""
+    return {
+        "id": [i for i, _ in bases],
+        "title": [r["title"] for _, r in bases],
+        "description": [descriptions[i] for i, _ in bases],
+    }

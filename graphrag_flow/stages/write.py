@@ -9,11 +9,17 @@ the folder in afterwards (storage/generations.py); nothing served is written her
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 
 import pandas as pd
 
+from graphrag_flow.errors import VerifyError
 from graphrag_flow.hashing import sha256_json
 from graphrag_flow.stages.communities import community_periods
+from graphrag_flow.storage.faults import kill_point
+from graphrag_flow.storage.outputs import (
+    LANCEDB_DIR, MANIFEST, add_empty_vector_tables, read_table, verify_outputs, write_manifest, write_tables,
+)
 from graphrag_flow.tables import conform, with_readable_ids
 
 
@@ -79,3 +85,53 @@ def assemble_tables(
     reps.insert(1, "human_readable_id", reps["community"].astype("int64"))
     tables["community_reports"] = reps
     return {name: conform(name, frame) for name, frame in tables.items()}
+
+
+def write_generation(out_dir: Path, frames: dict[str, pd.DataFrame], *, graph_model: str, embedding_model: str,
+                     run: dict) -> dict:
+    """Write the tables assembled from the stages' `frames` into `out_dir` (whose vector tables
+    the embed stages filled), verify them as written, and write the manifest last; returns it.
+
+    `frames`: documents, text_units, entities, relationships, communities, degrees,
+    community_reports. `run`: what the manifest says of the run (run_id, settings_sha256,
+    code_version). Raises VerifyError when the outputs do not verify, OSError when a file cannot
+    be written (the caller names it).
+    """
+    lancedb_dir = Path(out_dir) / LANCEDB_DIR
+    # a folder's manifest says its outputs verified: not true of a killed attempt's any more
+    (Path(out_dir) / MANIFEST).unlink(missing_ok=True)
+    degrees = frames["degrees"]
+    tables = assemble_tables(
+        documents=frames["documents"],
+        text_units=frames["text_units"],
+        entities=frames["entities"],
+        relationships=frames["relationships"],
+        communities=frames["communities"],
+        reports=frames["community_reports"],
+        degree=dict(zip(degrees["title"], degrees["degree"])),
+        graph_model=graph_model,
+    )
+    add_empty_vector_tables(tables, lancedb_dir)
+    counts = write_tables(tables, out_dir, after_each=lambda name: kill_point(f"write:{name}"))
+    del tables
+    # verified as written, read back from the files the switch will serve
+    tables = {name: read_table(out_dir, name) for name in counts}
+    checks = verify_outputs(tables, lancedb_dir, embedding_model, unit_length=True)
+    if {name: len(frame) for name, frame in tables.items()} != counts:
+        raise VerifyError(f"outputs do not verify: tables in {out_dir} hold other row counts than written")
+    docs = tables["documents"]
+    manifest = {
+        "run_id": run["run_id"],
+        "settings_sha256": run["settings_sha256"],
+        "code_version": run["code_version"],
+        "tables": counts,
+        "vector_tables": {c.field: {"rows": c.rows, "dimension": c.dimension} for c in checks},
+        "embedding_model": embedding_model,
+        "documents": [
+            {"id": i, "title": t, "content_sha256": s}
+            for i, t, s in zip(docs["id"], docs["title"], docs["content_sha256"])
+        ],
+    }
+    write_manifest(out_dir, manifest)
+    kill_point("write:manifest")
+    return manifest
