@@ -31,11 +31,10 @@ from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 from pydantic import Field
 
-from flows.artifacts import observed_run
+from flows.artifacts import observed_run, publish_summary
 from flows.dead_runs import crash_dead_holder
 from flows.quota import require_concurrency_limit
 from flows.secrets import resolve_secrets
-from flows.summary import graph_notes, stage_rows, summary_markdown
 from graphrag_flow.aio import frozen_heap, gather_fatal_first
 from graphrag_flow.config import Settings, load_settings
 from graphrag_flow.errors import GraphragFlowError, OutputWriteError
@@ -51,6 +50,7 @@ from graphrag_flow.storage.paths import ProjectPaths
 from graphrag_flow.storage.project_lock import project_lock
 from graphrag_flow.storage.stages import StageRef, StageStore
 from graphrag_flow.storage.writable import require_writable
+from graphrag_flow.summary import graph_notes, stage_rows
 from graphrag_flow.tables import VECTOR_FIELDS
 from tasks.chunk import chunk_stage
 from tasks.communities import communities_stage
@@ -239,20 +239,6 @@ async def _index_stages(run: RunContext, folders: OutputFolders, seeded: SeedSta
             raise neo4j_error
         logger.info("index finished: %s", manifest["tables"])
         return summary
-
-
-async def publish_summary(summary: dict) -> None:
-    """Artifacts with stable keys, so the UI's artifact page shows the history across runs."""
-    from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
-
-    await acreate_table_artifact(
-        key="graphrag-flow-stages",
-        table=summary["stages"],
-        description="Per stage: items, reused vs recomputed, requests, retries, cache hits, failures, seconds",
-    )
-    await acreate_markdown_artifact(
-        key="graphrag-flow-summary", markdown=summary_markdown(summary), description="graphrag-flow run summary"
-    )
 
 
 if __name__ == "__main__":

@@ -1,14 +1,8 @@
-"""The neo4j task: the knowledge graph into Neo4j, the flow's last stage.
+"""The neo4j task: the knowledge graph into Neo4j (graphrag_flow/stages/neo4j), the flow's last stage.
 
 It runs only when `neo4j.uri` is set, after the parquet tables and LanceDB vectors are written
 and verified and the manifest is saved, so a Neo4j failure leaves every other output intact.
 The graph is read back from the parquet files on disk (what the user got is what Neo4j gets).
-
-What it keeps in `cache/neo4j/`:
-- `batches`: the BatchCheckpoint of committed batches, so a sink that crashed resumes where it
-  stopped (cleared after a verified write; ignored and reset under `--full`);
-- `state.json`: the ids the last successful sink wrote, so the next run deletes the documents,
-  chunks, entities, relationships and communities that left the index since then.
 
 Secrets: the password comes from the run's settings, resolved when the run started (settings,
 env, or a Prefect Secret block: flows/secrets.py), and is handed straight to the domain code in
@@ -20,21 +14,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
-from typing import Any
 
 from prefect import get_run_logger, task
 
-from graphrag_flow.config import Settings
 from graphrag_flow.errors import Neo4jSinkError, SettingsError, VerifyError
-from graphrag_flow.neo4j_sink import BatchCheckpoint, BatchProgress, SinkState, safe_uri, summary_rows, write_graph
-from graphrag_flow.storage.outputs import read_table
-from graphrag_flow.progress import StageProgress
-from graphrag_flow.storage.paths import ProjectPaths
-from graphrag_flow.tables import SCHEMAS
+from graphrag_flow.stages.neo4j import STAGE, sink_outputs
 from tasks.context import RunContext
 from tasks.retries import failed_state_exception, uncached_stage
-
-STAGE = "neo4j"
 
 
 def _retry_unless_settings(task, task_run, state) -> bool:
@@ -47,40 +33,6 @@ def _retry_unless_settings(task, task_run, state) -> bool:
     if isinstance(exc, Neo4jSinkError):
         return exc.setting is None
     return not isinstance(exc, (SettingsError, VerifyError))
-
-
-def _sink(
-    output: Path, paths: ProjectPaths, settings: Settings, password: str | None, full: bool, cancel: threading.Event
-) -> dict[str, Any]:
-    """The whole stage in one worker thread: read the tables, write, verify, save the state."""
-    tables = {name: read_table(output, name) for name in SCHEMAS}
-    state = SinkState(paths.neo4j_state)
-    checkpoint = BatchCheckpoint(paths.neo4j_batches)
-    if full:
-        checkpoint.clear()  # --full ignores checkpoints; MERGE makes redoing every batch harmless
-    deletes = state.deletes(tables)
-    bar: list[StageProgress] = []
-
-    def on_batch(p: BatchProgress) -> None:
-        if not bar:
-            bar.append(StageProgress(STAGE, p.total))
-        bar[0].advance()
-
-    summary = write_graph(
-        settings.neo4j, password, tables, deletes, checkpoint=checkpoint, on_batch=on_batch, cancel=cancel
-    )
-    state.save(tables)
-    if bar:
-        bar[0].finish()
-    return {
-        "uri": safe_uri(settings.neo4j.uri or ""),
-        "database": settings.neo4j.database,
-        "rows": summary_rows(tables, summary),
-        "batches": summary.batches,
-        "resumed_batches": summary.resumed_batches,
-        "deleted": dict(summary.deleted),
-        "verified": bool(summary.verification and summary.verification.ok),
-    }
 
 
 def _failed(output: str) -> str:
@@ -97,7 +49,7 @@ async def neo4j_stage(run: RunContext, output: str) -> dict:
     with run.timed(STAGE):
         try:
             # the sync driver, in a worker thread: the event loop never waits on Neo4j
-            result = await asyncio.to_thread(_sink, Path(output), run.paths, run.settings, password, run.full, cancel)
+            result = await asyncio.to_thread(sink_outputs, Path(output), run.paths, run.settings, password, run.full, cancel)
         except asyncio.CancelledError:
             cancel.set()
             raise

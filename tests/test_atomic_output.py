@@ -346,7 +346,7 @@ class Cli:
         return cli_env(self.home, PREFECT_API_URL=self.api_url, **extra)
 
     def start(self, command: str, root: Path, **env: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "flows.cli", command, "--root", str(root)], cwd=REPO,
+        return subprocess.Popen([sys.executable, "-m", "graphrag_flow.cli", command, "--root", str(root)], cwd=REPO,
                                 env=self.env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True, preexec_fn=lambda: os.umask(0o022))
 
@@ -577,7 +577,7 @@ make_project(root, input_dir=Path(a["before"]), llm=a["llm"])
 env = cli_env(Path(a["prefect_home"]), PREFECT_API_URL=a["api_url"])
 
 def cli(command, **extra):
-    p = subprocess.run([sys.executable, "-m", "flows.cli", command, "--root", str(root)], env=dict(env, **extra),
+    p = subprocess.run([sys.executable, "-m", "graphrag_flow.cli", command, "--root", str(root)], env=dict(env, **extra),
                        capture_output=True, text=True, timeout=300)
     return {"rc": p.returncode, "out": (p.stdout + p.stderr)[-4000:]}
 

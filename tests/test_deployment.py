@@ -435,7 +435,7 @@ def _cli_popen(srv: PrefectServer, root: Path, home: Path, log: Path) -> subproc
     """The CLI as a user runs it beside a server: PREFECT_API_URL set, so the run shows in its UI."""
     env = cli_env(home, PREFECT_API_URL=srv.api_url, OPENAI_API_KEY="sk-fake-test")
     env["PREFECT_HOME"] = str(srv.home)  # cleaned up with the module's processes
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "index", "--root", str(root)], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "graphrag_flow.cli", "index", "--root", str(root)], cwd=REPO, env=env,
                             stdout=log.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     srv.procs.append(proc)

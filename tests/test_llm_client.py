@@ -793,7 +793,7 @@ def test_a_hung_request_ended_by_the_adaptive_deadline_says_how_it_was_derived()
 def test_check_names_its_own_limit_not_the_setting(monkeypatch, tmp_path):
     """`check` allows 4 s per request whatever llm.request_timeout_s says; a hang there must say
     so, not "4s (llm.request_timeout_s)" while the setting is 10."""
-    from flows.check import run_check
+    from graphrag_flow.cli.check import run_check
     from graphrag_flow.config import load_settings
 
     with FakeOpenAIServer(FakeConfig(latency_s=0.01, p_hang=1.0)) as srv:

@@ -34,7 +34,7 @@ import pytest
 
 from conftest import cli_env, make_project, run_cli, secret_leaks
 from graphrag_flow.config import load_settings
-from graphrag_flow.neo4j_sink import (
+from graphrag_flow.stages.neo4j import (
     COUNT_QUERIES, REL_TYPES, build_statements, compute_deletes, graph_rows,
 )
 from graphrag_flow.storage.outputs import read_manifest, read_table

@@ -39,7 +39,7 @@ import pytest
 from conftest import REPO, cli_env, make_project, run_cli, secret_leaks
 from graphrag_flow.config import load_settings
 from graphrag_flow.errors import Neo4jSinkError
-from graphrag_flow.neo4j_sink import BatchCheckpoint, build_statements, compute_deletes, write_graph
+from graphrag_flow.stages.neo4j import BatchCheckpoint, build_statements, compute_deletes, write_graph
 from graphrag_flow.storage.outputs import read_table
 from graphrag_flow.status import project_status
 from graphrag_flow.tables import SCHEMAS
@@ -285,7 +285,7 @@ def killed_and_resumed(second, project, live_bolt, prefect_home):
     checkpoint = project / "cache" / "neo4j" / "batches"
     total = sum(len(s.batches) for s in build_statements(_tables(project), batch_size=1))
     env = cli_env(prefect_home, GRAPHRAG_FLOW_NEO4J__PASSWORD=live_bolt.password)
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "index", "--root", str(project)], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "graphrag_flow.cli", "index", "--root", str(project)], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + CLI_TIMEOUT

@@ -80,7 +80,7 @@ def test_a_run_killed_with_sigkill_is_marked_crashed_by_the_next_run(tmp_path, p
     root = make_project(tmp_path / "project", files={"a.txt": b"Ada Lovelace wrote the first program.",
                                                      "b.txt": b"Grace Hopper wrote the first compiler."})
     log = (tmp_path / "first.log").open("w")
-    first = subprocess.Popen([sys.executable, "-m", "flows.cli", "index", "--root", str(root)], cwd=REPO,
+    first = subprocess.Popen([sys.executable, "-m", "graphrag_flow.cli", "index", "--root", str(root)], cwd=REPO,
                              env=cli_env(prefect_home), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     holder = root / "cache" / HOLDER_FILE
     deadline = time.monotonic() + 240

@@ -8,9 +8,7 @@ stage finished and the outputs verified.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from graphrag_flow import progress as progress_events
+from graphrag_flow.cli.console import RichProgress, console_without_known_tracebacks
 from graphrag_flow.config import Settings, load_settings
 from graphrag_flow.errors import GraphragFlowError
 from graphrag_flow.init_project import init_project
@@ -46,63 +45,6 @@ def _settings(root: Path) -> Settings:
         raise  # unreachable
 
 
-class _NoTracebackForKnownErrors(logging.Formatter):
-    """Wraps a console handler's formatter: a graphrag-flow error (a stage's failed items, a
-    rejected key, a bad setting) already says what failed and what to do, and the CLI prints
-    it once at the end; Prefect's engine logged it twice more with a 20-line traceback each.
-    Only the console's copy loses the traceback: the run's logs in the Prefect UI keep it."""
-
-    def __init__(self, inner: logging.Formatter | None):
-        super().__init__()
-        self.inner = inner or logging.Formatter()
-
-    def format(self, record: logging.LogRecord) -> str:
-        error = record.exc_info[1] if record.exc_info else None
-        if not isinstance(error, GraphragFlowError):
-            return self.inner.format(record)
-        saved = record.exc_info, record.exc_text
-        record.exc_info, record.exc_text = None, None
-        try:
-            return self.inner.format(record)
-        finally:
-            record.exc_info, record.exc_text = saved
-
-
-def _console_without_known_tracebacks() -> None:
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.formatter, _NoTracebackForKnownErrors):
-            handler.setFormatter(_NoTracebackForKnownErrors(handler.formatter))
-
-
-class _RichProgress:
-    """A progress bar per stage, fed by graphrag_flow.progress events from any thread."""
-
-    def __init__(self, progress: Progress):
-        self.progress = progress
-        self.tasks: dict[str, int] = {}
-        self.lock = threading.Lock()
-
-    def start(self, stage: str, total: int) -> None:
-        with self.lock:
-            if stage in self.tasks:
-                self.progress.reset(self.tasks[stage], total=total)
-            else:
-                self.tasks[stage] = self.progress.add_task(stage, total=total)
-
-    def advance(self, stage: str, done: int) -> None:
-        with self.lock:
-            if stage in self.tasks:
-                self.progress.update(self.tasks[stage], completed=done)
-
-    def finish(self, stage: str) -> None:
-        with self.lock:
-            if stage in self.tasks:
-                task = self.progress.tasks[self.tasks[stage]]
-                self.progress.update(self.tasks[stage], completed=task.total)
-
-
 @app.command()
 def init(root: RootOption) -> None:
     """Write a commented settings.yaml and an input/ folder (existing files are kept)."""
@@ -126,18 +68,18 @@ def index(
         _preflight(root, settings)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Prefect's temporary server gives up after 20 s; on a busy 2-core machine it can take
-    # longer to start (stack-notes: 13-27 s), which would fail a run that did no work yet.
+    # longer to start (docs/stack-notes.md), which would fail a run that did no work yet.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from flows.index import index as index_flow
-    from flows.summary import render_summary
+    from graphrag_flow.cli.render import render_summary
 
-    _console_without_known_tracebacks()
+    console_without_known_tracebacks()
 
     bars = Progress(
         TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, transient=False,
     )
-    listener = _RichProgress(bars)
+    listener = RichProgress(bars)
     progress_events.add_listener(listener)
     try:
         with bars:
@@ -150,7 +92,7 @@ def index(
 
 
 def _preflight(root: Path, settings: Settings) -> None:
-    from flows.check import run_check
+    from graphrag_flow.cli.check import run_check
 
     try:
         asyncio.run(run_check(root, settings, quick=True))
@@ -162,7 +104,7 @@ def _preflight(root: Path, settings: Settings) -> None:
 def check(root: RootOption) -> None:
     """Settings valid, API reachable, key accepted, both models answer (fails in seconds)."""
     settings = _settings(root)
-    from flows.check import run_check
+    from graphrag_flow.cli.check import run_check
 
     try:
         lines = asyncio.run(run_check(root, settings, quick=False))
@@ -170,7 +112,7 @@ def check(root: RootOption) -> None:
         _fail(str(exc))
     for line in lines:
         out.print(f"[green]ok[/] {line}", highlight=False)
-    from flows.check import query_block_warnings
+    from graphrag_flow.cli.check import query_block_warnings
 
     for warning in query_block_warnings(root, settings):
         out.print(f"[yellow]warning[/] {warning}", highlight=False)
@@ -195,7 +137,3 @@ def status(root: RootOption) -> None:
     out.print(report.headline)
     if not report.verified:
         raise typer.Exit(1)
-
-
-if __name__ == "__main__":
-    app()

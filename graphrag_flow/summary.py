@@ -1,10 +1,8 @@
-"""The end-of-run summary: a rich table for the CLI (artifacts reuse the same rows)."""
+"""The end-of-run summary: per stage what it did, what changed since the last run, what the graph
+holds, as rows and lines the CLI shows as tables (graphrag_flow/cli/render.py) and the flow
+publishes as Prefect artifacts (flows/artifacts.py)."""
 
 from __future__ import annotations
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from graphrag_flow.incremental import communities_line
 
@@ -95,7 +93,7 @@ def summary_markdown(summary: dict) -> str:
 NEO4J_COLUMNS = ("label/type", "parquet", "parquet rows", "written", "created", "deleted", "in neo4j", "match")
 
 
-def _neo4j_cells(row: dict) -> tuple[str, ...]:
+def neo4j_cells(row: dict) -> tuple[str, ...]:
     """One label/type of the sink summary as display cells (columns NEO4J_COLUMNS)."""
     match = {True: "yes", False: "NO", None: "-"}[row["match"]]
     in_neo4j = "-" if row["in_neo4j"] is None else str(row["in_neo4j"])
@@ -111,25 +109,9 @@ def neo4j_markdown(result: dict | None) -> list[str]:
         return ["", "## Neo4j", "", f"Failed: {result['error']}"]
     lines = ["", f"## Neo4j ({result['uri']})", "", "| " + " | ".join(NEO4J_COLUMNS) + " |",
              "|" + "---|" * len(NEO4J_COLUMNS)]
-    lines += ["| " + " | ".join(_neo4j_cells(r)) + " |" for r in result["rows"]]
+    lines += ["| " + " | ".join(neo4j_cells(r)) + " |" for r in result["rows"]]
     lines += ["", f"{result['batches']} batch(es) written, {result['resumed_batches']} resumed from a checkpoint"]
     return lines
-
-
-def render_neo4j(result: dict | None, console: Console) -> None:
-    if not result or "error" in result:
-        return
-    table = Table(title=f"neo4j: {result['uri']}")
-    for col in NEO4J_COLUMNS:
-        table.add_column(col, justify="left" if col in ("label/type", "parquet") else "right")
-    for row in result["rows"]:
-        table.add_row(*_neo4j_cells(row))
-    console.print(table)
-    console.print(
-        f"neo4j: {result['batches']} batch(es) written, {result['resumed_batches']} resumed; "
-        f"graph {'verified' if result['verified'] else 'NOT verified'} against the parquet tables",
-        highlight=False,
-    )
 
 
 def changes_lines(changes: dict | None) -> list[str]:
@@ -156,30 +138,3 @@ def changes_markdown(changes: dict | None) -> list[str]:
              f"| {d['added']} | {d['changed']} | {d['removed']} | {d['unchanged']} |", ""]
     lines += [f"- {line.strip()}" for line in changes_lines(changes)[1:]]
     return lines
-
-
-def render_summary(summary: dict, console: Console) -> None:
-    table = Table(title="graphrag-flow index")
-    for col in SUMMARY_COLUMNS:
-        table.add_column(col, justify="left" if col == "stage" else "right")
-    for row in summary.get("stages", []):
-        table.add_row(*(str(row.get(c.replace(" ", "_"), "")) for c in SUMMARY_COLUMNS))
-    console.print(table)
-    sizes = Table(title="outputs")
-    sizes.add_column("table")
-    sizes.add_column("rows", justify="right")
-    for name, rows in summary["tables"].items():
-        sizes.add_row(name, str(rows))
-    for name, info in summary["vector_tables"].items():
-        sizes.add_row(f"lancedb/{name}", f"{info['rows']} × {info['dimension']}-d")
-    console.print(sizes)
-    render_neo4j(summary.get("neo4j"), console)
-    for note in summary.get("graph_notes", []):
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-    for line in summary.get("not_matched", []):  # file names are shown as they are, never as markup
-        console.print(f"[yellow]input:[/] {escape(line)}", highlight=False)
-    for warning in summary.get("warnings", []):
-        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-    for line in changes_lines(summary.get("changes")):
-        console.print(line, highlight=False)
-    console.print(f"outputs: {summary['output']} (verified)")

@@ -47,7 +47,7 @@ async def check_neo4j(settings: Settings) -> str:
 
     `settings` has its secrets resolved (flows/secrets.py)."""
     from flows.secrets import secret_value
-    from graphrag_flow.neo4j_sink import Neo4jSink, safe_uri
+    from graphrag_flow.stages.neo4j import Neo4jSink, safe_uri
 
     password = secret_value(settings.neo4j.password)
 
