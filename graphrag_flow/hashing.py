@@ -28,21 +28,27 @@ def sha256_json(value: Any) -> str:
 CODE_SUFFIXES = (".py", ".txt")
 
 
-def code_version(*packages: ModuleType) -> str:
-    """Hash of the given packages' files (sources and the data they read), for cache keys.
-
-    A cached result must not outlive the code that made it: Prefect's own `TASK_SOURCE` policy
-    hashes only a task's body, so a changed helper it calls would serve stale results
-    (docs/stack-notes.md). The caller names the packages (the tasks layer names all three: the
-    domain, the tasks and the flows), each hashed from where it was imported.
-    """
-    from graphrag_flow import __version__
-
-    digest = hashlib.sha256(__version__.encode())
+def package_files_sha256(*packages: ModuleType) -> str:
+    """sha256 of the packages' code files (CODE_SUFFIXES), each with its path inside its package's
+    parent folder, read from where the package was imported."""
+    digest = hashlib.sha256()
     for package in packages:
         for base in (Path(p).resolve() for p in package.__path__):
             for path in sorted(base.rglob("*")):
                 if path.suffix in CODE_SUFFIXES and "__pycache__" not in path.parts:
                     digest.update(path.relative_to(base.parent).as_posix().encode())
                     digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
+
+
+def code_version(*packages: ModuleType) -> str:
+    """Hash of the given packages' files (sources and the data they read), for cache keys.
+
+    A cached result must not outlive the code that made it: Prefect's own `TASK_SOURCE` policy
+    hashes only a task's body, so a changed helper it calls would serve stale results
+    (docs/stack-notes.md). The caller names the packages (the tasks layer names all three: the
+    domain, the tasks and the flows).
+    """
+    from graphrag_flow import __version__
+
+    return sha256_text(__version__ + package_files_sha256(*packages))[:16]

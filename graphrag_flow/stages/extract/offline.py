@@ -1,13 +1,13 @@
-"""The offline strategy of the extract stage: the rules (rules.py) in a worker thread, each answer
+"""The offline strategy of the extract stage: the rules (rules/) in a worker thread, each answer
 cached like an LLM's, so an incremental offline run extracts only new or changed text units."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+import functools
 from typing import TYPE_CHECKING, Callable
 
-from graphrag_flow.hashing import sha256_parts, sha256_text
+from graphrag_flow.hashing import package_files_sha256, sha256_parts
 from graphrag_flow.llm.schemas import GraphExtraction
 from graphrag_flow.stages.extract import ExtractOne
 
@@ -15,14 +15,18 @@ if TYPE_CHECKING:
     from graphrag_flow.llm.answer_cache import AnswerCache
 
 
-def _offline_version() -> str:
-    """Hash of the rule set: a changed extractor must not serve answers cached by the old one."""
-    return sha256_text(Path(__file__).with_name("rules.py").read_text(encoding="utf-8"))[:16]
+@functools.cache
+def offline_version() -> str:
+    """Hash of the rules (their modules and word files), once per process: a changed rule set
+    must not serve answers cached by the old one."""
+    from graphrag_flow.stages.extract import rules
+
+    return package_files_sha256(rules)[:16]
 
 
 def offline_answer_key(text: str, version: str | None = None) -> str:
     """The answer cache's key of a text unit's rule-based extraction."""
-    return sha256_parts("offline-extract", version or _offline_version(), text)
+    return sha256_parts("offline-extract", version or offline_version(), text)
 
 
 def offline_extractor(cache: AnswerCache | None, on_cache_hit: Callable[[], None] | None = None) -> ExtractOne:
@@ -33,7 +37,7 @@ def offline_extractor(cache: AnswerCache | None, on_cache_hit: Callable[[], None
     """
     from graphrag_flow.stages.extract.rules import extract_offline
 
-    version = _offline_version()
+    version = offline_version()
 
     async def extract_one(unit_id: str, text: str) -> GraphExtraction:
         key = offline_answer_key(text, version)
