@@ -153,7 +153,7 @@ async def index(
                 pool=pool,
             )
             try:
-                with frozen_heap():  # no 0.4 s garbage-collector pauses on the loop serving requests
+                with frozen_heap():  # no garbage-collector pauses on the loop serving requests
                     return await _index_stages(run, folders, seeded, last_run, identities, logger, started)
             finally:
                 run.close()

@@ -27,7 +27,7 @@ def _retry_unless_settings(task, task_run, state) -> bool:
     """Retry a failed batch once; a wrong URI, password or database is not fixed by retrying.
 
     Reads the exception from `state.data`: in an async task `state.result()` returns a
-    coroutine instead of raising (measured with Prefect 3.8.8), which would retry everything.
+    coroutine instead of raising (Prefect 3.8.8), which would retry everything.
     """
     exc = failed_state_exception(state)
     if isinstance(exc, Neo4jSinkError):

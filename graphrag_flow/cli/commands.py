@@ -67,8 +67,8 @@ def index(
     if settings.llm.provider != "offline":
         _preflight(root, settings)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # Prefect's temporary server gives up after 20 s; on a busy 2-core machine it can take
-    # longer to start (docs/stack-notes.md), which would fail a run that did no work yet.
+    # Prefect's temporary server gives up after 20 s; on a busy machine it takes longer to start
+    # (docs/stack-notes.md), which would fail a run that did no work yet.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from flows.index import index as index_flow
     from graphrag_flow.cli.render import render_summary

@@ -71,8 +71,8 @@ def _strongest(rels: list[Rel]) -> list[Rel]:
 def offline_report(members: list[Member], rels: list[Rel]) -> CommunityReportAnswer:
     """An extractive report from the community's entities and relationships.
 
-    Plain records rather than DataFrames: a pandas sort and selection per community cost
-    ~20 ms, which was most of the reports stage on 8,000 communities.
+    Plain records rather than DataFrames: a pandas sort and selection per community would cost
+    more than the whole report (thousands of communities on a large corpus).
     """
     ordered = _by_strength(members)
     top = [m["title"] for m in ordered[:3]]
@@ -129,8 +129,8 @@ def _trimmed(lines: Iterable[str], max_tokens: int) -> tuple[str, bool]:
 
     A token is at least one byte, so lines whose UTF-8 bytes (plus a newline each) fit the
     budget fit in tokens too and are not tokenized: most communities' own material. Counting
-    every line's tokens was a tenth of the event loop's time while reports were written at
-    64 requests in flight (benchmarks/llm_throughput.py). Lines past the budget are never made.
+    every line's tokens would be a good part of the event loop's time while reports are written
+    (docs/performance.md). Lines past the budget are never made.
     """
     lines = iter(lines)
     head: list[str] = []
@@ -204,12 +204,12 @@ CONTEXT_ON_LOOP_MAX_ITEMS = 300
 
 def llm_reporter(client: "OpenAICompatibleClient", prompt: str, max_input_tokens: int) -> ReportOne:
     async def report_one(members: list[dict], rels: list[dict], sub_reports: SubReports):
-        # A small community's context is made on the loop: from plain records it takes ~2 ms,
-        # and a worker thread per report cost more than that in GIL hand-offs with the loop
-        # serving 64 requests (reports reached the server 0.2-0.8 s after their context was
-        # ready). A big one (sorting thousands of relationships, tokenizing up to the budget)
-        # held the loop 20-350 ms on the 688-PEP corpus, so it goes to a thread. The stage
-        # loads the tokenizer in a thread before the first report.
+        # A small community's context is made on the loop: from plain records it takes a few
+        # ms, and a worker thread per report costs more than that in GIL hand-offs with the loop
+        # serving the requests in flight. A big one (sorting thousands of relationships,
+        # tokenizing up to the budget) would hold the loop, so it goes to a thread
+        # (docs/performance.md, "The event loop"). The stage loads the tokenizer in a thread
+        # before the first report.
         if len(members) + len(rels) <= CONTEXT_ON_LOOP_MAX_ITEMS:
             context = local_context(members, rels, max_input_tokens)
         else:

@@ -106,9 +106,9 @@ async def summarize_descriptions(
     hears of each item as it is done, so later work can start before the whole stage ends.
     """
     failures: list[ItemFailedError] = []
-    # Preparing and finishing touch every item (76,000 on the 688-PEP corpus: 0.2-0.3 s each
-    # way), so many items are done in a worker thread, not on the loop serving the requests
-    # in flight; a few thousand take a millisecond or two, less than the hop to a thread.
+    # Preparing and finishing touch every item (tens of thousands on a large corpus), so many
+    # items are done in a worker thread, not on the loop serving the requests in flight; a few
+    # thousand take a millisecond or two, less than the hop to a thread.
     in_thread = sum(len(frame) for frame in frames.values()) > ITEMS_ON_LOOP_MAX
     names, work = await asyncio.to_thread(_work_items, frames) if in_thread else _work_items(frames)
     results: dict[str, list[str | None]] = {kind: [None] * len(frame) for kind, frame in frames.items()}

@@ -98,7 +98,7 @@ class ProjectPaths:
 
     @property
     def neo4j_state(self) -> Path:
-        """The ids the last successful Neo4j sink wrote (what the next one deletes is measured from)."""
+        """The ids the last successful Neo4j sink wrote: the next sink deletes those that left the index."""
         return self.cache / "neo4j" / "state.json"
 
     @property

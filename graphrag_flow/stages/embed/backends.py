@@ -44,9 +44,9 @@ class OfflineBackend:
     def plan(self, texts: list[str]) -> list[list[int]]:
         """Batches of texts of similar length (shortest first), so the model pads little.
 
-        In input order, a batch of entity descriptions mixed 10- and 250-piece texts and the
-        model spent half its time on padding. Sorted on the word pieces the model will see
-        (tokenizing 20k texts takes about a second, in the stage's worker thread). Batch
+        In input order, a batch of entity descriptions mixes short and long texts and the model
+        spends much of its time on padding. Sorted on the word pieces the model will see
+        (tokenized in the stage's worker thread). Batch
         composition does not change a vector (offline_model.py's docstring), and the plan is a
         function of the texts alone, so a resumed run plans the same batches for what is left.
         """

@@ -53,8 +53,8 @@ class EmbedResult:
 
 class BatchMerger:
     """Merges answered batches into one vector table, every batch waiting at that moment in
-    one merge: a merge costs about the same for 8 rows as for 128 (8 vs 10 ms measured), a
-    batch waiting for its merge is work a kill would lose, and its slot is held until then.
+    one merge: a merge costs about the same for a few rows as for a hundred (docs/performance.md),
+    a batch waiting for its merge is work a kill would lose, and its slot is held until then.
     """
 
     def __init__(self, table: VectorTable, model: str):
@@ -103,8 +103,8 @@ async def embed_field(
     Rows streamed earlier in the run (`embed_streamed`, sharing `merger`) are found in the
     table and counted as embedded, not reused.
     """
-    # Plain lists, hashed in a thread: per-row pandas access and hashing of every text held
-    # the loop serving requests for 400 ms on peps-mini's entities (the heartbeat test).
+    # Plain lists, hashed in a thread: per-row pandas access and hashing of every text would hold
+    # the loop serving requests (the heartbeat test in tests/test_provider_faults.py).
     all_ids, all_texts, shas = await asyncio.to_thread(_columns, inputs)
     state = await asyncio.to_thread(table.state)
     wanted = set(zip(all_ids, shas))
@@ -189,9 +189,9 @@ async def embed_streamed(
 ) -> None:
     """Embed (id, text) rows as they are streamed, before their frame is complete.
 
-    The table's state is read once, not per chunk: read per chunk it cost 20-65 ms of a
-    worker thread each (LanceDB), 42 times on peps-mini's entities, all contending for the
-    GIL with the loop serving requests. A row already current in the table (a resumed run)
+    The table's state is read once, not per chunk: a LanceDB read holds a worker thread for tens
+    of ms, contending for the GIL with the loop serving requests, and a field streams dozens of
+    chunks. A row already current in the table (a resumed run)
     is skipped. Failures are left to the full pass (`embed_field`), which retries them and
     names them if they fail again; it also deletes what is stale and compacts the table.
     """

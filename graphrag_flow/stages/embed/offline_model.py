@@ -27,9 +27,10 @@ Long texts (``long_text``):
 Determinism: the same text gives bit-identical vectors whatever else is in the call, in any order,
 in any process, with 1 or 2 threads. ``embed`` sorts texts by length and runs sub-batches padded to
 the sub-batch's longest sequence; on onnxruntime's CPU provider padding does not change a row's
-result at all (measured: difference 0.0 between texts alone and the same texts padded to 256 in
-mixed batches), and pooling slices each row to its own length so padded positions never enter a
-sum. The tests assert this, because the flow resumes partway and must reproduce an uninterrupted run.
+result at all (texts alone and the same texts padded to 256 in mixed batches give identical
+vectors), and pooling slices each row to its own length so padded positions never enter a sum.
+tests/test_embed_offline.py asserts this, because the flow resumes partway and must reproduce an
+uninterrupted run.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ MAX_WINDOWS = 16
 #: Sequences per onnxruntime call at most ...
 SUB_BATCH = 256
 #: ... and padded word pieces per call (rows x width) at most. onnxruntime's CPU arena keeps
-#: the largest activations it has seen: 32 x 256 per call grew the process by 1.3 GB, 4,096
-#: pieces per call by ~370 MB, at the same speed (9-10k pieces/s on 2 cores, measured).
+#: the largest activations it has seen, so a small call bounds the process's memory, at the
+#: same speed as larger calls (docs/performance.md, "The offline embedding model").
 SUB_BATCH_TOKENS = 4096
 
 LongText = Literal["truncate", "mean_windows"]
@@ -104,8 +105,8 @@ class _Loaded:
     sep_id: int
     tokenizer_lock: threading.Lock
     #: Held around each model run of a session that uses every core (threads=None): the three
-    #: embed fields run side by side, and concurrent runs only oversubscribed the 2 cores while
-    #: each grew its own activation buffers (a 4.7 GB peak on the peps benchmark).
+    #: embed fields run side by side, and concurrent runs would only oversubscribe the cores
+    #: while each grew its own activation buffers (docs/performance.md).
     run_lock: threading.Lock | None
 
 

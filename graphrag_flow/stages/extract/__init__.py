@@ -140,13 +140,3 @@ async def run_extraction(
     await gather_fatal_first(one(u, t) for u, t in zip(units["id"], units["text"]))
     answers.sort(key=lambda pair: pair[0])
     return answers, failures
-
-
-def answers_frame(answers: list[tuple[str, GraphExtraction]]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {"text_unit_id": [u for u, _ in answers], "answer": [a.model_dump_json() for _, a in answers]}
-    )
-
-
-def answers_from_frame(frame: pd.DataFrame) -> list[tuple[str, GraphExtraction]]:
-    return [(u, GraphExtraction.model_validate_json(a)) for u, a in zip(frame["text_unit_id"], frame["answer"])]
