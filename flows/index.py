@@ -132,7 +132,7 @@ async def index(
         await crash_dead_holder(previous_holder, run_id, paths.root, logger)  # a killed run still shown Running
         # The served output/ is never written: the run builds its generation in output.next
         # and switches it in once it verifies (graphrag_flow/storage/generations.py).
-        folders = OutputFolders(paths)
+        folders = OutputFolders(paths.root)
         await asyncio.to_thread(folders.recover)
         # what the new run is compared with (documents, rows carried over): the served generation
         last_run = await asyncio.to_thread(read_last_run, folders.live)

@@ -33,7 +33,6 @@ from conftest import REPO, kill_group
 from graphrag_flow.storage.outputs import read_manifest, write_manifest
 from graphrag_flow.storage.atomic import write_parquet
 from graphrag_flow.storage.generations import SEED_FILE, OutputFolders, seed_staging
-from graphrag_flow.storage.paths import ProjectPaths
 from graphrag_flow.storage.vectors import VectorTable
 from graphrag_flow.tables import SCHEMAS, VECTOR_FIELDS
 
@@ -122,10 +121,9 @@ _SWITCH = r"""
 import sys
 from pathlib import Path
 from graphrag_flow.storage import generations
-from graphrag_flow.storage.paths import ProjectPaths
 if sys.argv[2] == "two renames":
     generations._exchange = lambda a, b: False  # as on a system without renameat2(RENAME_EXCHANGE)
-print(generations.OutputFolders(ProjectPaths(Path(sys.argv[1]))).switch_in(), flush=True)
+print(generations.OutputFolders(Path(sys.argv[1])).switch_in(), flush=True)
 """
 
 #: (how the switch runs, the named point it is killed at, which generation `output/` must hold after)
@@ -153,7 +151,7 @@ def _stage(folders: OutputFolders, label: str, rows: int = 0, source: Path | Non
 
 def _project_mid_run(root: Path) -> OutputFolders:
     """Served A, the generation before it (Z) kept, and a finished run's B in output.next."""
-    folders = OutputFolders(ProjectPaths(root))
+    folders = OutputFolders(root)
     _generation(folders.previous, "Z", 5)
     _generation(folders.live, "A", 20)
     _stage(folders, "B", 30)
@@ -193,7 +191,7 @@ def test_a_completed_switch_keeps_the_replaced_generation_until_the_next(tmp_pat
     assert folders.switch_in() == "exchange"
     assert (_label(folders.live), _label(folders.previous)) == ("C", "B")
     assert sorted(p.name for p in folders.root.iterdir()) == ["output", "output.previous"]
-    first = OutputFolders(ProjectPaths(tmp_path / "first"))  # a first run: nothing served yet, a plain rename
+    first = OutputFolders(tmp_path / "first")  # a first run: nothing served yet, a plain rename
     _stage(first, "D", 3)
     assert first.switch_in() == "rename" and _label(first.live) == "D"
 
@@ -205,7 +203,7 @@ def test_a_symlinked_output_folder_is_switched_where_it_points(tmp_path):
     disk.mkdir()
     root.mkdir()
     (root / "output").symlink_to(disk / "index")  # dangling until the first run
-    folders = OutputFolders(ProjectPaths(root))
+    folders = OutputFolders(root)
     for label, how in (("A", "rename"), ("B", "exchange"), ("C", "exchange")):
         _stage(folders, label, 5)
         assert folders.switch_in() == how
@@ -285,7 +283,7 @@ print(probes, missing)
 
 
 def test_a_reader_in_a_tight_loop_never_sees_a_missing_or_mixed_output_while_runs_switch(tmp_path):
-    folders = OutputFolders(ProjectPaths(tmp_path / "project"))
+    folders = OutputFolders(tmp_path / "project")
     sources = {"A": _generation(tmp_path / "gen-A", "A", 40), "B": _generation(tmp_path / "gen-B", "B", 25)}
     _stage(folders, "A", source=sources["A"])
     folders.switch_in()

@@ -77,27 +77,14 @@ class SeedStats:
 
 
 @dataclass(frozen=True)
-class OutputFolders:
-    """The three generation folders of one project (ProjectPaths says where they are, a symlinked
-    `output/` included), and the steps that move a generation between them."""
-
-    paths: ProjectPaths
-
-    @property
-    def root(self) -> Path:
-        return self.paths.root
+class OutputFolders(ProjectPaths):
+    """A project's paths (a symlinked `output/` included), and the steps that move a generation
+    between its three output folders."""
 
     @property
     def live(self) -> Path:
-        return self.paths.output
-
-    @property
-    def staging(self) -> Path:
-        return self.paths.staging
-
-    @property
-    def previous(self) -> Path:
-        return self.paths.previous
+        """The served generation (ProjectPaths.output)."""
+        return self.output
 
     def live_identity(self) -> str | None:
         """sha256 of the served manifest (run id and finish time included): which generation is served."""

@@ -31,6 +31,11 @@ PREVIOUS_DIR = "output.previous"
 CACHE_DIR = "cache"
 
 
+def _in_cache(relative: str, doc: str) -> property:
+    """A path under the project's cache/ folder."""
+    return property(lambda self: self.cache / relative, doc=doc)
+
+
 @dataclass(frozen=True)
 class ProjectPaths:
     """The paths of the project folder `root`; nothing is created or read by building one."""
@@ -69,42 +74,20 @@ class ProjectPaths:
         live = self.output
         return live.with_name(live.name + PREVIOUS_DIR.removeprefix(OUTPUT_DIR))
 
-    # -- caches and checkpoints
+    # -- caches and checkpoints, all under cache/
 
     @property
     def cache(self) -> Path:
         return self.root / CACHE_DIR
 
-    @property
-    def answer_cache(self) -> Path:
-        return self.cache / "llm_answers.sqlite"
-
-    @property
-    def stages(self) -> Path:
-        return self.cache / "stages"
-
-    @property
-    def prefect_results(self) -> Path:
-        return self.cache / "prefect-results"
-
-    @property
-    def lock(self) -> Path:
-        return self.cache / "index.lock"
-
-    @property
-    def lock_holder(self) -> Path:
-        """Who holds the lock: read only when the lock is found held, to say so in the error."""
-        return self.cache / "index.lock.json"
-
-    @property
-    def neo4j_state(self) -> Path:
-        """The ids the last successful Neo4j sink wrote: the next sink deletes those that left the index."""
-        return self.cache / "neo4j" / "state.json"
-
-    @property
-    def neo4j_batches(self) -> Path:
-        """The Neo4j sink's committed batches, so a sink that crashed resumes at the next one."""
-        return self.cache / "neo4j" / "batches"
+    answer_cache = _in_cache("llm_answers.sqlite", "every LLM answer and offline extraction answer")
+    stages = _in_cache("stages", "stage checkpoints (storage/stages.py)")
+    prefect_results = _in_cache("prefect-results", "Prefect's persisted task results")
+    lock = _in_cache("index.lock", "the project lock (storage/project_lock.py)")
+    lock_holder = _in_cache("index.lock.json", "who holds the lock, named when a second run finds it held")
+    neo4j_state = _in_cache("neo4j/state.json", "the ids the last successful Neo4j sink wrote: the next deletes "
+                                                "those that left the index")
+    neo4j_batches = _in_cache("neo4j/batches", "the Neo4j sink's committed batches, for its resume")
 
     def written_by_a_run(self) -> list[Path]:
         """The folders an index run writes to: the project folder (where the output generations
