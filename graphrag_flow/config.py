@@ -230,6 +230,12 @@ class Settings(BaseSettings):
         return data
 
 
+def secret_value(secret: SecretStr | None) -> str | None:
+    """A resolved secret's value, to hand straight to the client that sends it (flows/secrets.py
+    resolves them once per run)."""
+    return None if secret is None else secret.get_secret_value()
+
+
 def sha256_json(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Iterable
 
 from graphrag_flow.channels import Channel
-from graphrag_flow.config import Settings
+from graphrag_flow.config import Settings, secret_value
 from graphrag_flow.errors import ItemFailedError, StageFailedError
 from graphrag_flow.hashing import sha256_text
 from graphrag_flow.progress import StageProgress
@@ -78,7 +78,7 @@ async def llm_client(run: RunContext, stage: str) -> AsyncIterator["OpenAICompat
     client = OpenAICompatibleClient(
         run.settings.llm,
         # resolved when the run started (flows/secrets.py): never looked up per stage
-        api_key=run.settings.llm.api_key.get_secret_value() if run.settings.llm.api_key is not None else None,
+        api_key=secret_value(run.settings.llm.api_key),
         limiter=run.limiter,
         stats=run.stats,
         cache=run.cache,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
+from graphrag_flow.config import secret_value
 from graphrag_flow.errors import Neo4jSinkError, SettingsError, VerifyError
 from graphrag_flow.stages.neo4j import STAGE, sink_outputs
 from tasks.context import RunContext
@@ -44,7 +45,7 @@ async def neo4j_stage(run: RunContext, output: str) -> dict:
     """Write the graph in `output` (the verified parquet tables) to Neo4j; counts per label/type."""
     logger = get_run_logger()
     neo = run.settings.neo4j  # its password resolved when the run started (flows/secrets.py)
-    password = neo.password.get_secret_value() if neo.password is not None else None
+    password = secret_value(neo.password)
     cancel = threading.Event()  # a cancelled flow run stops the thread after the batch in flight
     with run.timed(STAGE):
         try:

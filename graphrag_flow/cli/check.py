@@ -46,7 +46,7 @@ async def check_neo4j(settings: Settings) -> str:
     """Connect and authenticate (verify_connectivity) in a thread; errors name neo4j.uri/neo4j.password.
 
     `settings` has its secrets resolved (flows/secrets.py)."""
-    from flows.secrets import secret_value
+    from graphrag_flow.config import secret_value
     from graphrag_flow.stages.neo4j import Neo4jSink, safe_uri
 
     password = secret_value(settings.neo4j.password)
@@ -70,7 +70,7 @@ async def _check_llm(root: Path, settings: Settings, quick: bool) -> list[str]:
         return lines
     if not settings.llm.api_base:
         raise SettingsError("llm.api_base is not set (e.g. https://api.openai.com/v1)")
-    from flows.secrets import secret_value
+    from graphrag_flow.config import secret_value
     from graphrag_flow.llm.client import OpenAICompatibleClient
     from graphrag_flow.llm.limiter import RequestLimiter
     from graphrag_flow.llm.stats import LLMStats
