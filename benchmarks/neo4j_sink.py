@@ -39,8 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from corpus import PEPS_MINI  # noqa: E402  (benchmarks/corpus.py)
-from graphrag_flow.neo4j_sink import Neo4jSink, build_statements, graph_rows  # noqa: E402
-from graphrag_flow.outputs import read_table  # noqa: E402
+from graphrag_flow.stages.neo4j import Neo4jSink, build_statements, graph_rows  # noqa: E402
+from graphrag_flow.storage.outputs import read_table  # noqa: E402
 from graphrag_flow.tables import SCHEMAS  # noqa: E402
 from tests.arcadedb_server import BoltServer, arcadedb_server, bolt_server_from_env  # noqa: E402
 
@@ -52,7 +52,7 @@ def index_peps_mini(work: Path) -> Path:
     (root / "settings.yaml").write_text(yaml.safe_dump({"input": {"dir": str(PEPS_MINI)}}))
     env = {"PREFECT_HOME": str(work / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_LOGGING_LEVEL": "WARNING"}
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "index", "--root", str(root)], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "graphrag_flow.cli", "index", "--root", str(root)], cwd=REPO,
                           env=os.environ | env, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"indexing peps-mini failed:\n{done.stderr[-3000:]}")

@@ -72,7 +72,7 @@ class Bench:
         return root
 
     def _start(self, root: Path) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "flows.cli", "index", "--root", str(root)], cwd=REPO,
+        return subprocess.Popen([sys.executable, "-m", "graphrag_flow.cli", "index", "--root", str(root)], cwd=REPO,
                                 env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
 

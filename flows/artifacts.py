@@ -1,9 +1,12 @@
-"""What a person sees in the Prefect UI while and after a run: progress and failure artifacts.
+"""What a person sees in the Prefect UI while and after a run: progress, summary and failure artifacts.
 
 - A progress artifact per long stage (extract, summarize, reports, embed-*), fed by
   graphrag_flow.progress events. Events arrive from any thread, many per second; the
   listener only records counts, and one coroutine on the flow's event loop publishes the
   changes every `interval_s` (so a 30k-item stage costs a few dozen API calls, not 30k).
+- When a run ends, its summary (graphrag_flow/summary.py) as a table artifact
+  (`graphrag-flow-stages`) and a markdown one (`graphrag-flow-summary`), under stable keys, so
+  the artifact page shows the history across runs.
 - When a run fails, a markdown artifact under the same key as a finished run's summary
   (`graphrag-flow-summary`), naming the stage, the failed items and their reasons, so the
   artifact page's history shows the failed night next to the good ones.
@@ -21,7 +24,7 @@ from uuid import UUID
 
 from graphrag_flow import progress as progress_events
 from graphrag_flow.errors import GraphragFlowError, Neo4jSinkError, StageFailedError
-from tasks._common import RunResources, run_resources
+from graphrag_flow.summary import summary_markdown
 
 log = logging.getLogger(__name__)
 
@@ -149,17 +152,30 @@ async def publish_failure(root: str, exc: BaseException) -> None:
 
 
 @asynccontextmanager
-async def observed_run(resources: RunResources) -> AsyncIterator[RunResources]:
-    """The flow's run context: its resources, progress artifacts, and a summary even on failure.
+async def observed_run(root: str) -> AsyncIterator[None]:
+    """Around a run's stages: progress artifacts, and a summary artifact even on failure.
 
     A Neo4j sink error is left out: that run already published its summary (the outputs
     are written and verified), with the sink's error in it.
     """
-    with run_resources(resources) as run:
-        async with progress_artifacts():
-            try:
-                yield run
-            except Exception as exc:
-                if not isinstance(exc, Neo4jSinkError):
-                    await publish_failure(str(resources.root), exc)
-                raise
+    async with progress_artifacts():
+        try:
+            yield
+        except Exception as exc:
+            if not isinstance(exc, Neo4jSinkError):
+                await publish_failure(root, exc)
+            raise
+
+
+async def publish_summary(summary: dict) -> None:
+    """Artifacts with stable keys, so the UI's artifact page shows the history across runs."""
+    from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+
+    await acreate_table_artifact(
+        key="graphrag-flow-stages",
+        table=summary["stages"],
+        description="Per stage: items, reused vs recomputed, requests, retries, cache hits, failures, seconds",
+    )
+    await acreate_markdown_artifact(
+        key="graphrag-flow-summary", markdown=summary_markdown(summary), description="graphrag-flow run summary"
+    )

@@ -8,7 +8,7 @@ report. Two things end such a run's Running state:
   prefect.yaml) and the "zombie" automation `deployments/zombie_automation.py` creates, which
   marks a run Crashed when its heartbeats stop (see deployments/README.md);
 - any run, CLI runs included: the next index run of the same project. It holds the project
-  lock (graphrag_flow/project_lock.py), an OS file lock a dead process no longer holds, so the
+  lock (graphrag_flow/storage/project_lock.py), an OS file lock a dead process no longer holds, so the
   run that held it before is over; if Prefect still shows it Running or Pending, it died. This
   module marks it, and its task runs still running, Crashed with a message saying so.
 """

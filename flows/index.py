@@ -1,11 +1,12 @@
 """The `index` flow: a folder of documents -> GraphRAG tables and vector tables, resumably.
 
-Stages form a graph, not a chain: text units are embedded while the graph is extracted;
-communities are found and reports written while descriptions are summarized; entity
-descriptions are embedded while reports are written; and each stage picks up what it reads
-in memory the moment it is made, so one concurrency limit is kept busy. Every stage is a Prefect task with a content cache key; LLM answers are cached as they
-arrive and vector tables are merged batch by batch, so a run that dies is run
-again and redoes only what was in flight.
+Stages form a graph, not a chain (docs/architecture.md draws it): text units are embedded
+while the graph is extracted; communities are found and reports written while descriptions are
+summarized; entity descriptions are embedded while reports are written. Every stage starts with
+the run and picks up what it reads from the run's channels the moment it is made, so one
+concurrency limit is kept busy. Every stage is a Prefect task with a content cache key (computed
+here, once per stage: tasks/keys.py); LLM answers are cached as they arrive and vector tables
+are merged batch by batch, so a run that dies is run again and redoes only what was in flight.
 
 The served `output/` is never written while it is served: a run builds its whole generation in
 `output.next` (seeded from `output/`; its vector tables are the run's checkpoint), verifies it
@@ -25,41 +26,41 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
-from prefect import flow, get_run_logger
+from prefect import Task, flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 from pydantic import Field
 
+from flows.artifacts import observed_run, publish_summary
+from flows.dead_runs import crash_dead_holder
+from flows.quota import require_concurrency_limit
+from flows.secrets import resolve_secrets
 from graphrag_flow.aio import frozen_heap, gather_fatal_first
 from graphrag_flow.config import Settings, load_settings
-from graphrag_flow.embedding_backends import embedding_model_id
 from graphrag_flow.errors import GraphragFlowError, OutputWriteError
-from graphrag_flow.faults import kill_point
-from graphrag_flow.hashing import CODE_VERSION
 from graphrag_flow.incremental import LastRun, document_delta, read_last_run, run_changes
-from graphrag_flow.llm.answer_cache import AnswerCache
-from graphrag_flow.llm.connections import ConnectionPool
-from graphrag_flow.llm.limiter import RequestLimiter
-from graphrag_flow.llm.stats import LLMStats
-from graphrag_flow.project_lock import project_lock
+from graphrag_flow.llm import AnswerCache, ConnectionPool, LLMStats, RequestLimiter
+from graphrag_flow.stages.embed.backends import embedding_model_id
+from graphrag_flow.storage.faults import kill_point
 from graphrag_flow.storage.generations import OutputFolders, SeedStats
-from graphrag_flow.writable import project_folders, require_writable
+from graphrag_flow.storage.paths import ProjectPaths
+from graphrag_flow.storage.project_lock import project_lock
 from graphrag_flow.storage.stages import StageRef, StageStore
-from tasks._common import RunResources, stage_key
-from tasks._llm import is_offline, llm_identity
+from graphrag_flow.storage.writable import require_writable
+from graphrag_flow.summary import graph_notes, stage_rows
+from graphrag_flow.tables import VECTOR_FIELDS
 from tasks.chunk import chunk_stage
-from tasks.communities import communities_stage, offer_saved_communities
+from tasks.communities import communities_stage
+from tasks.context import RunContext
 from tasks.embed import embed_stage
-from tasks.extract import extract_stage, offer_saved_candidates
+from tasks.extract import extract_stage
+from tasks.keys import CODE_VERSION, stage_keys
+from tasks.llm_stage import llm_identities
 from tasks.load import load_stage
-from tasks.reports import REPORTS, offer_saved_reports, reports_stage
-from tasks.summarize import ENTITIES, post_saved_descriptions, summarize_stage
-from tasks.write import write_stage
 from tasks.neo4j import neo4j_stage
-from flows.artifacts import observed_run
-from flows.quota import require_concurrency_limit
-from flows.dead_runs import crash_dead_holder
-from flows.secrets import resolve_secrets
-from flows.summary import graph_notes, stage_rows, summary_markdown
+from tasks.reports import reports_stage
+from tasks.summarize import summarize_stage
+from tasks.write import write_stage
 
 
 def _prefect_limit(settings: Settings):
@@ -81,25 +82,16 @@ async def _on_disk(step: str, work: Callable[..., Any], *args: Any) -> Any:
         raise OutputWriteError(f"{step} failed at {exc.filename or '?'}: {exc.strerror or exc}") from None
 
 
-class _Stages:
-    """Calls stage tasks with the project's result storage, refreshing a cached result whose
-    stage files are gone (or every one, under --full)."""
-
-    def __init__(self, run: RunResources):
-        self.run = run
-        self.storage = run.root / "cache" / "prefect-results"
-
-    async def __call__(self, stage: str, task, offer_saved: Callable[[StageRef], None] | None = None,
-                       **params: Any) -> StageRef:
-        """Run `task`; then `offer_saved(ref)` puts its saved output on the run's hand-off for
-        the stages waiting on it, in case Prefect served it from cache (a no-op otherwise)."""
-        key = stage_key(stage, params)
-        refresh = self.run.full or not self.run.store.is_complete(stage, key)
-        configured = task.with_options(result_storage=self.storage, refresh_cache=refresh)
-        ref = await configured(**params)
-        if offer_saved is not None:
-            offer_saved(ref)
-        return ref
+async def run_cached_stage(run: RunContext, stage_task: Task, key: str, **inputs: Any) -> StageRef:
+    """Run a cached stage task under its `key`, with the project's result storage, recomputing it
+    when its checkpoint is gone (or always, under --full); then offer its saved frames on the
+    run's channels, for the stages waiting on them in case Prefect served it from its cache (a
+    no-op for the frames it made here)."""
+    refresh = run.full or not run.store.is_complete(stage_task.name, key)
+    configured = stage_task.with_options(result_storage=run.paths.prefect_results, refresh_cache=refresh)
+    ref = await configured(quote(run), key=key, **inputs)
+    run.channels.offer_saved(ref, run.store.load)
+    return ref
 
 
 @flow(
@@ -125,113 +117,90 @@ async def index(
     """
     logger = get_run_logger()
     started = time.time()
-    root_path = Path(root).resolve()
-    settings = await resolve_secrets(load_settings(root_path))  # a missing Secret block stops the run here
+    paths = ProjectPaths(Path(root).resolve())
+    settings = await resolve_secrets(load_settings(paths.root))  # a missing Secret block stops the run here
     await require_concurrency_limit(settings)  # a misspelt quota name must not mean no quota
-    await asyncio.to_thread(require_writable, project_folders(root_path))  # not after hours of extraction
+    await asyncio.to_thread(require_writable, paths.written_by_a_run())  # not after hours of extraction
+    identities = llm_identities(settings, paths.root)  # a missing prompt file stops the run here
     # One run per project at a time (a nightly run still going when the next one starts): the
     # second stops here, before it touches anything, naming the run that holds the lock.
     run_id = str(flow_run.get_id() or "")
-    with project_lock(root_path, run_id) as previous_holder:
-        await crash_dead_holder(previous_holder, run_id, root_path, logger)  # a killed run still shown Running
+    with project_lock(paths, run_id) as previous_holder:
+        await crash_dead_holder(previous_holder, run_id, paths.root, logger)  # a killed run still shown Running
         # The served output/ is never written: the run builds its generation in output.next
         # and switches it in once it verifies (graphrag_flow/storage/generations.py).
-        folders = OutputFolders(root_path)
+        folders = OutputFolders(paths.root)
         await asyncio.to_thread(folders.recover)
         # what the new run is compared with (documents, rows carried over): the served generation
         last_run = await asyncio.to_thread(read_last_run, folders.live)
         seeded = await _on_disk(f"preparing {folders.staging.name}/", folders.prepare_staging, full)
         logger.info("%s", seeded.line())
-        cache_dir = root_path / "cache"
-        resources = RunResources(
-            root=root_path,
-            settings=settings,
-            out_dir=folders.staging,
-            full=full,
-            limiter=RequestLimiter(settings.llm.max_concurrency, extra=_prefect_limit(settings)),
-            stats=LLMStats(),
-            cache=AnswerCache(cache_dir / "llm_answers.sqlite"),
-            store=StageStore(cache_dir),
-        )
-        llm_extract = llm_identity(settings, root_path, "graph_extraction")
-        llm_summary = llm_identity(settings, root_path, "entity_summary")
-        llm_report = llm_identity(settings, root_path, "community_report") | {
-            "report_max_input_tokens": settings.llm.report_max_input_tokens
-        }
+        offline = settings.llm.provider == "offline"
         # The run's connections outlive each stage's client; opened and closed on this loop, around every stage.
-        async with nullcontext() if is_offline(settings) else ConnectionPool(settings.llm.max_concurrency) as pool:
-            resources.pool = pool
-            with frozen_heap():  # no 0.4 s garbage-collector pauses on the loop serving requests
-                return await _index_stages(resources, folders, seeded, last_run, llm_extract, llm_summary,
-                                           llm_report, logger, started)
+        async with nullcontext() if offline else ConnectionPool(settings.llm.max_concurrency) as pool:
+            run = RunContext(
+                paths=paths,
+                settings=settings,
+                out_dir=folders.staging,
+                full=full,
+                store=StageStore(paths.stages),
+                cache=AnswerCache(paths.answer_cache),
+                limiter=RequestLimiter(settings.llm.max_concurrency, extra=_prefect_limit(settings)),
+                stats=LLMStats(),
+                pool=pool,
+            )
+            try:
+                with frozen_heap():  # no garbage-collector pauses on the loop serving requests
+                    return await _index_stages(run, folders, seeded, last_run, identities, logger, started)
+            finally:
+                run.close()
 
 
-async def _index_stages(resources: RunResources, folders: OutputFolders, seeded: SeedStats, last_run: LastRun,
-                        llm_extract: dict, llm_summary: dict, llm_report: dict,
-                        logger: logging.Logger | logging.LoggerAdapter, started: float) -> dict:
-    """The stages of one run, on the resources `index` opened for it."""
-    root_path, settings, full = resources.root, resources.settings, resources.full
-    async with observed_run(resources) as run:  # progress artifacts; a summary artifact even on failure
-        stages = _Stages(run)
-        documents = await load_stage()
+async def _index_stages(run: RunContext, folders: OutputFolders, seeded: SeedStats, last_run: LastRun,
+                        identities: dict[str, dict], logger: logging.Logger | logging.LoggerAdapter,
+                        started: float) -> dict:
+    """The stages of one run, on the run state `index` opened for it."""
+    settings, full = run.settings, run.full
+    async with observed_run(str(run.paths.root)):  # progress artifacts; a summary artifact even on failure
+        documents = await load_stage(quote(run))
         docs = await asyncio.to_thread(run.store.load, documents, "documents")
         delta = document_delta(
             last_run.manifest, zip(docs["title"], docs["content_sha256"]), settings.fingerprint(), CODE_VERSION
         )
         del docs
         logger.info("%s", delta.headline())
-        text_units = await stages("chunk", chunk_stage, documents=documents, chunking=settings.chunks.model_dump())
-        # Every stage starts now and waits, in memory, for what it reads (the run's hand-off
-        # and description board): summaries and communities for the extract stage's merged
-        # candidates, reports for the communities and then each for its own members'
-        # summaries, each embedding field for its source frame. No stage waits for another's save, return and reload, so one
-        # concurrency limit is kept busy from the first request to the last.
+        keys = stage_keys(documents.key, settings, identities)
+        text_units = await run_cached_stage(run, chunk_stage, keys["chunk"], documents=documents)
+        # Every stage starts now and waits, in memory, for what it reads (the run's channels):
+        # summaries and communities for the extract stage's candidates, reports for the
+        # communities and then each for its own members' summaries, each embedding field for
+        # its source's rows and frame. No stage waits for another's save, return and reload, so
+        # one concurrency limit is kept busy from the first request to the last.
         # A TaskGroup, not gather: when one branch fails the others are cancelled and awaited
         # before the run's resources (answer cache, limiter) are closed under it.
-        run.handoff.put_loader("text_units", lambda: run.store.load(text_units, "text_units"))
-        clustering = settings.graph.model_dump()
-        extract_key = stage_key("extract", {"text_units": text_units, "llm": llm_extract})
-        summaries_key = stage_key("summarize", {"extractions": extract_key, "llm": llm_summary})
-        communities_key = stage_key("communities", {"extractions": extract_key, "clustering": clustering})
-
-        async def summaries() -> StageRef:
-            graph = await stages("summarize", summarize_stage, extractions=extract_key, llm=llm_summary)
-            await post_saved_descriptions(graph)
-            return graph
-
-        extractions, graph, communities, reports, unit_vectors, entity_vectors, report_vectors = (
-            await gather_fatal_first([
-                stages("extract", extract_stage, offer_saved_candidates, text_units=text_units, llm=llm_extract),
-                summaries(),
-                stages("communities", communities_stage, offer_saved_communities, extractions=extract_key,
-                       clustering=clustering),
-                stages("reports", reports_stage, offer_saved_reports, documents=documents, text_units=text_units,
-                       communities=communities_key, summaries=summaries_key, llm=llm_report),
-                embed_stage(field="text_unit_text", frame="text_units"),
-                embed_stage(field="entity_description", frame=ENTITIES),
-                embed_stage(field="community_full_content", frame=REPORTS),
-            ])
-        )
+        extractions, graph, communities, reports, *vectors = await gather_fatal_first([
+            run_cached_stage(run, extract_stage, keys["extract"], text_units=text_units),
+            run_cached_stage(run, summarize_stage, keys["summarize"]),
+            run_cached_stage(run, communities_stage, keys["communities"]),
+            run_cached_stage(run, reports_stage, keys["reports"], documents=documents, text_units=text_units),
+            *(embed_stage(quote(run), field=field) for field in VECTOR_FIELDS),
+        ])
         kill_point("after-embedding")
-        embedding_model = embedding_model_id(settings)
+        refs = {
+            "load": documents, "chunk": text_units, "extract": extractions, "summarize": graph,
+            "communities": communities, "reports": reports,
+        }
         manifest = await write_stage(
-            documents=documents,
-            text_units=text_units,
-            graph=graph,
-            communities=communities,
-            reports=reports,
-            embedding_model=embedding_model,
-            graph_model="offline/rules" if is_offline(settings) else settings.llm.chat_model,
+            quote(run),
+            refs=refs,
+            embedding_model=embedding_model_id(settings),
+            graph_model="offline/rules" if settings.llm.provider == "offline" else settings.llm.chat_model,
             flow_run_id=str(flow_run.get_id() or ""),
         )
         switched = await _on_disk(f"switching {folders.staging.name}/ in as {folders.live.name}/", folders.switch_in)
         logger.info("outputs switched in (%s); the generation replaced is kept as %s until the next switch",
                     switched, folders.previous.name)
         changes, carried = await asyncio.to_thread(run_changes, last_run, delta, folders.live, full)
-        refs = {
-            "load": documents, "chunk": text_units, "extract": extractions, "summarize": graph,
-            "communities": communities, "reports": reports,
-        }
         # The outputs stand: earlier runs' stage checkpoints are no longer read (this run's are
         # kept for its resume and the next run's cache hits).
         removed, freed = await asyncio.to_thread(
@@ -239,19 +208,16 @@ async def _index_stages(resources: RunResources, folders: OutputFolders, seeded:
         )
         if removed:
             logger.info("removed %d stage checkpoint(s) of earlier runs (%.1f MB)", removed, freed / 1e6)
-        embeds = {
-            "text_unit_text": unit_vectors, "entity_description": entity_vectors,
-            "community_full_content": report_vectors,
-        }
+        embeds = dict(zip(VECTOR_FIELDS, vectors))
         summary = {
-            "root": str(root_path),
+            "root": str(run.paths.root),
             "output": str(folders.live),
             "staging": asdict(seeded) | {"switch": switched},
             "tables": manifest["tables"],
             "vector_tables": manifest["vector_tables"],
             "warnings": documents.stats.get("warnings", []),
             "not_matched": documents.stats.get("not_matched", []),
-            "graph_notes": graph_notes(manifest["tables"], is_offline(settings), settings.llm.chat_model),
+            "graph_notes": graph_notes(manifest["tables"], settings.llm.provider == "offline", settings.llm.chat_model),
             "stages": stage_rows(refs, embeds, run.stats.as_rows(), run.stage_seconds, carried),
             "changes": changes,
             "llm_warnings": [w for row in run.stats.as_rows() for w in row["warnings"]],
@@ -261,7 +227,7 @@ async def _index_stages(resources: RunResources, folders: OutputFolders, seeded:
         if settings.neo4j.uri:
             # last: the outputs and manifest above stand even when Neo4j is down or refuses us
             try:
-                summary["neo4j"] = await neo4j_stage(output=str(folders.live))
+                summary["neo4j"] = await neo4j_stage(quote(run), output=str(folders.live))
             except GraphragFlowError as exc:
                 neo4j_error = exc
                 summary["neo4j"] = {"error": str(exc)}
@@ -270,20 +236,6 @@ async def _index_stages(resources: RunResources, folders: OutputFolders, seeded:
             raise neo4j_error
         logger.info("index finished: %s", manifest["tables"])
         return summary
-
-
-async def publish_summary(summary: dict) -> None:
-    """Artifacts with stable keys, so the UI's artifact page shows the history across runs."""
-    from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
-
-    await acreate_table_artifact(
-        key="graphrag-flow-stages",
-        table=summary["stages"],
-        description="Per stage: items, reused vs recomputed, requests, retries, cache hits, failures, seconds",
-    )
-    await acreate_markdown_artifact(
-        key="graphrag-flow-summary", markdown=summary_markdown(summary), description="graphrag-flow run summary"
-    )
 
 
 if __name__ == "__main__":

@@ -45,10 +45,6 @@ async def resolve_secrets(settings: Settings) -> Settings:
     })
 
 
-def secret_value(secret: SecretStr | None) -> str | None:
-    return None if secret is None else secret.get_secret_value()
-
-
 async def _block_value(name: str, setting: str) -> str:
     from prefect.blocks.system import Secret
 

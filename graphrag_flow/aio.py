@@ -10,8 +10,8 @@ from typing import AsyncIterator, Awaitable, Callable, Iterable, Iterator, TypeV
 from graphrag_flow.errors import FatalLLMError
 
 T = TypeVar("T")
-#: Tasks started per loop iteration: a first step costs ~0.1-0.2 ms (a cache key, a prompt),
-#: so 16 hold the loop for a few ms at most.
+#: Tasks started per loop iteration: a task's first step (a cache key, a prompt) is short, so 16
+#: hold the loop for a few ms at most (docs/performance.md, "The event loop").
 YIELD_EVERY = 16
 
 
@@ -21,11 +21,10 @@ async def gather_fatal_first(coros: Iterable[Awaitable[T]]) -> list[T]:
     as itself, not wrapped in an ExceptionGroup.
 
     Yields to the loop after starting every `YIELD_EVERY` tasks: started all at once, every
-    task's first step ran in one loop iteration, and items that finish without awaiting (a
-    description that needs no LLM call) held the loop for 1.4 s on peps-mini's 1,205
-    summaries, stalling every request in flight (the heartbeat test in
-    tests/test_provider_faults.py). Yielding after each task instead cost one loop iteration
-    per item, which spread the start of a stage's requests over 0.5 s at 64 in flight."""
+    task's first step would run in one loop iteration, and items that finish without awaiting
+    (a description that needs no LLM call) would hold the loop, stalling every request in
+    flight (the heartbeat test in tests/test_provider_faults.py). Yielding after each task
+    instead costs a loop iteration per item, which spreads the start of a stage's requests."""
     tasks: list[asyncio.Task[T]] = []
     async with task_group_fatal_first() as group:
         for n, coro in enumerate(coros, 1):
@@ -51,9 +50,9 @@ async def for_each_bounded(items: Iterable[T], fn: Callable[[T], Awaitable[None]
     """`await fn(item)` for every item, at most `workers` at once, in the items' order.
 
     `workers` coroutines share one iterator, rather than one task per item behind a semaphore:
-    the summarize stage has ~35 items per request (peps-mini: 4,145 items, 109 requests), and
-    creating, scheduling and parking a task for each cost more loop time than the requests
-    themselves while the first answers came back. Each worker yields after every item, so
+    the summarize stage has dozens of items per request, and creating, scheduling and parking a
+    task for each costs more loop time than the requests themselves while the first answers
+    come back. Each worker yields after every item, so
     items that finish without awaiting never hold the loop for long. Errors as in
     `gather_fatal_first`.
     """
@@ -72,10 +71,9 @@ def frozen_heap() -> Iterator[None]:
     """Keep the objects that exist now (imported modules, Prefect, pandas) out of the cyclic
     garbage collector while the block runs.
 
-    A full collection walks every tracked object: with Prefect and pandas loaded that took
-    0.35-0.4 s, run on the event loop in the middle of whatever allocated, and every request
-    in flight waited (a watchdog on the loop caught it inside a socket transport's __del__
-    during the reports stage). Frozen objects are skipped; what the run allocates is still
+    A full collection walks every tracked object: with Prefect and pandas loaded that is a pause
+    of a few tenths of a second (docs/performance.md), run on the event loop in the middle of
+    whatever allocated, while every request in flight waits. Frozen objects are skipped; what the run allocates is still
     collected. Unfrozen at the end, so a process that runs many flows (a worker, the tests)
     still reclaims cycles among them later.
     """

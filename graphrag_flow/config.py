@@ -89,7 +89,7 @@ class InputSettings(_Section):
     )
     max_file_mb: float | None = _finite(default=None, gt=0)
     #: Links that lead out of input.dir are not followed unless this is set: what is read is
-    #: sent to the chat API and written to the outputs (documents.py).
+    #: sent to the chat API and written to the outputs (stages/load/listing.py).
     follow_links_outside: bool = False
 
     _dir_no_nul = field_validator("dir")(classmethod(lambda cls, v: _no_nul(v)))
@@ -228,6 +228,12 @@ class Settings(BaseSettings):
         data["llm"].pop("api_key", None)
         data["neo4j"].pop("password", None)
         return data
+
+
+def secret_value(secret: SecretStr | None) -> str | None:
+    """A resolved secret's value, to hand straight to the client that sends it (flows/secrets.py
+    resolves them once per run)."""
+    return None if secret is None else secret.get_secret_value()
 
 
 def sha256_json(value: Any) -> str:

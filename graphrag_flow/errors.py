@@ -61,7 +61,7 @@ class Neo4jSinkError(GraphragFlowError):
 
 
 class ProjectBusyError(GraphragFlowError):
-    """Another index run of the same project holds its lock (see graphrag_flow/project_lock.py)."""
+    """Another index run of the same project holds its lock (see graphrag_flow/storage/project_lock.py)."""
 
 
 class NotWritableError(GraphragFlowError):

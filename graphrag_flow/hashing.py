@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 _SEP = "\x1f"  # unit separator: cannot occur in a title or a number, so parts never run together
@@ -23,24 +24,31 @@ def sha256_json(value: Any) -> str:
     return sha256_text(json.dumps(value, sort_keys=True, separators=(",", ":"), default=str))
 
 
-def _code_version() -> str:
-    """Hash of the domain and Prefect-layer sources: part of every stage cache key.
+#: The files of a package whose content is its code: sources, and data it reads (prompts, word lists).
+CODE_SUFFIXES = (".py", ".txt")
 
-    Prefect's TASK_SOURCE hashes only a task's own body; a changed helper it calls would
-    otherwise serve stale cached results (measured, see stack-notes).
+
+def package_files_sha256(*packages: ModuleType) -> str:
+    """sha256 of the packages' code files (CODE_SUFFIXES), each with its path inside its package's
+    parent folder, read from where the package was imported."""
+    digest = hashlib.sha256()
+    for package in packages:
+        for base in (Path(p).resolve() for p in package.__path__):
+            for path in sorted(base.rglob("*")):
+                if path.suffix in CODE_SUFFIXES and "__pycache__" not in path.parts:
+                    digest.update(path.relative_to(base.parent).as_posix().encode())
+                    digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def code_version(*packages: ModuleType) -> str:
+    """Hash of the given packages' files (sources and the data they read), for cache keys.
+
+    A cached result must not outlive the code that made it: Prefect's own `TASK_SOURCE` policy
+    hashes only a task's body, so a changed helper it calls would serve stale results
+    (docs/stack-notes.md). The caller names the packages (the tasks layer names all three: the
+    domain, the tasks and the flows).
     """
     from graphrag_flow import __version__
 
-    here = Path(__file__).resolve().parent
-    digest = hashlib.sha256(__version__.encode())
-    for pkg in (here, here.parent / "tasks", here.parent / "flows"):
-        if not pkg.is_dir():
-            continue
-        for path in sorted(pkg.rglob("*")):
-            if path.suffix in (".py", ".txt") and "__pycache__" not in path.parts:
-                digest.update(path.relative_to(here.parent).as_posix().encode())
-                digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-CODE_VERSION = _code_version()
+    return sha256_text(__version__ + package_files_sha256(*packages))[:16]

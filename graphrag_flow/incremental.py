@@ -19,7 +19,7 @@ from typing import Iterable
 
 import pyarrow.parquet as pq
 
-from graphrag_flow.outputs import read_manifest
+from graphrag_flow.storage.outputs import read_manifest
 
 #: Output tables whose (id, content_sha256) pairs are compared with the last completed run.
 COMPARED_TABLES = ("documents", "text_units", "entities", "relationships", "communities", "community_reports")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from graphrag_flow.config import Settings
 from graphrag_flow.hashing import sha256_text
-from graphrag_flow.outputs import LANCEDB_DIR, check_vectors, read_manifest, read_table
+from graphrag_flow.storage.outputs import LANCEDB_DIR, check_vectors, read_manifest, read_table
 from graphrag_flow.storage.atomic import read_json
-from graphrag_flow.storage.generations import OutputFolders
+from graphrag_flow.storage.paths import ProjectPaths
 from graphrag_flow.storage.stages import DONE_FILE, StageRef, StageStore
 from graphrag_flow.storage.vectors import VectorTable
 from graphrag_flow.tables import TABLE_NAMES, embedding_inputs
@@ -45,14 +45,14 @@ def project_status(root: Path, settings: Settings) -> ProjectStatus:
     many text units have their answers in the answer cache (what a rerun will not ask for
     again); and, while a run is unfinished, per field how far its vector tables in
     `output.next` got."""
-    folders = OutputFolders(Path(root))
-    out_dir = folders.live
+    paths = ProjectPaths(root)
+    out_dir = paths.output
     status = ProjectStatus()
     manifest = read_manifest(out_dir)
-    unfinished = folders.staging.is_dir()
+    unfinished = paths.staging.is_dir()
     if manifest is None:
         status.headline = "no completed run yet: run `graphrag-flow index --root " + str(root) + "`"
-        _stage_rows(root, settings, status, staging=folders.staging if unfinished else None)
+        _stage_rows(root, settings, status, staging=paths.staging if unfinished else None)
         return status
     tables = {}
     for name in TABLE_NAMES:
@@ -76,21 +76,21 @@ def project_status(root: Path, settings: Settings) -> ProjectStatus:
                     served=True,
                 )
             )
-    _stage_rows(root, settings, status, staging=folders.staging if unfinished else None)
+    _stage_rows(root, settings, status, staging=paths.staging if unfinished else None)
     state = "verified" if status.verified else "NOT verified"
     status.headline = f"last completed run {manifest.get('run_id') or '-'} finished {manifest['finished_at']}: {state}"
     if unfinished:
-        status.headline += (f"; a later run is unfinished (killed, or still going) in {folders.staging.name}/: "
+        status.headline += (f"; a later run is unfinished (killed, or still going) in {paths.staging.name}/: "
                             "`graphrag-flow index` resumes it")
     return status
 
 
-#: Stages in flow order, each with the frame that counts its items and the stage whose rows it
-#: takes as input (its total while it has no finished checkpoint).
-_STAGES: tuple[tuple[str, str, str | None, str | None], ...] = (
+#: Stages in flow order, each with the frame that counts its items (None: its `items` statistic)
+#: and the stage whose rows it takes as input (its total while it has no finished checkpoint).
+_STAGES: tuple[tuple[str, str | None, str | None, str | None], ...] = (
     ("load", "documents", None, None),
     ("chunk", "text_units", "load", "documents"),
-    ("extract", "extractions", "chunk", "text_units"),
+    ("extract", None, "chunk", "text_units"),
     ("summarize", "entities", None, None),
     ("communities", "communities", None, None),
     ("reports", "community_reports", "communities", "communities"),
@@ -102,7 +102,7 @@ _FIELD_SOURCES = {"text_unit_text": ("chunk", "text_units"), "entity_description
 
 def _newest_checkpoints(root: Path) -> dict[str, StageRef]:
     """Each stage's most recently finished checkpoint under cache/stages/ (by its _done file)."""
-    store = StageStore(Path(root) / "cache")
+    store = StageStore(ProjectPaths(root).stages)
     newest: dict[str, tuple[float, StageRef]] = {}
     if not store.root.is_dir():
         return {}
@@ -128,7 +128,7 @@ def _stage_rows(root: Path, settings: Settings, status: ProjectStatus, staging: 
     for stage, frame, upstream, upstream_frame in _STAGES:
         ref = checkpoints.get(stage)
         if ref is not None:
-            rows = ref.rows.get(frame, sum(ref.rows.values()))
+            rows = ref.stats.get("items", 0) if frame is None else ref.rows.get(frame, sum(ref.rows.values()))
             status.rows.append(StatusRow(f"stage {stage}", f"{rows}/{rows}", True, "checkpoint finished"))
             continue
         up = checkpoints.get(upstream) if upstream else None
@@ -140,7 +140,7 @@ def _stage_rows(root: Path, settings: Settings, status: ProjectStatus, staging: 
         total = str(up.rows.get(upstream_frame, "?")) if up is not None else "?"
         status.rows.append(StatusRow(f"stage {stage}", f"0/{total}", False, "not finished (answers received so far are cached)"))
     if staging is not None:
-        store = StageStore(Path(root) / "cache")
+        store = StageStore(ProjectPaths(root).stages)
         for field, (stage, frame) in _FIELD_SOURCES.items():
             status.rows.append(_field_row(staging / LANCEDB_DIR, store, field, checkpoints.get(stage), frame))
     _answer_cache_row(root, status)
@@ -167,20 +167,21 @@ def _extraction_progress(root: Path, settings: Settings, chunks: StageRef) -> tu
 
     The same keys the extract stage looks up, so "done" is exactly what a rerun will not ask for.
     """
-    from graphrag_flow.llm.answer_cache import AnswerCache
+    from graphrag_flow.llm import AnswerCache
 
-    units = StageStore(root / "cache").load(chunks, "text_units")
+    paths = ProjectPaths(root)
+    units = StageStore(paths.stages).load(chunks, "text_units")
     texts = units["text"].tolist()
-    cache_file = root / "cache" / "llm_answers.sqlite"
+    cache_file = paths.answer_cache
     if not cache_file.exists():
         return 0, len(texts)
     if settings.llm.provider == "offline":
-        from graphrag_flow.extraction import offline_answer_key
+        from graphrag_flow.stages.extract.offline import offline_answer_key
 
         keys = [[offline_answer_key(text)] for text in texts]
     else:
-        from graphrag_flow.llm.client import chat_answer_key
-        from graphrag_flow.llm.steps import extraction_requests
+        from graphrag_flow.llm import chat_answer_key
+        from graphrag_flow.stages.extract.llm import extraction_requests
         from graphrag_flow.prompts import load_prompt
 
         prompt = load_prompt("graph_extraction", settings.llm.prompts_dir, root)
@@ -195,9 +196,9 @@ def _extraction_progress(root: Path, settings: Settings, chunks: StageRef) -> tu
 
 
 def _answer_cache_row(root: Path, status: ProjectStatus) -> None:
-    from graphrag_flow.llm.answer_cache import AnswerCache
+    from graphrag_flow.llm import AnswerCache
 
-    cache_file = Path(root) / "cache" / "llm_answers.sqlite"
+    cache_file = ProjectPaths(root).answer_cache
     if cache_file.exists():
         cache = AnswerCache(cache_file)
         try:

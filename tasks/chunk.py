@@ -1,4 +1,4 @@
-"""Chunk task: token windows over the documents, cached on the documents' content."""
+"""The chunk task: token windows over the documents (graphrag_flow/stages/chunk.py)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,15 @@ import asyncio
 
 from prefect import task
 
-from graphrag_flow.chunking import chunk_documents
-from graphrag_flow.config import ChunkSettings
+from graphrag_flow.stages.chunk import chunk_documents
 from graphrag_flow.storage.stages import StageRef
-from tasks._common import current_run, load_frames, stage_key, stage_options, timed
+from tasks.context import RunContext
+from tasks.retries import cached_stage
 
 
-@task(name="chunk", task_run_name="chunk-text-units", **stage_options("chunk"))
-async def chunk_stage(documents: StageRef, chunking: dict) -> StageRef:
-    run = current_run()
-    with timed("chunk"):
-        (docs,) = await load_frames((documents, "documents"))
-        units = await asyncio.to_thread(chunk_documents, docs, ChunkSettings(**chunking))
-        key = stage_key("chunk", {"documents": documents, "chunking": chunking})
-        return await asyncio.to_thread(run.store.save, "chunk", key, {"text_units": units}, {"items": len(units)})
+@task(**cached_stage("chunk"))
+async def chunk_stage(run: RunContext, key: str, documents: StageRef) -> StageRef:
+    with run.timed("chunk"):
+        (docs,) = await run.load_frames((documents, "documents"))
+        units = await asyncio.to_thread(chunk_documents, docs, run.settings.chunks)
+        return await run.save("chunk", key, {"text_units": units}, {"items": len(units)})

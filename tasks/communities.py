@@ -1,56 +1,32 @@
-"""Communities task: graph degrees and seeded hierarchical Leiden, in a worker thread.
+"""The communities task: graph degrees and seeded hierarchical Leiden, in a worker thread
+(graphrag_flow/stages/communities.py).
 
-Built from the extraction candidates (handed over in memory by the extract stage), not the
-summarized graph: Leiden needs only which entities are linked and how strongly, which
-summaries do not change, so communities are found while the summaries are still being
-written and reports can start on them early.
+Built from the extraction candidates (on the run's channels), not the summarized graph: Leiden
+needs only which entities are linked and how strongly, which summaries do not change, so
+communities are found while the summaries are still being written and reports start on them
+early.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-import pandas as pd
 from prefect import task
 
-from graphrag_flow.communities import compute_communities
+from graphrag_flow.stages.communities import communities_and_degrees
 from graphrag_flow.storage.stages import StageRef
-from tasks._common import current_run, stage_key, stage_options, timed
-from tasks.extract import CANDIDATES
-
-#: The hand-off name of (communities, degrees), the frames this stage saves.
-COMMUNITIES = "communities"
+from tasks.context import RunContext
+from tasks.retries import cached_stage
 
 
-def _communities(entities: pd.DataFrame, relationships: pd.DataFrame, max_cluster_size: int, seed: int):
-    communities, degree = compute_communities(entities, relationships, max_cluster_size, seed)
-    degrees = pd.DataFrame({"title": list(degree), "degree": pd.Series(list(degree.values()), dtype="int64")})
-    return communities, degrees
-
-
-@task(name="detect-communities", task_run_name="detect-communities", **stage_options("communities"))
-async def communities_stage(extractions: str, clustering: dict) -> StageRef:
-    """`extractions` is the extract stage's cache key: this stage starts before that one ends."""
-    run = current_run()
-    entities, relationships = await run.handoff.get(CANDIDATES)
-    with timed("communities"):
+@task(**cached_stage("communities"))
+async def communities_stage(run: RunContext, key: str) -> StageRef:
+    entities, relationships = await run.channels.values("extract", "entities", "relationships")
+    with run.timed("communities"):
+        graph = run.settings.graph
         communities, degrees = await asyncio.to_thread(
-            _communities, entities, relationships, clustering["max_cluster_size"], clustering["seed"]
+            communities_and_degrees, entities, relationships, graph.max_cluster_size, graph.seed
         )
-        run.handoff.put(COMMUNITIES, (communities, degrees))  # the reports stage is waiting for it
-        key = stage_key("communities", {"extractions": extractions, "clustering": clustering})
-        return await asyncio.to_thread(
-            run.store.save,
-            "communities",
-            key,
-            {"communities": communities, "degrees": degrees},
-            {"items": len(communities)},
-        )
-
-
-def offer_saved_communities(communities: StageRef) -> None:
-    """The saved frames, for when Prefect served this stage from its cache."""
-    store = current_run().store
-    current_run().handoff.put_loader(
-        COMMUNITIES, lambda: (store.load(communities, "communities"), store.load(communities, "degrees"))
-    )
+        frames = {"communities": communities, "degrees": degrees}
+        run.channels.publish("communities", frames)  # the reports stage is waiting for them
+        return await run.save("communities", key, frames, {"items": len(communities)})

@@ -1,8 +1,9 @@
-"""Extract task: entities and relationships from every text unit (LLM or offline rules).
+"""The extract task: entities and relationships from every text unit (graphrag_flow/stages/extract),
+by the offline rules or a chat model.
 
-Besides saving the answers, it hands the merged entity and relationship candidates to the
-summarize and communities stages, which start with the run and wait for them in memory
-(graphrag_flow/handoff.py), rather than each loading and merging the saved answers.
+It saves, and publishes on the run's channels, the merged entity and relationship candidates:
+the summarize and communities stages start with the run and wait for them in memory, rather
+than each loading and merging the answers.
 """
 
 from __future__ import annotations
@@ -11,54 +12,33 @@ import asyncio
 
 from prefect import task
 
-from graphrag_flow.errors import StageFailedError
-from graphrag_flow.extraction import answers_frame, answers_from_frame, merge_extractions, offline_extractor, run_extraction
-from graphrag_flow.progress import StageProgress
+from graphrag_flow.stages.extract import merge_extractions, run_extraction
+from graphrag_flow.stages.extract.llm import llm_extractor
+from graphrag_flow.stages.extract.offline import offline_extractor
 from graphrag_flow.storage.stages import StageRef
-from tasks._common import current_run, load_frames, stage_key, stage_options, timed
-from tasks._llm import llm_client, prompt
+from tasks.context import RunContext
+from tasks.llm_stage import item_stage
+from tasks.retries import cached_stage
 
 #: Offline extraction is pure Python: two threads keep the GIL holder busy while the other
 #: waits on the answer cache; more would only contend.
 OFFLINE_CONCURRENCY = 2
-#: The hand-off name of (entities, relationships) candidates, as merge_extractions returns them.
-CANDIDATES = "candidates"
 
 
-@task(name="extract-graph", task_run_name="extract-graph", **stage_options("extract"))
-async def extract_stage(text_units: StageRef, llm: dict) -> StageRef:
-    run = current_run()
-    with timed("extract"):
-        (units,) = await load_frames((text_units, "text_units"))
-        progress = StageProgress("extract", len(units))
-        async with llm_client("extract") as client:
-            if client is None:
-                extractor, concurrency = (
-                    offline_extractor(None if run.full else run.cache, lambda: run.stats.cache_hit("extract")),
-                    OFFLINE_CONCURRENCY,
-                )
+@task(**cached_stage("extract"))
+async def extract_stage(run: RunContext, key: str, text_units: StageRef) -> StageRef:
+    with run.timed("extract"):
+        (units,) = await run.load_frames((text_units, "text_units"))
+        async with item_stage(run, "extract", len(units), offline_concurrency=OFFLINE_CONCURRENCY) as work:
+            if work.client is None:
+                extractor = offline_extractor(None if run.full else run.cache, lambda: run.stats.cache_hit("extract"))
             else:
-                from graphrag_flow.llm.steps import items_in_progress, llm_extractor
-
-                extractor = llm_extractor(client, prompt("graph_extraction"), run.settings.chunks.size)
-                concurrency = items_in_progress(run.settings.llm.max_concurrency)
-            answers, failures = await run_extraction(units, extractor, concurrency, progress)
-            if not failures:
-                # Merged before the client closes and the answers are saved: summaries are
-                # waiting for it, and the save is only the checkpoint.
-                run.handoff.put(CANDIDATES, await asyncio.to_thread(merge_extractions, answers))
-        if failures:
-            raise StageFailedError("extract", failures)
-        progress.finish()
-        key = stage_key("extract", {"text_units": text_units, "llm": llm})
-        return await asyncio.to_thread(
-            lambda: run.store.save("extract", key, {"extractions": answers_frame(answers)}, {"items": len(answers)})
-        )
-
-
-def offer_saved_candidates(extractions: StageRef) -> None:
-    """Candidates from saved answers, for when Prefect served the extract stage from its cache."""
-    store = current_run().store
-    current_run().handoff.put_loader(
-        CANDIDATES, lambda: merge_extractions(answers_from_frame(store.load(extractions, "extractions")))
-    )
+                extractor = llm_extractor(work.client, run.prompt("graph_extraction"), run.settings.chunks.size)
+            answers, work.failures = await run_extraction(units, extractor, work.concurrency, work.progress)
+            if not work.failures:
+                # Merged and published before the client closes and the stage saves: summaries
+                # and communities are waiting for it; the save is only the checkpoint.
+                entities, relationships = await asyncio.to_thread(merge_extractions, answers)
+                candidates = {"entities": entities, "relationships": relationships}
+                run.channels.publish("extract", candidates)
+        return await run.save("extract", key, candidates, {"items": len(answers)})

@@ -1,12 +1,12 @@
-"""Reports task: one report per community (LLM or extractive offline).
+"""The reports task: one report per community (graphrag_flow/stages/reports.py), LLM or
+extractive offline.
 
-Starts with the run and runs alongside the summarize stage: the communities come from the
-run's hand-off the moment they are found, and members' descriptions from the run's
-description board as they are summarized. So the stage's cache key names the communities
-and summarize stages' keys rather than their outputs, which do not exist yet when this
-starts. Each report's text goes to its embeddings as the report arrives (the run's row
-stream), and the finished frame goes on the hand-off before it is saved, for the embed
-stage's full pass.
+Starts with the run and runs alongside the summarize stage: the communities come from the run's
+channels the moment they are found, and members' descriptions as they are summarized. So the
+stage's key names the communities and summarize stages' keys rather than their outputs, which do
+not exist yet when this starts. Each report is posted as it arrives (its text goes to its
+embeddings at once), and the finished frame is put before it is saved, for the embed stage's
+full pass.
 """
 
 from __future__ import annotations
@@ -15,73 +15,31 @@ import asyncio
 
 from prefect import task
 
-from graphrag_flow.errors import StageFailedError
-from graphrag_flow.outputs import community_periods
-from graphrag_flow.progress import StageProgress
-from graphrag_flow.reports import build_reports, offline_reporter
+from graphrag_flow.llm import get_encoding
+from graphrag_flow.stages.reports import build_reports, communities_with_periods, llm_reporter, offline_reporter
 from graphrag_flow.storage.stages import StageRef
-from tasks._common import current_run, load_frames, stage_key, stage_options, timed
-from tasks._llm import is_offline, llm_client, prompt
-from tasks.communities import COMMUNITIES
-
-#: The hand-off name of the finished reports frame (as saved).
-REPORTS = "community_reports"
-#: The vector field of the reports, whose rows are streamed to its embed stage as they come.
-REPORT_VECTORS = "community_full_content"
+from tasks.context import RunContext
+from tasks.llm_stage import item_stage
+from tasks.retries import cached_stage
 
 
-def _with_periods(communities, degrees, text_units, documents):
-    """Communities with their period, and each entity's degree (pandas: run in a thread)."""
-    comms = communities.copy()  # the hand-off's frame is shared with the communities stage's save
-    comms["period"] = community_periods(comms, text_units, documents)
-    return comms, dict(zip(degrees["title"].tolist(), degrees["degree"].tolist()))
-
-
-@task(name="community-reports", task_run_name="community-reports", **stage_options("reports"))
-async def reports_stage(
-    documents: StageRef, text_units: StageRef, communities: str, summaries: str, llm: dict
-) -> StageRef:
-    """`communities` and `summaries` are those stages' cache keys: this stage starts with them."""
-    run = current_run()
-    units, docs = await load_frames((text_units, "text_units"), (documents, "documents"))
-    if not is_offline(run.settings):
-        from graphrag_flow.chunking import get_encoding
-
+@task(**cached_stage("reports"))
+async def reports_stage(run: RunContext, key: str, documents: StageRef, text_units: StageRef) -> StageRef:
+    units, docs = await run.load_frames((text_units, "text_units"), (documents, "documents"))
+    if not run.offline:
         await asyncio.to_thread(get_encoding)  # loads its BPE file once: not on the loop
-    found, degrees = await run.handoff.get(COMMUNITIES)
-    with timed("reports"):
-        comms, degree = await asyncio.to_thread(_with_periods, found, degrees, units, docs)
+    found, degrees = await run.channels.values("communities", "communities", "degrees")
+    with run.timed("reports"):
+        comms, degree = await asyncio.to_thread(communities_with_periods, found, degrees, units, docs)
         del units, docs
-        progress = StageProgress("reports", len(comms))
-        async with llm_client("reports") as client:
-            if client is None:
-                reporter, concurrency = offline_reporter(), 1
-            else:
-                from graphrag_flow.llm.steps import items_in_progress, llm_reporter
-
-                reporter = llm_reporter(client, prompt("community_report"), run.settings.llm.report_max_input_tokens)
-                concurrency = items_in_progress(run.settings.llm.max_concurrency)
-            # Each report's text goes to its embeddings as it arrives.
-            with run.posting_rows(REPORT_VECTORS) as post_row:
-                reports, failures = await build_reports(
-                    comms, degree, run.descriptions, reporter, concurrency, progress,
-                    on_report=None if post_row is None else (lambda row: post_row(row["id"], row)),
-                )
-        if failures:
-            raise StageFailedError("reports", failures)
-        progress.finish()
-        run.handoff.put(REPORTS, reports)  # the rest of their embeddings start now, not after the save
-        key = stage_key(
-            "reports",
-            {"documents": documents, "text_units": text_units, "communities": communities, "summaries": summaries,
-             "llm": llm},
-        )
-        return await asyncio.to_thread(
-            run.store.save, "reports", key, {"community_reports": reports}, {"items": len(reports)}
-        )
-
-
-def offer_saved_reports(reports: StageRef) -> None:
-    """The reports frame from its saved stage, for when Prefect served this stage from cache."""
-    store = current_run().store
-    current_run().handoff.put_loader(REPORTS, lambda: store.load(reports, "community_reports"))
+        published = run.channels.of("reports", "community_reports")
+        async with item_stage(run, "reports", len(comms), streams=[published]) as work:
+            reporter = (offline_reporter() if work.client is None else
+                        llm_reporter(work.client, run.prompt("community_report"), run.settings.llm.report_max_input_tokens))
+            reports, work.failures = await build_reports(
+                comms, degree, run.channels.of("summarize", "entities").rows,
+                run.channels.of("summarize", "relationships").rows, reporter, work.concurrency, work.progress,
+                on_report=lambda row: published.post(row["id"], row),
+            )
+        published.put(reports)  # the rest of their embeddings start now, not after the save
+        return await run.save("reports", key, {"community_reports": reports}, {"items": len(reports)})

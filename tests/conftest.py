@@ -91,7 +91,7 @@ def cli_env(prefect_home: Path, **extra: str) -> dict[str, str]:
 
 def run_cli(args: list[str], prefect_home: Path, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "graphrag_flow.cli", *args],
         cwd=REPO,
         env=cli_env(prefect_home, **env),
         capture_output=True,

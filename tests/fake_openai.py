@@ -1,7 +1,8 @@
 """A real HTTP fake of an OpenAI-compatible API, for tests and benchmarks.
 
-It serves what the project's LLM client uses: ``POST /v1/embeddings``, ``POST /v1/chat/completions``
-(structured output by ``response_format.json_schema.name``), ``GET /v1/models``, plus control
+It serves what graphrag-flow's client asks of an OpenAI-compatible API (graphrag_flow/llm/):
+``POST /v1/embeddings``, ``POST /v1/chat/completions`` (structured output by
+``response_format.json_schema.name``), ``GET /v1/models``, plus control
 endpoints ``GET /stats``, ``POST /reset`` and ``POST /config`` (never behind the API key). The
 ``mode`` knob makes it Azure OpenAI, vLLM or Ollama instead (below).
 

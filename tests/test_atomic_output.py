@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO, kill_group
-from graphrag_flow.outputs import read_manifest, write_manifest
+from graphrag_flow.storage.outputs import read_manifest, write_manifest
 from graphrag_flow.storage.atomic import write_parquet
 from graphrag_flow.storage.generations import SEED_FILE, OutputFolders, seed_staging
 from graphrag_flow.storage.vectors import VectorTable
@@ -344,7 +344,7 @@ class Cli:
         return cli_env(self.home, PREFECT_API_URL=self.api_url, **extra)
 
     def start(self, command: str, root: Path, **env: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "flows.cli", command, "--root", str(root)], cwd=REPO,
+        return subprocess.Popen([sys.executable, "-m", "graphrag_flow.cli", command, "--root", str(root)], cwd=REPO,
                                 env=self.env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True, preexec_fn=lambda: os.umask(0o022))
 
@@ -388,7 +388,7 @@ class Cli:
         return fetch_stats(self.base_url)
 
     def kill_at(self, root: Path, point: str) -> dict:
-        """`index` kills itself at a named point (graphrag_flow/faults.py); the server's log of the run."""
+        """`index` kills itself at a named point (graphrag_flow/storage/faults.py); the server's log of the run."""
         from fake_openai import fetch_stats, reset_remote
 
         reset_remote(self.base_url)
@@ -575,7 +575,7 @@ make_project(root, input_dir=Path(a["before"]), llm=a["llm"])
 env = cli_env(Path(a["prefect_home"]), PREFECT_API_URL=a["api_url"])
 
 def cli(command, **extra):
-    p = subprocess.run([sys.executable, "-m", "flows.cli", command, "--root", str(root)], env=dict(env, **extra),
+    p = subprocess.run([sys.executable, "-m", "graphrag_flow.cli", command, "--root", str(root)], env=dict(env, **extra),
                        capture_output=True, text=True, timeout=300)
     return {"rc": p.returncode, "out": (p.stdout + p.stderr)[-4000:]}
 
@@ -623,10 +623,10 @@ def _user_namespaces_mount() -> bool:
 def test_a_full_disk_during_the_write_leaves_the_served_output_intact(variant, tmp_path, corpora, cli, fresh):
     """`tmpfs`: the project on a small filesystem that really fills up (a tmpfs in a user and
     mount namespace: no root needed where the kernel allows them); `injected`: the flush of a
-    parquet file fails with ENOSPC (graphrag_flow/faults.py), where namespaces are not allowed."""
+    parquet file fails with ENOSPC (graphrag_flow/storage/faults.py), where namespaces are not allowed."""
     from fake_openai import configure_remote
 
-    from graphrag_flow.faults import ENOSPC_AT_ENV
+    from graphrag_flow.storage.faults import ENOSPC_AT_ENV
 
     command = [sys.executable, "-c", _DISK_FULL]
     if variant == "tmpfs":

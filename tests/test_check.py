@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_project
-from flows.check import run_check
+from graphrag_flow.cli.check import run_check
 from graphrag_flow.config import load_settings
 from graphrag_flow.errors import SettingsError
 
@@ -68,7 +68,7 @@ def test_a_read_only_output_or_cache_fails_index_and_check_at_once_naming_the_fo
     prefix = _unprivileged()
     try:
         started = time.monotonic()
-        index = subprocess.run([*prefix, sys.executable, "-m", "flows.cli", "index", "--root", str(root)], cwd=REPO,
+        index = subprocess.run([*prefix, sys.executable, "-m", "graphrag_flow.cli", "index", "--root", str(root)], cwd=REPO,
                                env=cli_env(prefect_home), capture_output=True, text=True, timeout=400)
         elapsed = time.monotonic() - started
         out = index.stdout + index.stderr
@@ -80,7 +80,7 @@ def test_a_read_only_output_or_cache_fails_index_and_check_at_once_naming_the_fo
         (root / "output").chmod(0o755)
         (root / "cache").mkdir(exist_ok=True)
         (root / "cache").chmod(stat.S_IRUSR | stat.S_IXUSR)
-        checked = subprocess.run([*prefix, sys.executable, "-m", "flows.cli", "check", "--root", str(root)],
+        checked = subprocess.run([*prefix, sys.executable, "-m", "graphrag_flow.cli", "check", "--root", str(root)],
                                  cwd=REPO, env=cli_env(prefect_home), capture_output=True, text=True, timeout=120)
         assert checked.returncode == 1, checked.stdout + checked.stderr
         assert f"{root / 'cache'} is not writable" in " ".join(checked.stderr.split())

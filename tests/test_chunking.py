@@ -1,6 +1,7 @@
 """Chunking: windows overlap by the setting, ids are content-derived and stable."""
 
-from graphrag_flow.chunking import chunk_document, count_tokens, get_encoding, token_windows
+from graphrag_flow.llm import count_tokens, get_encoding
+from graphrag_flow.stages.chunk import chunk_document, token_windows
 from graphrag_flow.config import ChunkSettings
 
 TEXT = " ".join(f"word{i}" for i in range(1000))

@@ -4,8 +4,8 @@ import random
 
 import pandas as pd
 
-from graphrag_flow.communities import compute_communities
-from graphrag_flow.extraction import entity_id, relationship_id
+from graphrag_flow.stages.communities import compute_communities
+from graphrag_flow.stages.extract import entity_id, relationship_id
 
 
 def _graph(edges: list[tuple[str, str, float]], extra_nodes=()):

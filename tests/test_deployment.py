@@ -37,8 +37,7 @@ PREFECT = [sys.executable, "-m", "prefect"]
 POOL = "graphrag-flow"
 QUOTA = "llm-quota"
 EXPECTED_TASK_RUNS = {
-    "load-documents", "chunk-text-units", "extract-graph", "summarize-descriptions", "detect-communities",
-    "community-reports", "write-outputs",
+    "load", "chunk", "extract", "summarize", "communities", "reports", "write",
     "embed-text_unit_text", "embed-entity_description", "embed-community_full_content",
 }
 FAIL_MARKER = "Zyxwvut Qponmlk"  # a phrase in one document of run B: the fake fails its chat requests
@@ -375,7 +374,7 @@ def test_a_deployment_run_reads_its_api_key_from_a_secret_block_and_leaks_it_now
     assert secret_leaks(BLOCK_KEY, project, deployed.home, texts=(deployment_run["worker_log"],)) == []
 
 
-def test_task_runs_are_named_after_what_they_do(deployment_run, deployed):
+def test_task_runs_are_named_after_their_stages(deployment_run, deployed):
     runs = _stable_task_runs(deployed, deployment_run["flow_run"].id)
     names = {r.name for r in runs}
     assert names == EXPECTED_TASK_RUNS, names
@@ -436,7 +435,7 @@ def _cli_popen(srv: PrefectServer, root: Path, home: Path, log: Path) -> subproc
     """The CLI as a user runs it beside a server: PREFECT_API_URL set, so the run shows in its UI."""
     env = cli_env(home, PREFECT_API_URL=srv.api_url, OPENAI_API_KEY="sk-fake-test")
     env["PREFECT_HOME"] = str(srv.home)  # cleaned up with the module's processes
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "index", "--root", str(root)], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "graphrag_flow.cli", "index", "--root", str(root)], cwd=REPO, env=env,
                             stdout=log.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     srv.procs.append(proc)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from graphrag_flow.config import InputSettings
-from graphrag_flow.documents import list_input, load_documents, read_listed
+from graphrag_flow.stages.load import list_input, load_documents, read_listed
 from graphrag_flow.config import load_settings
 from graphrag_flow.errors import InputError, SettingsError
 
@@ -296,7 +296,7 @@ def test_a_file_made_unreadable_after_listing_is_skipped(tmp_path):
         # the listing is handed over as the titles it found; the child drops root before reading
         code = (
             "import json, os, sys; from pathlib import Path; from graphrag_flow.config import InputSettings; "
-            "from graphrag_flow.documents import read_listed, InputListing, InputFile; "
+            "from graphrag_flow.stages.load import read_listed, InputListing, InputFile; "
             "inp = Path(sys.argv[1]); listing = InputListing(inp, [InputFile(t, inp / t, False) for t in sys.argv[2:]]); "
             "os.geteuid() == 0 and (os.setgid(65534), os.setuid(65534)); "
             "loaded = read_listed(listing, InputSettings()); "

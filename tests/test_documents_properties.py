@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from graphrag_flow.config import InputSettings
-from graphrag_flow.documents import list_input, load_documents, read_listed
+from graphrag_flow.stages.load import list_input, load_documents, read_listed
 from graphrag_flow.errors import InputError
 
 SECRET = "SECRET-c41d outside text"

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-import graphrag_flow.embed_offline as embed_offline
-from graphrag_flow.embed_offline import OfflineEmbedder, get_offline_embedder
+import graphrag_flow.stages.embed.offline_model as embed_offline
+from graphrag_flow.stages.embed.offline_model import OfflineEmbedder, get_offline_embedder
 
 SENTENCES = [
     "The cat sat on the mat.",
@@ -60,7 +60,7 @@ def test_deterministic_across_calls_and_processes(embedder):
     np.testing.assert_array_equal(first, embedder.embed(SENTENCES))
     code = (
         "import sys, numpy as np\n"
-        "from graphrag_flow.embed_offline import OfflineEmbedder\n"
+        "from graphrag_flow.stages.embed.offline_model import OfflineEmbedder\n"
         f"sys.stdout.write(OfflineEmbedder(threads=1).embed({SENTENCES!r}).tobytes().hex())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -139,7 +139,7 @@ def test_the_long_text_mode_is_part_of_the_recorded_model(tmp_path):
     """Vectors record the mode, so switching embed.long_text re-embeds them (rows whose model
     differs are stale); the default keeps the documented `offline/<model name>`."""
     from graphrag_flow.config import load_settings
-    from graphrag_flow.embedding_backends import OfflineBackend
+    from graphrag_flow.stages.embed.backends import OfflineBackend
 
     truncate = OfflineBackend(load_settings(tmp_path)).model
     (tmp_path / "settings.yaml").write_text("embed: {long_text: mean_windows}\n")

@@ -16,8 +16,8 @@ import yaml
 from conftest import make_project, run_cli
 from fake_openai import fetch_stats, reset_remote
 from graphrag_flow.config import load_settings
-from graphrag_flow.embedding_backends import embedding_model_id
-from graphrag_flow.outputs import check_vectors, read_manifest, read_table
+from graphrag_flow.stages.embed.backends import embedding_model_id
+from graphrag_flow.storage.outputs import check_vectors, read_manifest, read_table
 from graphrag_flow.storage.vectors import VectorTable
 from graphrag_flow.tables import SCHEMAS, VECTOR_FIELDS
 

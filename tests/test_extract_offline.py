@@ -2,7 +2,7 @@
 
 import time
 
-from graphrag_flow.extract_offline import ENTITY_TYPES, MAX_DESCRIPTION, MAX_ENTITIES_PER_SENTENCE, extract_offline
+from graphrag_flow.stages.extract.rules import ENTITY_TYPES, MAX_DESCRIPTION, MAX_ENTITIES_PER_SENTENCE, extract_offline
 from graphrag_flow.llm.schemas import GraphExtraction
 
 PEP_TEXT = """\
@@ -148,3 +148,42 @@ def test_weird_input_does_not_crash_and_stays_fast():
     extract_offline("A" * 100_000)
     extract_offline("PEP: 1\nAuthor: " + "x, " * 2000)
     assert time.perf_counter() - start < 5
+
+
+def test_a_changed_rule_module_or_word_file_changes_the_offline_answer_key(tmp_path):
+    """An answer cached by other rules is never served: the key hashes every rule module and word
+    list (package data), so editing a word file re-extracts, and an untouched copy does not."""
+    import shutil
+    import types
+
+    from graphrag_flow.hashing import package_files_sha256
+    from graphrag_flow.stages.extract import rules
+    from graphrag_flow.stages.extract.offline import offline_answer_key, offline_version
+
+    copy = tmp_path / "rules"
+    shutil.copytree(rules.__path__[0], copy, ignore=shutil.ignore_patterns("__pycache__"))
+    package = types.SimpleNamespace(__path__=[str(copy)])
+    assert package_files_sha256(package)[:16] == offline_version()
+    stop_caps = copy / "words" / "stop_caps.txt"
+    stop_caps.write_text(stop_caps.read_text(encoding="utf-8") + "Moreover\n", encoding="utf-8")
+    changed = package_files_sha256(package)[:16]
+    assert changed != offline_version()
+    assert offline_answer_key("PEP 8", changed) != offline_answer_key("PEP 8")
+    (copy / "mentions.py").write_text("# another rule set\n", encoding="utf-8")
+    assert package_files_sha256(package)[:16] not in (changed, offline_version())
+
+
+def test_the_word_lists_are_read_from_their_data_files():
+    """words/*.txt are the lists the rules use: each file is non-empty and read whole."""
+    from importlib.resources import files
+
+    from graphrag_flow.stages.extract.rules import words
+
+    data = files(words.__package__).joinpath("words")
+    names = sorted(p.name.removesuffix(".txt") for p in data.iterdir() if p.name.endswith(".txt"))
+    assert "stop_caps" in names and "acronym_expansions" in names
+    for name in names:
+        assert words.word_list(name), name
+    assert words.ACRONYM_EXPANSIONS["global interpreter lock"] == "GIL"
+    assert "API" not in words.ACRONYM_STOP and "PEP" in words.ACRONYM_STOP
+    assert words.SOFTWARE["windows"] == "Windows"

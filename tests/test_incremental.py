@@ -26,7 +26,7 @@ import pytest
 
 from conftest import CORPORA, edit_corpus, make_project, run_cli
 from fake_openai import fetch_stats, reset_remote
-from graphrag_flow.reports import report_id
+from graphrag_flow.stages.reports import report_id
 from graphrag_flow.storage.vectors import VectorTable
 from graphrag_flow.tables import SCHEMAS, VECTOR_FIELDS
 

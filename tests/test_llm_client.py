@@ -24,12 +24,8 @@ except ImportError:  # plain `pytest` puts tests/ itself on sys.path
 
 from graphrag_flow.config import LLMSettings
 from graphrag_flow.errors import FatalLLMError, ItemFailedError, SettingsError
-from graphrag_flow.llm.answer_cache import AnswerCache, answer_key
-from graphrag_flow.llm.client import OpenAICompatibleClient, get_encoding, plan_batches
-from graphrag_flow.llm.connections import ConnectionPool
-from graphrag_flow.llm.limiter import RequestLimiter
-from graphrag_flow.llm.schemas import GraphExtraction
-from graphrag_flow.llm.stats import LLMStats
+from graphrag_flow.llm import answer_key, AnswerCache, get_encoding, OpenAICompatibleClient, plan_batches
+from graphrag_flow.llm import ConnectionPool, GraphExtraction, LLMStats, RequestLimiter
 
 EMB = "text-embedding-3-small"
 CHAT = "gpt-4.1-mini"
@@ -795,7 +791,7 @@ def test_a_hung_request_ended_by_the_adaptive_deadline_says_how_it_was_derived()
 def test_check_names_its_own_limit_not_the_setting(monkeypatch, tmp_path):
     """`check` allows 4 s per request whatever llm.request_timeout_s says; a hang there must say
     so, not "4s (llm.request_timeout_s)" while the setting is 10."""
-    from flows.check import run_check
+    from graphrag_flow.cli.check import run_check
     from graphrag_flow.config import load_settings
 
     with FakeOpenAIServer(FakeConfig(latency_s=0.01, p_hang=1.0)) as srv:

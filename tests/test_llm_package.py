@@ -18,9 +18,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 LLM = REPO / "graphrag_flow" / "llm"
-#: The three LLM steps (extract, summarize, report) are stage code that still lives here until
-#: it moves to the stages (issue #20); no other module of the package may import stage code.
-STAGE_CODE_STILL_HERE = {"steps"}
 #: What the transport may use from the rest of graphrag_flow: settings, errors, URL scrubbing
 #: and the hash of an answer key. Anything else there is a stage's domain code.
 FOUNDATION = {"graphrag_flow", "graphrag_flow.config", "graphrag_flow.errors", "graphrag_flow.urls",
@@ -41,7 +38,7 @@ def modules_loaded_by(module: str) -> set[str]:
 
 def llm_modules() -> list[str]:
     return sorted(f"graphrag_flow.llm.{p.stem}" for p in LLM.glob("*.py")
-                  if p.stem != "__init__" and p.stem not in STAGE_CODE_STILL_HERE)
+                  if p.stem != "__init__")
 
 
 @pytest.mark.parametrize("module", llm_modules())
@@ -50,7 +47,6 @@ def test_an_llm_module_imports_no_stage_task_or_flow(module):
     ours = {m for m in loaded if m.split(".")[0] in ("graphrag_flow", "tasks", "flows")}
     outside = sorted(m for m in ours if not m.startswith("graphrag_flow.llm") and m not in FOUNDATION)
     assert outside == [], f"{module} imports {outside}: the llm package must not depend on stages, tasks or flows"
-    assert not any(m.startswith("graphrag_flow.llm.steps") for m in ours), f"{module} imports the LLM steps"
 
 
 def test_the_package_exports_its_api_and_loads_only_what_a_name_needs():
@@ -71,10 +67,3 @@ def test_the_package_exports_its_api_and_loads_only_what_a_name_needs():
                             timeout=120, check=True).stdout
     assert loaded.strip() == "False"
 
-
-def test_the_old_import_paths_still_work():
-    from graphrag_flow.llm import client, structured, tokens
-
-    assert client.plan_batches is tokens.plan_batches
-    assert client.get_encoding is tokens.get_encoding
-    assert client.chat_answer_key is structured.chat_answer_key

@@ -1,9 +1,9 @@
-"""The neo4j-sink stage through the real CLI: `graphrag-flow index` / `check` against boltstub.
+"""The neo4j stage through the real CLI: `graphrag-flow index` / `check` against boltstub.
 
 One tiny project (three sentences in two files, offline provider) is indexed by a sequence of
 CLI runs that share its caches, so only the first run computes anything:
 
-1. Neo4j unreachable (connection refused): exit 1 naming neo4j.uri and the neo4j-sink stage;
+1. Neo4j unreachable (connection refused): exit 1 naming neo4j.uri and the neo4j stage;
    the parquet tables, LanceDB vectors and manifest are written and verify.
 2. boltstub plays a script generated from the parquet tables on disk (hello, constraints, every
    batch at neo4j.batch_size=2, verify, goodbye): the stage sends exactly those statements, and
@@ -34,10 +34,10 @@ import pytest
 
 from conftest import cli_env, make_project, run_cli, secret_leaks
 from graphrag_flow.config import load_settings
-from graphrag_flow.neo4j_sink import (
+from graphrag_flow.stages.neo4j import (
     COUNT_QUERIES, REL_TYPES, build_statements, compute_deletes, graph_rows,
 )
-from graphrag_flow.outputs import read_manifest, read_table
+from graphrag_flow.storage.outputs import read_manifest, read_table
 from graphrag_flow.status import project_status
 from graphrag_flow.tables import SCHEMAS
 from test_neo4j_sink import SCRIPTS, STUB_PASSWORD, boltstub, free_port
@@ -125,7 +125,7 @@ def test_unreachable_server_fails_the_run_naming_neo4j_uri_and_keeps_the_outputs
     root, port, result = refused
     assert result.returncode == 1, result.stdout + result.stderr
     error = result.stderr[result.stderr.index("error:"):]
-    assert "neo4j-sink stage failed" in error and "neo4j.uri" in error and f"127.0.0.1:{port}" in error
+    assert "neo4j stage failed" in error and "neo4j.uri" in error and f"127.0.0.1:{port}" in error
     assert "Connection refused" in error
     _outputs_verify(root)  # parquet + LanceDB verified, manifest written
     assert not (root / "cache" / "neo4j" / "state.json").exists()
@@ -212,7 +212,7 @@ def test_refused_password_names_neo4j_password_and_never_leaks_it(auth_refused, 
     root, _, result, state_before = auth_refused
     assert result.returncode == 1, result.stdout + result.stderr
     error = result.stderr[result.stderr.index("error:"):]
-    assert "neo4j.password" in error and "Unauthorized" in error and "neo4j-sink stage failed" in error
+    assert "neo4j.password" in error and "Unauthorized" in error and "neo4j stage failed" in error
     assert AUTH_PASSWORD not in result.stdout + result.stderr
     assert secret_leaks(AUTH_PASSWORD, root, prefect_home) == []
     _outputs_verify(root)  # the new outputs (one document) are complete

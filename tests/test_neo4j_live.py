@@ -39,8 +39,8 @@ import pytest
 from conftest import REPO, cli_env, make_project, run_cli, secret_leaks
 from graphrag_flow.config import load_settings
 from graphrag_flow.errors import Neo4jSinkError
-from graphrag_flow.neo4j_sink import BatchCheckpoint, build_statements, compute_deletes, write_graph
-from graphrag_flow.outputs import read_table
+from graphrag_flow.stages.neo4j import BatchCheckpoint, build_statements, compute_deletes, write_graph
+from graphrag_flow.storage.outputs import read_table
 from graphrag_flow.status import project_status
 from graphrag_flow.tables import SCHEMAS
 from test_neo4j_sink import hostile_tables
@@ -285,7 +285,7 @@ def killed_and_resumed(second, project, live_bolt, prefect_home):
     checkpoint = project / "cache" / "neo4j" / "batches"
     total = sum(len(s.batches) for s in build_statements(_tables(project), batch_size=1))
     env = cli_env(prefect_home, GRAPHRAG_FLOW_NEO4J__PASSWORD=live_bolt.password)
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "index", "--root", str(project)], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "graphrag_flow.cli", "index", "--root", str(project)], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + CLI_TIMEOUT
@@ -339,7 +339,7 @@ def test_a_refused_write_fails_the_run_names_the_user_and_keeps_the_outputs(shru
     result = _index(project, prefect_home, password, GRAPHRAG_FLOW_NEO4J__USER=name)
     assert result.returncode == 1, result.stdout + result.stderr
     error = " ".join(result.stderr[result.stderr.index("error:"):].split())  # the CLI wraps long lines
-    assert "neo4j-sink stage failed" in error, error
+    assert "neo4j stage failed" in error, error
     assert f"accepted neo4j.user='{name}' but does not allow it" in error, error  # not "check the password"
     assert "Neo.ClientError.Security.Forbidden" in error
     report = project_status(project, load_settings(project))

@@ -31,7 +31,7 @@ import pytest
 
 from graphrag_flow.config import Neo4jSettings
 from graphrag_flow.errors import GraphragFlowError, Neo4jSinkError, SettingsError, VerifyError
-from graphrag_flow.neo4j_sink import (
+from graphrag_flow.stages.neo4j import (
     CONSTRAINTS,
     COUNT_QUERIES,
     NODE_LABELS,

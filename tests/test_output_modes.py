@@ -23,7 +23,7 @@ frame = pd.DataFrame({"id": ["a", "b"]})
 write_parquet(frame, out / "entities.parquet")
 write_parquet(frame, out / "entities.parquet")  # replacing a file keeps following the umask
 write_json({"run_id": "x"}, out / "_manifest.json")
-StageStore(out / "cache").save("chunk", "k", {"text_units": frame})
+StageStore(out / "cache" / "stages").save("chunk", "k", {"text_units": frame})
 """
 
 

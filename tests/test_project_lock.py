@@ -13,13 +13,17 @@ import pytest
 
 from conftest import REPO, make_project, run_cli
 from graphrag_flow.errors import ProjectBusyError
-from graphrag_flow.project_lock import HOLDER_FILE, project_lock
+from graphrag_flow.storage.paths import ProjectPaths
+from graphrag_flow.storage.project_lock import project_lock
+
+HOLDER_FILE = "index.lock.json"  # under cache/: who holds the lock, named in the second run's error
 
 HOLDER = r"""
 import sys, time
 from pathlib import Path
-from graphrag_flow.project_lock import project_lock
-with project_lock(Path(sys.argv[1]), "flow-run-A"):
+from graphrag_flow.storage.paths import ProjectPaths
+from graphrag_flow.storage.project_lock import project_lock
+with project_lock(ProjectPaths(Path(sys.argv[1])), "flow-run-A"):
     print("HELD", flush=True)
     time.sleep(600)
 """
@@ -54,13 +58,13 @@ def test_a_killed_run_leaves_no_lock_and_a_finished_one_lets_the_next_in(tmp_pat
     root = tmp_path / "project"
     holder = _hold(root)
     with pytest.raises(ProjectBusyError, match=r"pid \d+ on .*flow run flow-run-A"):
-        with project_lock(root, "flow-run-B"):
+        with project_lock(ProjectPaths(root), "flow-run-B"):
             pass
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    with project_lock(root, "flow-run-B"):  # the OS released the killed run's lock
+    with project_lock(ProjectPaths(root), "flow-run-B"):  # the OS released the killed run's lock
         assert "flow-run-B" in (root / "cache" / HOLDER_FILE).read_text()
-    with project_lock(root, "flow-run-C"):  # and a finished run's
+    with project_lock(ProjectPaths(root), "flow-run-C"):  # and a finished run's
         pass
 
 
@@ -76,7 +80,7 @@ def test_a_run_killed_with_sigkill_is_marked_crashed_by_the_next_run(tmp_path, p
     root = make_project(tmp_path / "project", files={"a.txt": b"Ada Lovelace wrote the first program.",
                                                      "b.txt": b"Grace Hopper wrote the first compiler."})
     log = (tmp_path / "first.log").open("w")
-    first = subprocess.Popen([sys.executable, "-m", "flows.cli", "index", "--root", str(root)], cwd=REPO,
+    first = subprocess.Popen([sys.executable, "-m", "graphrag_flow.cli", "index", "--root", str(root)], cwd=REPO,
                              env=cli_env(prefect_home), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     holder = root / "cache" / HOLDER_FILE
     deadline = time.monotonic() + 240

@@ -101,7 +101,7 @@ def run_cli_watched(args: list[str], prefect_home: Path, timeout: float = 400) -
     """The CLI in its own session; samples its thread count; lists what it left running."""
     start = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=cli_env(prefect_home, **SLOW_START),
+        [sys.executable, "-m", "graphrag_flow.cli", *args], cwd=REPO, env=cli_env(prefect_home, **SLOW_START),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     peak = [0]
@@ -357,7 +357,7 @@ def test_a_batch_that_fails_for_good_fails_the_run_and_finished_batches_stay(tmp
                             llm=llm_section(url, embedding_batch_size=2, max_retries=1, request_timeout_s=3.0))
         failed = run_cli_watched(["index", "--root", str(root)], prefect_home)
         first = fetch_stats(url)
-        status = subprocess.run([sys.executable, "-m", "flows.cli", "status", "--root", str(root)], cwd=REPO,
+        status = subprocess.run([sys.executable, "-m", "graphrag_flow.cli", "status", "--root", str(root)], cwd=REPO,
                                 env=cli_env(prefect_home), capture_output=True, text=True, timeout=120)
 
         assert failed.returncode != 0, failed.stdout[-3000:]
@@ -504,7 +504,7 @@ def test_serving_loop_never_lags_while_graph_leiden_and_writing_run(tmp_path, pe
     # LLM work shared the heartbeat's loop (so a stall there would stall requests too).
     assert {"_embed_rows", "run_extraction", "for_each_bounded", "build_reports"} <= set(result["llm_tasks"])
     beats, windows = result["beats"], result["windows"]
-    for prefix in ("summarize-descriptions", "detect-communities", "write-outputs"):
+    for prefix in ("summarize", "communities", "write"):
         name = next((n for n in windows if n.startswith(prefix)), None)
         assert name, f"no task run {prefix}: {sorted(windows)}"
         start, end = windows[name]

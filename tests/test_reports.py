@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from graphrag_flow.reports import offline_report, render_full_content, report_context
+from graphrag_flow.stages.reports import offline_report, render_full_content, report_context
 
 
 def _community():
@@ -49,7 +49,7 @@ def test_report_context_is_trimmed_to_the_token_budget():
     big = members * 200
     full = report_context(big, rels, ["# Sub report\nabout things"], max_tokens=100_000)
     small = report_context(big, rels, ["# Sub report\nabout things"], max_tokens=200)
-    from graphrag_flow.chunking import count_tokens
+    from graphrag_flow.llm import count_tokens
 
     assert count_tokens(small) <= 200 < count_tokens(full)
     assert small.startswith("-----Sub-community reports-----")
@@ -71,17 +71,25 @@ def _hierarchy():
     return communities, degree, entities, relationships
 
 
-def _build(communities, degree, board, report_one, concurrency=4):
-    from graphrag_flow.progress import StageProgress
-    from graphrag_flow.reports import build_reports
+def _post(channels, rows):
+    """Post summarized rows as the summarize stage does: entities and relationships each on its channel."""
+    for item_id, record in rows:
+        channels.of("summarize", "relationships" if item_id.startswith("r") else "entities").post(item_id, record)
 
-    return build_reports(communities, degree, board, report_one, concurrency, StageProgress("reports", len(communities)))
+
+def _build(communities, degree, channels, report_one, concurrency=4):
+    from graphrag_flow.progress import StageProgress
+    from graphrag_flow.stages.reports import build_reports
+
+    return build_reports(communities, degree, channels.of("summarize", "entities").rows,
+                         channels.of("summarize", "relationships").rows, report_one, concurrency,
+                         StageProgress("reports", len(communities)))
 
 
 def test_a_parent_that_needs_sub_reports_waits_for_its_own_children_only_and_reads_them():
     import asyncio
 
-    from graphrag_flow.description_board import DescriptionBoard
+    from graphrag_flow.channels import Channels
 
     communities, degree, entities, relationships = _hierarchy()
     parent_0_started = None
@@ -105,9 +113,9 @@ def test_a_parent_that_needs_sub_reports_waits_for_its_own_children_only_and_rea
     async def main():
         nonlocal parent_0_started
         parent_0_started = asyncio.Event()
-        board = DescriptionBoard()
-        board.post_many(entities + relationships)
-        return await _build(communities, degree, board, report_one)
+        channels = Channels()
+        _post(channels, entities + relationships)
+        return await _build(communities, degree, channels, report_one)
 
     frame, failures = asyncio.run(main())
     assert not failures and sorted(frame["community"]) == [0, 1, 2, 3]
@@ -122,7 +130,7 @@ def test_waiting_for_sub_reports_gives_up_the_slot_so_a_small_limit_cannot_deadl
     its children use the slot while it waits for their reports."""
     import asyncio
 
-    from graphrag_flow.description_board import DescriptionBoard
+    from graphrag_flow.channels import Channels
 
     communities, degree, entities, relationships = _hierarchy()
     order: list[str] = []
@@ -134,12 +142,12 @@ def test_waiting_for_sub_reports_gives_up_the_slot_so_a_small_limit_cannot_deadl
         return offline_report(members, rels), "sha"
 
     async def main():
-        board = DescriptionBoard()
+        channels = Channels()
         first = {"e0", "e2", "r0"}  # community 0's members
-        board.post_many([r for r in entities + relationships if r[0] in first])
-        run = asyncio.create_task(_build(communities, degree, board, report_one, concurrency=1))
+        _post(channels, [r for r in entities + relationships if r[0] in first])
+        run = asyncio.create_task(_build(communities, degree, channels, report_one, concurrency=1))
         await asyncio.sleep(0.05)
-        board.post_many([r for r in entities + relationships if r[0] not in first])
+        _post(channels, [r for r in entities + relationships if r[0] not in first])
         return await asyncio.wait_for(run, timeout=5)
 
     frame, failures = asyncio.run(main())
@@ -150,7 +158,7 @@ def test_waiting_for_sub_reports_gives_up_the_slot_so_a_small_limit_cannot_deadl
 def test_a_report_starts_when_its_own_members_are_summarized_not_when_all_are():
     import asyncio
 
-    from graphrag_flow.description_board import DescriptionBoard
+    from graphrag_flow.channels import Channels
 
     communities, degree, entities, relationships = _hierarchy()
     started: list[str] = []
@@ -160,12 +168,12 @@ def test_a_report_starts_when_its_own_members_are_summarized_not_when_all_are():
         return offline_report(members, rels), "sha"
 
     async def main():
-        board = DescriptionBoard()
-        board.post_many([r for r in entities if r[0] == "e3"])  # community 3's only member
-        run = asyncio.create_task(_build(communities, degree, board, report_one))
+        channels = Channels()
+        _post(channels, [r for r in entities if r[0] == "e3"])  # community 3's only member
+        run = asyncio.create_task(_build(communities, degree, channels, report_one))
         await asyncio.sleep(0.05)
         early = list(started)
-        board.post_many([r for r in entities + relationships if r[0] != "e3"])
+        _post(channels, [r for r in entities + relationships if r[0] != "e3"])
         frame, failures = await asyncio.wait_for(run, timeout=5)
         return early, frame, failures
 
@@ -179,8 +187,8 @@ def test_the_llm_reporter_reads_sub_reports_only_when_its_own_material_does_not_
     import asyncio
 
     from graphrag_flow.llm.schemas import CommunityReportAnswer
-    from graphrag_flow.llm.steps import llm_reporter
-    from graphrag_flow.reports import local_context
+    from graphrag_flow.stages.reports import llm_reporter
+    from graphrag_flow.stages.reports import local_context
 
     members, rels = _community()
     contexts: list[str] = []
@@ -210,8 +218,8 @@ def test_a_trimmed_context_is_the_longest_prefix_of_whole_lines_within_the_token
     request text keys the answer cache, so any change would ask for every report again."""
     import random
 
-    from graphrag_flow.chunking import count_tokens, get_encoding
-    from graphrag_flow.reports import _trimmed
+    from graphrag_flow.llm import count_tokens, get_encoding
+    from graphrag_flow.stages.reports import _trimmed
 
     def reference(lines: list[str], budget: int) -> tuple[str, bool]:
         kept, used = [], 0

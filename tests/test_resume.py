@@ -53,7 +53,7 @@ class Runner:
 
     def _start(self, root: Path, *extra: str) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "index", "--root", str(root), *extra],
+            [sys.executable, "-m", "graphrag_flow.cli", "index", "--root", str(root), *extra],
             cwd=REPO, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             start_new_session=True,
         )
@@ -211,7 +211,7 @@ def chain(tmp_path_factory, corpus, runner, reference):
     stats, kill_t = runner.run_and_kill(root, lambda s: s["ok"].get("chat", 0) >= 20)
     runs["mid_extraction"] = {"stats": stats, "kill_t": kill_t}
     status = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "status", "--root", str(root)],
+        [sys.executable, "-m", "graphrag_flow.cli", "status", "--root", str(root)],
         cwd=REPO, env=runner.env(), capture_output=True, text=True, timeout=120,
     )
     runs["status_after_kill"] = status
@@ -506,7 +506,7 @@ def test_offline_killed_mid_embedding_keeps_finished_batches(tmp_path, peps_mini
     assert saved.num_rows % 64 == 0, "a table holds whole batches only"
 
     result = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "index", "--root", str(root)], cwd=REPO, env=runner.env(),
+        [sys.executable, "-m", "graphrag_flow.cli", "index", "--root", str(root)], cwd=REPO, env=runner.env(),
         capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -524,7 +524,7 @@ def test_offline_killed_mid_embedding_keeps_finished_batches(tmp_path, peps_mini
         assert kept[i] == v, i
     # and the vectors are what the model gives for each row's text, as in an uninterrupted run
     # (checked on a sample of both kinds of row: the model costs ~0.1 s a text here)
-    from graphrag_flow.embed_offline import get_offline_embedder
+    from graphrag_flow.stages.embed.offline_model import get_offline_embedder
 
     entities = pq.read_table(root / "output" / "entities.parquet").to_pandas()
     inputs = embedding_inputs("entity_description", entities)

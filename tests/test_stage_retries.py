@@ -13,7 +13,7 @@ from prefect.results import ResultStore
 from prefect.states import exception_to_failed_state
 
 from graphrag_flow.errors import FatalLLMError, InputError, ItemFailedError, SettingsError, StageFailedError
-from tasks._common import retry_unless_fatal
+from tasks.retries import retry_unless_fatal
 
 
 def _failed(exc: BaseException, tmp_path, persist: bool):

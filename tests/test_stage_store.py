@@ -15,7 +15,7 @@ def _save(store: StageStore, stage: str, key: str, rows: int = 3):
 
 
 def test_prune_removes_earlier_checkpoints_and_keeps_this_runs_and_newer_ones(tmp_path):
-    store = StageStore(tmp_path / "cache")
+    store = StageStore(tmp_path / "cache" / "stages")
     old = [_save(store, "extract", "old-1"), _save(store, "summarize", "old-2")]
     kept = _save(store, "extract", "current")
     an_hour_ago = time.time() - 3600
@@ -35,4 +35,4 @@ def test_prune_removes_earlier_checkpoints_and_keeps_this_runs_and_newer_ones(tm
 
 
 def test_prune_of_a_project_without_checkpoints_does_nothing(tmp_path):
-    assert StageStore(tmp_path / "cache").prune(set(), time.time()) == (0, 0)
+    assert StageStore(tmp_path / "cache" / "stages").prune(set(), time.time()) == (0, 0)

@@ -11,6 +11,7 @@ import pytest
 from graphrag_flow.config import load_settings
 from graphrag_flow.llm.answer_cache import AnswerCache
 from graphrag_flow.status import project_status
+from graphrag_flow.storage.paths import ProjectPaths
 from graphrag_flow.storage.stages import StageStore
 
 try:
@@ -26,7 +27,7 @@ UNITS = ["Guido van Rossum created Python.", "Barry Warsaw wrote PEP 8 with Guid
 def _chunked_project(tmp_path, llm: dict | None = None):
     root = make_project(tmp_path / "project", **({"llm": llm} if llm else {}))
     frame = pd.DataFrame({"id": [f"u{i}" for i in range(len(UNITS))], "text": UNITS, "n_tokens": [8] * len(UNITS)})
-    StageStore(root / "cache").save("chunk", "k", {"text_units": frame})
+    StageStore(ProjectPaths(root).stages).save("chunk", "k", {"text_units": frame})
     return root
 
 
@@ -36,7 +37,7 @@ def _extract_row(root):
 
 
 def test_offline_extraction_cut_short_shows_the_units_done(tmp_path):
-    from graphrag_flow.extraction import offline_extractor
+    from graphrag_flow.stages.extract.offline import offline_extractor
 
     root = _chunked_project(tmp_path)
     assert _extract_row(root).progress == "0/3"  # no answer cache yet
@@ -54,7 +55,7 @@ def test_llm_extraction_cut_short_shows_the_units_done(tmp_path, answered):
     from graphrag_flow.llm.client import OpenAICompatibleClient
     from graphrag_flow.llm.limiter import RequestLimiter
     from graphrag_flow.llm.stats import LLMStats
-    from graphrag_flow.llm.steps import llm_extractor
+    from graphrag_flow.stages.extract.llm import llm_extractor
     from graphrag_flow.prompts import load_prompt
 
     with FakeOpenAIServer(FakeConfig()) as srv:

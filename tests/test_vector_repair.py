@@ -14,8 +14,8 @@ import pytest
 
 from conftest import make_project
 from graphrag_flow.config import load_settings
-from graphrag_flow.embedding import embed_field
-from graphrag_flow.embedding_backends import OpenAIBackend
+from graphrag_flow.stages.embed.field import embed_field
+from graphrag_flow.stages.embed.backends import OpenAIBackend
 from graphrag_flow.hashing import sha256_text
 from graphrag_flow.llm.answer_cache import AnswerCache
 from graphrag_flow.llm.client import OpenAICompatibleClient

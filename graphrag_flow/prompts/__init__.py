@@ -53,3 +53,8 @@ def describe_prompts(prompts_dir: str | None, root: Path | None = None) -> str:
         return "prompts: the shipped ones (llm.prompts_dir is not set)"
     return (f"llm.prompts_dir: {', '.join(own) or 'no prompt file'} from it; "
             f"{', '.join(shipped) or 'none'} from the shipped defaults")
+
+
+def chat_messages(system: str, user: str) -> list[dict]:
+    """A chat request's messages: the prompt as the system message, the item's text as the user's."""
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]

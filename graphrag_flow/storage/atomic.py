@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from graphrag_flow.faults import disk_full_point
+from graphrag_flow.storage.faults import disk_full_point
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

@@ -31,13 +31,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from graphrag_flow.faults import kill_point
-from graphrag_flow.outputs import LANCEDB_DIR, MANIFEST
 from graphrag_flow.storage.atomic import write_json
-
-OUTPUT_DIR = "output"
-STAGING_DIR = "output.next"
-PREVIOUS_DIR = "output.previous"
+from graphrag_flow.storage.faults import kill_point
+from graphrag_flow.storage.outputs import LANCEDB_DIR, MANIFEST
+from graphrag_flow.storage.paths import OUTPUT_DIR, STAGING_DIR, ProjectPaths
 #: In the staging folder: which served generation it was seeded from (written once seeding is done).
 SEED_FILE = ".seeded-from.json"
 #: Lance folders whose files are written once under a fresh name and never changed (data files,
@@ -80,31 +77,14 @@ class SeedStats:
 
 
 @dataclass(frozen=True)
-class OutputFolders:
-    """The three generation folders of one project.
-
-    When `<root>/output` is a symlink (the outputs on a disk of their own), the generations are
-    built and switched where it points: `<target>.next`, `<target>.previous`, so the staging
-    folder is on the same filesystem (hard links, one-step switch) and the link itself keeps
-    pointing at the served generation.
-    """
-
-    root: Path
+class OutputFolders(ProjectPaths):
+    """A project's paths (a symlinked `output/` included), and the steps that move a generation
+    between its three output folders."""
 
     @property
     def live(self) -> Path:
-        link = self.root / OUTPUT_DIR
-        return Path(os.path.realpath(link)) if link.is_symlink() else link
-
-    @property
-    def staging(self) -> Path:
-        live = self.live
-        return live.with_name(live.name + STAGING_DIR.removeprefix(OUTPUT_DIR))
-
-    @property
-    def previous(self) -> Path:
-        live = self.live
-        return live.with_name(live.name + PREVIOUS_DIR.removeprefix(OUTPUT_DIR))
+        """The served generation (ProjectPaths.output)."""
+        return self.output
 
     def live_identity(self) -> str | None:
         """sha256 of the served manifest (run id and finish time included): which generation is served."""

@@ -1,8 +1,10 @@
-"""Stage outputs under `cache/stages/<stage>/<key>/`: the hand-off between stages.
+"""Stage checkpoints under `cache/stages/<stage>/<key>/`: the frames each stage made, saved.
 
-Stages pass small `StageRef`s (a content key and file names), not dataframes, so Prefect's
-persisted results stay tiny and a stage's output can be opened with pandas for inspection.
-A stage directory is complete only when its `_done.json` exists (written last).
+A stage task returns a small `StageRef` (its key, its frames' row counts, its statistics), not
+dataframes, so Prefect's persisted results stay tiny and a stage's output can be opened with
+pandas for inspection. A stage directory is complete only when its `_done.json` exists (written
+last). The stages running beside it in one run get its frames in memory (graphrag_flow/channels.py);
+these files serve the stages of later runs, the write stage, and a stage Prefect served from cache.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ class StageRef(BaseModel):
 
 
 class StageStore:
-    def __init__(self, cache_dir: Path):
-        self.root = Path(cache_dir) / "stages"
+    """Stage checkpoints under `root` (a project's ProjectPaths.stages)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
 
     def dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key

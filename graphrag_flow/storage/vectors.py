@@ -15,7 +15,7 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 
-#: Merges after which the table is compacted (many small merges slow LanceDB down: stack-notes).
+#: Merges after which the table is compacted (many small merges slow LanceDB down: docs/stack-notes.md).
 OPTIMIZE_EVERY = 200
 _DELETE_CHUNK = 500
 

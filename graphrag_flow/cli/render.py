@@ -1,0 +1,53 @@
+"""The end-of-run summary as the CLI prints it: rich tables and notes (graphrag_flow/summary.py
+makes the rows)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from graphrag_flow.summary import NEO4J_COLUMNS, SUMMARY_COLUMNS, changes_lines, neo4j_cells
+
+
+def render_neo4j(result: dict | None, console: Console) -> None:
+    if not result or "error" in result:
+        return
+    table = Table(title=f"neo4j: {result['uri']}")
+    for col in NEO4J_COLUMNS:
+        table.add_column(col, justify="left" if col in ("label/type", "parquet") else "right")
+    for row in result["rows"]:
+        table.add_row(*neo4j_cells(row))
+    console.print(table)
+    console.print(
+        f"neo4j: {result['batches']} batch(es) written, {result['resumed_batches']} resumed; "
+        f"graph {'verified' if result['verified'] else 'NOT verified'} against the parquet tables",
+        highlight=False,
+    )
+
+
+def render_summary(summary: dict, console: Console) -> None:
+    table = Table(title="graphrag-flow index")
+    for col in SUMMARY_COLUMNS:
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for row in summary.get("stages", []):
+        table.add_row(*(str(row.get(c.replace(" ", "_"), "")) for c in SUMMARY_COLUMNS))
+    console.print(table)
+    sizes = Table(title="outputs")
+    sizes.add_column("table")
+    sizes.add_column("rows", justify="right")
+    for name, rows in summary["tables"].items():
+        sizes.add_row(name, str(rows))
+    for name, info in summary["vector_tables"].items():
+        sizes.add_row(f"lancedb/{name}", f"{info['rows']} × {info['dimension']}-d")
+    console.print(sizes)
+    render_neo4j(summary.get("neo4j"), console)
+    for note in summary.get("graph_notes", []):
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    for line in summary.get("not_matched", []):  # file names are shown as they are, never as markup
+        console.print(f"[yellow]input:[/] {escape(line)}", highlight=False)
+    for warning in summary.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    for line in changes_lines(summary.get("changes")):
+        console.print(line, highlight=False)
+    console.print(f"outputs: {summary['output']} (verified)")

@@ -1,0 +1,79 @@
+"""Where vectors come from: the local ONNX model (offline) or an OpenAI-compatible API."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from graphrag_flow.config import Settings
+
+#: Texts per offline batch: big enough to keep the model busy, small enough that a kill
+#: loses seconds of work (each batch is merged into LanceDB before the next is taken).
+OFFLINE_BATCH_SIZE = 128
+
+
+def embedding_model_id(settings: Settings) -> str:
+    """What every vector records in its `model` column: all that changes a vector for the same text.
+
+    A vector is kept while its (id, content_sha256, model) is current, so a setting that changes
+    the vector of an unchanged text must change this id, or a run would keep the old vectors and
+    verify them: offline, the model and its `embed.long_text` mode; with an API, the model and
+    `llm.embedding_dimensions` (`text-embedding-3-small@32d`; the bare name when it is unset).
+    """
+    if settings.llm.provider == "offline":
+        from graphrag_flow.stages.embed.offline_model import offline_model_id
+
+        return offline_model_id(settings.embed.long_text)
+    dimensions = settings.llm.embedding_dimensions
+    return f"{settings.llm.embedding_model}@{dimensions}d" if dimensions else settings.llm.embedding_model
+
+
+class OfflineBackend:
+    """The ONNX model shipped in a wheel, run in a worker thread (never on the event loop)."""
+
+    concurrency = 1
+
+    def __init__(self, settings: Settings):
+        from graphrag_flow.stages.embed.offline_model import get_offline_embedder
+
+        self._embedder = get_offline_embedder(settings.embed.long_text)
+        self.model = embedding_model_id(settings)
+        self.dimension = self._embedder.dimension
+
+    def plan(self, texts: list[str]) -> list[list[int]]:
+        """Batches of texts of similar length (shortest first), so the model pads little.
+
+        In input order, a batch of entity descriptions mixes short and long texts and the model
+        spends much of its time on padding. Sorted on the word pieces the model will see
+        (tokenized in the stage's worker thread). Batch
+        composition does not change a vector (offline_model.py's docstring), and the plan is a
+        function of the texts alone, so a resumed run plans the same batches for what is left.
+        """
+        counts = self._embedder.piece_counts(texts)
+        order = sorted(range(len(texts)), key=lambda i: (min(counts[i], self._embedder.max_tokens), i))
+        return [order[i : i + OFFLINE_BATCH_SIZE] for i in range(0, len(order), OFFLINE_BATCH_SIZE)]
+
+    async def embed_batch(self, texts: list[str], item: str) -> np.ndarray:
+        return await asyncio.to_thread(self._embedder.embed, texts)
+
+
+class OpenAIBackend:
+    """Batches by count and tokens, sent through the run's one client and limiter."""
+
+    def __init__(self, settings: Settings, client, stage: str):
+        self._client = client
+        self._stage = stage
+        self._settings = settings.llm
+        self.model = embedding_model_id(settings)
+        self.dimension = settings.llm.embedding_dimensions
+        self.concurrency = settings.llm.max_concurrency
+
+    def plan(self, texts: list[str]) -> list[list[int]]:
+        from graphrag_flow.llm import plan_batches
+
+        return plan_batches(texts, self._settings.embedding_batch_size, self._settings.embedding_batch_max_tokens)
+
+    async def embed_batch(self, texts: list[str], item: str) -> np.ndarray:
+        vectors = await self._client.embed(self._stage, texts, item)
+        return np.asarray(vectors, dtype=np.float32)
