@@ -25,10 +25,18 @@ from uuid import UUID
 from graphrag_flow import progress as progress_events
 from graphrag_flow.errors import GraphragFlowError, Neo4jSinkError, StageFailedError
 from graphrag_flow.summary import summary_markdown
+from graphrag_flow.usage import cost_text, tokens_of
+
+
+def usage_description(usage: dict) -> str:
+    return (f"graphrag-flow run usage: {tokens_of(usage):,} tokens, {usage['requests']} answers, "
+            f"cost {cost_text(usage['cost_usd']) if usage['cost_usd'] is not None else 'unknown (no prices set)'}")
 
 log = logging.getLogger(__name__)
 
 SUMMARY_KEY = "graphrag-flow-summary"
+#: Per stage, the tokens and cost of the run's answers: one key, so the UI lists every night's side by side.
+USAGE_KEY = "graphrag-flow-usage"
 #: Failed items listed in the failure artifact (the rest are counted).
 MAX_FAILED_ITEMS = 50
 
@@ -176,6 +184,14 @@ async def publish_summary(summary: dict) -> None:
         table=summary["stages"],
         description="Per stage: items, reused vs recomputed, requests, retries, cache hits, failures, seconds",
     )
+    usage = summary.get("usage")
+    if usage:
+        await acreate_table_artifact(
+            key=USAGE_KEY,
+            table=[{"stage": stage} | record for stage, record in usage["stages"].items()]
+            + [{"stage": "total"} | {k: v for k, v in usage.items() if k != "stages"}],
+            description=usage_description(usage),
+        )
     await acreate_markdown_artifact(
         key="graphrag-flow-summary", markdown=summary_markdown(summary), description="graphrag-flow run summary"
     )

@@ -40,6 +40,7 @@ from graphrag_flow.config import Settings, load_settings
 from graphrag_flow.errors import GraphragFlowError, OutputWriteError
 from graphrag_flow.incremental import LastRun, document_delta, read_last_run, run_changes
 from graphrag_flow.llm import AnswerCache, ConnectionPool, LLMStats, RequestLimiter
+from graphrag_flow.llm.spend import SpendGate
 from graphrag_flow.stages.embed.backends import embedding_model_id
 from graphrag_flow.storage.faults import kill_point
 from graphrag_flow.storage.generations import OutputFolders, SeedStats
@@ -105,6 +106,9 @@ async def index(
     full: Annotated[
         bool, Field(description="Ignore caches and checkpoints and rebuild everything (old outputs stay until done)")
     ] = False,
+    max_cost_usd: Annotated[
+        float | None, Field(description="This run's budget in US dollars (overrides llm.max_run_cost_usd)")
+    ] = None,
 ) -> dict:
     """Index one project folder; a second run resumes from the first's checkpoints.
 
@@ -114,11 +118,14 @@ async def index(
     Args:
         root: Project folder: holds settings.yaml and input/; outputs go to output/.
         full: Ignore caches and checkpoints and rebuild everything (old outputs stay until the new ones verify).
+        max_cost_usd: This run's budget in US dollars (overrides llm.max_run_cost_usd).
     """
     logger = get_run_logger()
     started = time.time()
     paths = ProjectPaths(Path(root).resolve())
     settings = await resolve_secrets(load_settings(paths.root))  # a missing Secret block stops the run here
+    if max_cost_usd is not None:
+        settings.llm.max_run_cost_usd = max_cost_usd
     await require_concurrency_limit(settings)  # a misspelt quota name must not mean no quota
     await asyncio.to_thread(require_writable, paths.written_by_a_run())  # not after hours of extraction
     identities = llm_identities(settings, paths.root)  # a missing prompt file stops the run here
@@ -148,6 +155,8 @@ async def index(
                 limiter=RequestLimiter(settings.llm.max_concurrency, extra=_prefect_limit(settings)),
                 stats=LLMStats(),
                 pool=pool,
+                gate=SpendGate(settings.llm.max_run_tokens, settings.llm.max_run_cost_usd,
+                               settings.llm.price_per_million_tokens),
             )
             try:
                 with frozen_heap():  # no garbage-collector pauses on the loop serving requests
@@ -218,7 +227,8 @@ async def _index_stages(run: RunContext, folders: OutputFolders, seeded: SeedSta
             "warnings": documents.stats.get("warnings", []),
             "not_matched": documents.stats.get("not_matched", []),
             "graph_notes": graph_notes(manifest["tables"], settings.llm.provider == "offline", settings.llm.chat_model),
-            "stages": stage_rows(refs, embeds, run.stats.as_rows(), run.stage_seconds, carried),
+            "stages": stage_rows(refs, embeds, run.stats.as_rows(), run.stage_seconds, carried, manifest.get("usage")),
+            "usage": manifest.get("usage"),
             "changes": changes,
             "llm_warnings": [w for row in run.stats.as_rows() for w in row["warnings"]],
             "max_in_flight": run.limiter.max_in_flight,

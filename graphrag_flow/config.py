@@ -38,6 +38,8 @@ MAX_CLUSTER_SIZE = 2**32 - 1
 #: A name a setting can have (unknown keys are named in errors only when they look like one:
 #: a mistyped line can make a key of a secret, e.g. `sk-...: x`).
 _SETTING_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}", re.IGNORECASE)
+#: llm.* settings that change what a run may spend, never what it makes.
+SPENDING_KEYS = ("price_per_million_tokens", "max_run_tokens", "max_run_cost_usd")
 #: Prefect block document names: lowercase letters, digits and dashes.
 _BLOCK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
 
@@ -133,6 +135,16 @@ class ChunkSettings(_Section):
         return v
 
 
+class TokenPrices(_Section):
+    """What a provider charges, in US dollars per million tokens: chat prompt and completion
+    tokens, embedding input tokens. No table is shipped (prices change); a run's cost is null
+    while these are not set."""
+
+    prompt: float = _finite(ge=0)
+    completion: float = _finite(ge=0)
+    embedding: float = _finite(ge=0)
+
+
 class LLMSettings(_Section):
     provider: Literal["offline", "openai"] = "offline"
     api_base: str | None = None
@@ -155,6 +167,11 @@ class LLMSettings(_Section):
     prompts_dir: str | None = None
     #: At least room for a few entities; at most what a chat model's context holds.
     report_max_input_tokens: int = Field(8000, ge=100, le=2_000_000)
+    #: null: a run's cost is unknown (null), never 0 (graphrag_flow/usage.py).
+    price_per_million_tokens: TokenPrices | None = None
+    #: A run stops sending before it crosses either (README, "Estimate and budget"); null = none.
+    max_run_tokens: int | None = Field(None, gt=0)
+    max_run_cost_usd: float | None = _finite(default=None, gt=0)
 
     _url = field_validator("api_base")(classmethod(lambda cls, v: _http_url(v)))
     _block = field_validator("api_key_secret")(classmethod(lambda cls, v: _block_name(v)))
@@ -223,10 +240,14 @@ class Settings(BaseSettings):
         return sha256_json(self.public_dict())
 
     def public_dict(self) -> dict[str, Any]:
-        """The settings as plain data, with every secret removed (not masked: removed)."""
+        """The settings as plain data, with every secret removed (not masked: removed), and
+        without what changes no output (prices and budgets: a raised budget is not a change
+        of settings for the next run's delta)."""
         data = self.model_dump(mode="json")
         data["llm"].pop("api_key", None)
         data["neo4j"].pop("password", None)
+        for key in SPENDING_KEYS:
+            data["llm"].pop(key, None)
         return data
 
 

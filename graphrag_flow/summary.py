@@ -5,15 +5,18 @@ publishes as Prefect artifacts (flows/artifacts.py)."""
 from __future__ import annotations
 
 from graphrag_flow.incremental import communities_line
+from graphrag_flow.usage import cost_text, tokens_of
 
-SUMMARY_COLUMNS = ("stage", "items", "reused", "recomputed", "requests", "retries", "cache hits", "failures", "seconds")
+SUMMARY_COLUMNS = ("stage", "items", "reused", "recomputed", "requests", "retries", "cache hits", "failures",
+                   "tokens", "cost", "seconds")
 
 
 def stage_rows(
     refs: dict, embeds: dict[str, dict], stats: list[dict], seconds: dict[str, float],
-    carried: dict[str, int] | None = None,
+    carried: dict[str, int] | None = None, usage: dict | None = None,
 ) -> list[dict]:
-    """One row per stage: items, how many were reused vs recomputed, and request counters.
+    """One row per stage: items, how many were reused vs recomputed, request counters, and the
+    tokens and cost of its answers received in this run (`usage`: graphrag_flow/usage.py).
 
     A stage served from Prefect's cache did not run: all its items count as reused. A stage
     that ran counts as reused the rows it carried over unchanged from the last completed run
@@ -37,6 +40,12 @@ def stage_rows(
             _row(stage, result["total"], result["reused"], result["embedded"], counters.get(stage, {}),
                  seconds.get(stage, 0.0))
         )
+    usage = usage or {}
+    free = None if usage.get("cost_usd") is None else 0.0  # a stage that sent nothing: 0 at known prices
+    for row in rows:
+        u = usage.get("stages", {}).get(row["stage"])
+        row["tokens"] = tokens_of(u) if u else 0
+        row["cost"] = cost_text(u["cost_usd"] if u else free)
     return rows
 
 
@@ -72,10 +81,10 @@ def _row(stage: str, items: int, reused: int, recomputed: int, c: dict, seconds:
 
 def summary_markdown(summary: dict) -> str:
     lines = [f"# graphrag-flow index of `{summary['root']}`", "", f"Outputs: `{summary['output']}` (verified)", ""]
-    lines += ["| stage | items | reused | recomputed | requests | retries | cache hits | failures | seconds |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += usage_lines(summary.get("usage"))
+    lines += ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "|" + "---|" * len(SUMMARY_COLUMNS)]
     for r in summary["stages"]:
-        lines.append("| " + " | ".join(str(r[c.replace(" ", "_")]) for c in SUMMARY_COLUMNS) + " |")
+        lines.append("| " + " | ".join(str(r.get(c.replace(" ", "_"), "")) for c in SUMMARY_COLUMNS) + " |")
     lines += changes_markdown(summary.get("changes"))
     lines += ["", "| table | rows |", "|---|---|"]
     lines += [f"| {n} | {rows} |" for n, rows in summary["tables"].items()]
@@ -138,3 +147,16 @@ def changes_markdown(changes: dict | None) -> list[str]:
              f"| {d['added']} | {d['changed']} | {d['removed']} | {d['unchanged']} |", ""]
     lines += [f"- {line.strip()}" for line in changes_lines(changes)[1:]]
     return lines
+
+
+def usage_lines(usage: dict | None) -> list[str]:
+    """The run's total cost, first thing on its summary (the artifact's history shows it per night)."""
+    if not usage:
+        return []
+    cost = ("cost unknown: llm.price_per_million_tokens is not set" if usage["cost_usd"] is None
+            else f"cost **${usage['cost_usd']:.4f}**")
+    counted = (f" ({usage['counted_requests']} answer(s) without `usage`: counted with our tokenizer)"
+               if usage.get("counted_requests") else "")
+    return [f"This run: {usage['requests']} answer(s) received, {tokens_of(usage):,} tokens "
+            f"({usage['prompt_tokens']:,} prompt, {usage['completion_tokens']:,} completion, "
+            f"{usage['embedding_tokens']:,} embedding), {cost}{counted}.", ""]

@@ -22,6 +22,7 @@ import pandas as pd
 from graphrag_flow.channels import Channels
 from graphrag_flow.config import Settings
 from graphrag_flow.llm import AnswerCache, ConnectionPool, LLMStats, RequestLimiter
+from graphrag_flow.llm.spend import SpendGate
 from graphrag_flow.prompts import load_prompt
 from graphrag_flow.storage.outputs import LANCEDB_DIR
 from graphrag_flow.storage.paths import ProjectPaths
@@ -47,6 +48,8 @@ class RunContext:
     channels: Channels = field(default_factory=Channels)
     #: The run's keep-alive connections, lent to each stage's client (None offline).
     pool: ConnectionPool | None = None
+    #: The run's budget, asked before every request leaves (None: no budget).
+    gate: SpendGate | None = None
     #: Seconds each stage worked, for the run summary (waiting for its inputs not counted).
     stage_seconds: dict[str, float] = field(default_factory=dict)
     _embed_slots: asyncio.Semaphore | None = None

@@ -85,6 +85,7 @@ async def llm_client(run: RunContext, stage: str) -> AsyncIterator["OpenAICompat
         read_cache=not run.full,
         pool=run.pool,
         priority=stage_priority(stage),
+        gate=run.gate,
     )
     async with client:
         yield client

@@ -12,7 +12,10 @@ from graphrag_flow.errors import OutputWriteError
 from graphrag_flow.stages.write import write_generation
 from graphrag_flow.storage.stages import StageRef
 from tasks.context import RunContext
+from graphrag_flow.tables import VECTOR_FIELDS
+from graphrag_flow.usage import run_usage
 from tasks.keys import CODE_VERSION
+from tasks.llm_stage import STAGE_PROMPTS
 from tasks.retries import uncached_stage
 
 #: The frames the write stage reads: (stage, frame) for each name it takes them by.
@@ -23,13 +26,18 @@ FRAMES = {
     "community_reports": ("reports", "community_reports"),
 }
 
+#: The stages that send LLM requests: the manifest's usage lists each, zeros included.
+LLM_STAGES = (*STAGE_PROMPTS, *(f"embed-{field}" for field in VECTOR_FIELDS))
+
 
 def _write(run: RunContext, refs: dict[str, StageRef], embedding_model: str, graph_model: str,
            flow_run_id: str) -> dict:
     frames = {name: run.store.load(refs[stage], frame) for name, (stage, frame) in FRAMES.items()}
     return write_generation(
         run.out_dir, frames, graph_model=graph_model, embedding_model=embedding_model,
-        run={"run_id": flow_run_id, "settings_sha256": run.settings.fingerprint(), "code_version": CODE_VERSION},
+        run={"run_id": flow_run_id, "settings_sha256": run.settings.fingerprint(), "code_version": CODE_VERSION,
+             "usage": run_usage(run.stats.usage_by_stage(), run.settings.llm.price_per_million_tokens,
+                                LLM_STAGES)},
     )
 
 

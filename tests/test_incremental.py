@@ -26,6 +26,7 @@ import pytest
 
 from conftest import CORPORA, edit_corpus, make_project, run_cli
 from fake_openai import fetch_stats, reset_remote
+from graphrag_flow.summary import SUMMARY_COLUMNS
 from graphrag_flow.stages.reports import report_id
 from graphrag_flow.storage.vectors import VectorTable
 from graphrag_flow.tables import SCHEMAS, VECTOR_FIELDS
@@ -122,7 +123,7 @@ def _stage_rows(stdout: str) -> dict[str, list[str]]:
     rows = {}
     for match in re.finditer(r"^│\s*([\w-]+)\s*│(.*)│\s*$", stdout, re.M):
         cells = [c.strip() for c in match.group(2).split("│")]
-        if len(cells) == 8 and match.group(1) not in rows:
+        if len(cells) == len(SUMMARY_COLUMNS) - 1 and match.group(1) not in rows:
             rows[match.group(1)] = cells
     return rows
 

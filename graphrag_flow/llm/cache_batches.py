@@ -16,7 +16,7 @@ import logging
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
-from graphrag_flow.llm.answer_cache import AnswerCache
+from graphrag_flow.llm.answer_cache import AnswerCache, Row
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class BatchedAnswerCache:
         self._thread_name = thread_name
         self._executor: ThreadPoolExecutor | None = None
         self._gets: list[tuple[str, asyncio.Future[str | None]]] = []
-        self._puts: list[tuple[str, str, asyncio.Future[None]]] = []
+        self._puts: list[tuple[Row, asyncio.Future[None]]] = []
         self._drain: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> "BatchedAnswerCache":
@@ -57,10 +57,12 @@ class BatchedAnswerCache:
         self._start()
         return await future
 
-    async def put(self, key: str, value: str) -> None:
-        """Returns once committed; raises sqlite3.Error when it could not be (e.g. a full disk)."""
+    async def put(self, key: str, value: str, usage: tuple[int, int] | None = None) -> None:
+        """Returns once committed; raises sqlite3.Error when it could not be (e.g. a full disk).
+        `usage`: the answer's billed (prompt, completion) tokens, stored beside it."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._puts.append((key, value, future))
+        prompt, completion = usage if usage is not None else (None, None)
+        self._puts.append(((key, value, prompt, completion), future))
         self._start()
         await future
 
@@ -81,23 +83,23 @@ class BatchedAnswerCache:
                 assert self._executor is not None
                 try:
                     found, error = await loop.run_in_executor(
-                        self._executor, self._apply, [k for k, _ in gets], [(k, v) for k, v, _ in puts]
+                        self._executor, self._apply, [k for k, _ in gets], [row for row, _ in puts]
                     )
                 except BaseException as exc:  # never leave a caller waiting forever
-                    for future in [f for _, f in gets] + [f for _, _, f in puts]:
+                    for future in [f for _, f in gets] + [f for _, f in puts]:
                         if not future.done():
                             future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
                     raise
                 for key, future in gets:
                     if not future.done():
                         future.set_result(found.get(key))
-                for _key, _value, future in puts:
+                for _row, future in puts:
                     if not future.done():
                         future.set_exception(error) if error is not None else future.set_result(None)
         finally:
             self._drain = None
 
-    def _apply(self, keys: list[str], rows: list[tuple[str, str]]) -> tuple[dict[str, str], sqlite3.Error | None]:
+    def _apply(self, keys: list[str], rows: list[Row]) -> tuple[dict[str, str], sqlite3.Error | None]:
         """In the thread: stores first (so a lookup in the same batch sees them), then lookups."""
         error: sqlite3.Error | None = None
         try:

@@ -44,12 +44,43 @@ from graphrag_flow.llm.outcomes import BadRequest, Reply, says_context_length, s
 from graphrag_flow.llm.parsing import parse_chat, parse_embeddings, parse_models
 from graphrag_flow.llm.retry import Backoff, Budget, request_budget
 from graphrag_flow.llm.schemas import ANSWER_MODELS
+from graphrag_flow.llm.spend import SpendGate, cost_usd
 from graphrag_flow.llm.stats import LLMStats
 from graphrag_flow.llm.structured import chat_answer_key, chat_body
-from graphrag_flow.llm.tokens import count_tokens, halve, truncate
+from graphrag_flow.llm.tokens import chat_prompt_tokens, count_text_tokens, count_tokens, halve, truncate
 from graphrag_flow.llm.transport import Transport
 
 __all__ = ["CHECK_TIMEOUT_S", "OpenAICompatibleClient"]
+
+
+class _RequestUsage:
+    """The meter of one request (its attempts, retries and hedges): what each answer received
+    was billed goes to the run's stats and spend gate the moment it arrives."""
+
+    __slots__ = ("stats", "gate", "stage", "embedding", "tokens", "usd", "billed", "missing")
+
+    def __init__(self, stats: LLMStats, gate: SpendGate | None, stage: str, embedding: bool):
+        self.stats, self.gate, self.stage, self.embedding = stats, gate, stage, embedding
+        self.tokens, self.usd = 0, 0.0
+        #: The last answer's billed (prompt, completion): stored with it in the answer cache.
+        self.billed: tuple[int, int] | None = None
+        self.missing = False  # the last answer carried no usage: counted once the request succeeds
+
+    def __call__(self, usage: tuple[int, int] | None) -> None:
+        if usage is None:
+            self.missing = True
+            return
+        self.missing = False
+        self.billed = usage
+        self.add(*usage, counted=False)
+
+    def add(self, prompt: int, completion: int, counted: bool) -> None:
+        p, c, e = (0, 0, prompt) if self.embedding else (prompt, completion, 0)
+        self.stats.usage(self.stage, p, c, e, counted)
+        self.tokens += prompt + completion
+        if self.gate is not None:
+            self.gate.spend(p, c, e)
+            self.usd += cost_usd(self.gate.prices, p, c, e) or 0.0
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +111,7 @@ class OpenAICompatibleClient:
         pool: ConnectionPool | None = None,
         priority: int = DEFAULT_PRIORITY,
         timeout_cap: tuple[float, str] | None = None,
+        gate: SpendGate | None = None,
     ):
         """`timeout_cap` (seconds, what sets it): a limit below llm.request_timeout_s for every
         request, e.g. `graphrag-flow check`'s; messages then name it, not the setting."""
@@ -88,6 +120,8 @@ class OpenAICompatibleClient:
         self._transport = Transport(settings, api_key, limiter, stats, default_budget,
                                     Backoff(backoff_base_s, backoff_max_s), pool=pool, priority=priority)
         self._stats = stats
+        #: The run's budget, asked before each request leaves (graphrag_flow/llm/spend.py).
+        self._gate = gate if gate is not None and gate.limited else None
         self._cache = cache
         # --full asks again for every answer but still stores each one as it arrives, so a
         # killed rebuild resumes from what it had received.
@@ -165,23 +199,31 @@ class OpenAICompatibleClient:
                         self._stats.item(stage)
                         return answer
 
+            meter = _RequestUsage(self._stats, self._gate, stage, embedding=False)
+
             def parse(response: Reply) -> BaseModel:
-                return parse_chat(response, model_cls, schema_name)
+                return parse_chat(response, model_cls, schema_name, meter)
 
             while True:
                 json_object = self.json_object_mode
                 body = chat_body(s, schema_name, messages, json_object)
                 try:
-                    answer = await self._transport.send("chat", stage, item, "POST", "chat/completions", body, parse,
-                                                        budget, ("llm.chat_model", s.chat_model))
+                    answer = await self._metered("chat", stage, item, body, "chat/completions", parse, budget,
+                                                 ("llm.chat_model", s.chat_model), meter,
+                                                 sum(len(m.get("content") or "") for m in body["messages"]))
                     break
                 except BadRequest as exc:
                     if not json_object and says_json_schema_unsupported(exc.message):
                         self._fall_back_to_json_object(stage, exc.message)
                         continue
                     raise self._rejected(stage, item, exc)
+            value = answer.model_dump_json()
+            if meter.missing:  # no `usage` from the server: our own count, marked as counted
+                meter.billed = await asyncio.to_thread(
+                    lambda: (chat_prompt_tokens(body["messages"]), count_text_tokens(value)))
+                meter.add(*meter.billed, counted=True)
             if cache is not None:
-                await self._store(cache, key, answer.model_dump_json())
+                await self._store(cache, key, value, meter.billed)
             self._stats.item(stage)
             return answer
 
@@ -194,10 +236,30 @@ class OpenAICompatibleClient:
         log.warning(note)
         self._stats.warning(stage, note)
 
-    async def _store(self, cache: BatchedAnswerCache, key: str, value: str) -> None:
+    async def _metered(self, kind: str, stage: str, item: str, body: dict, path: str, parse, budget: Budget,
+                       model_setting: tuple[str, str], meter: _RequestUsage, chars: int):
+        """`Transport.send`, once the spend gate admits the request (when the run has a budget)."""
+        gate = self._gate
+        if gate is None:
+            return await self._transport.send(kind, stage, item, "POST", path, body, parse, budget, model_setting)
+        try:
+            reservation = gate.admit(kind, chars, item)
+        except ItemFailedError:
+            self._stats.failure(stage)
+            raise
+        answered = False
+        try:
+            result = await self._transport.send(kind, stage, item, "POST", path, body, parse, budget, model_setting)
+            answered = True
+            return result
+        finally:
+            gate.settle(reservation, kind, chars, meter.tokens, meter.usd, answered)
+
+    async def _store(self, cache: BatchedAnswerCache, key: str, value: str,
+                     usage: tuple[int, int] | None = None) -> None:
         """Committed before the answer is returned (off the loop: it fsyncs)."""
         try:
-            await cache.put(key, value)
+            await cache.put(key, value, usage)
         except sqlite3.Error as exc:  # a lost cache entry costs one request later, never the answer
             log.warning("could not store an LLM answer in the answer cache: %s", exc)
 
@@ -275,11 +337,15 @@ class OpenAICompatibleClient:
         if s.embedding_dimensions:
             body["dimensions"] = s.embedding_dimensions
 
-        def parse(response: Reply) -> np.ndarray:
-            return parse_embeddings(response, len(texts), self._embedding_dim)
+        meter = _RequestUsage(self._stats, self._gate, stage, embedding=True)
 
-        vectors = await self._transport.send("embeddings", stage, item, "POST", "embeddings", body, parse, budget,
-                                             ("llm.embedding_model", s.embedding_model))
+        def parse(response: Reply) -> np.ndarray:
+            return parse_embeddings(response, len(texts), self._embedding_dim, meter)
+
+        vectors = await self._metered("embeddings", stage, item, body, "embeddings", parse, budget,
+                                      ("llm.embedding_model", s.embedding_model), meter, sum(map(len, texts)))
+        if meter.missing:  # no `usage` from the server: our own count, marked as counted
+            meter.add(await asyncio.to_thread(lambda: sum(map(count_text_tokens, texts))), 0, counted=True)
         if self._embedding_dim is None:
             self._embedding_dim = len(vectors[0])  # every later batch must match the first
         return vectors

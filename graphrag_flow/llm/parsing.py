@@ -8,6 +8,9 @@
   seen), finite numbers only; a list of floats or base64 float32 from servers that ignore
   `encoding_format`.
 - Models: the ids of GET /models.
+- Usage: an answer's billed `prompt_tokens` and `completion_tokens`, handed to the caller's
+  meter as soon as the reply is an answer of its kind (before validation: a provider bills an
+  answer that does not validate too).
 
 These run on the event loop, once per answer; the embedding check is numpy, not a Python loop.
 """
@@ -15,7 +18,7 @@ These run on the event loop, once per answer; the embedding check is numpy, not 
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
@@ -23,7 +26,25 @@ from pydantic import BaseModel, ValidationError
 from graphrag_flow.llm.outcomes import BadAnswer, Reply
 
 
-def parse_chat(reply: Reply, model_cls: type[BaseModel], schema_name: str) -> BaseModel:
+#: Called with an answer's billed (prompt, completion) tokens, or None when it sent no `usage`.
+Meter = Callable[["tuple[int, int] | None"], None]
+
+
+def billed_usage(payload: Any) -> tuple[int, int] | None:
+    """(prompt_tokens, completion_tokens) of an answer's `usage`, or None when it has none (some
+    local servers) or one that is not two whole numbers >= 0 (then our own count stands in)."""
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens", 0)
+    if type(prompt) is not int or type(completion) is not int or prompt < 0 or completion < 0:
+        return None
+    return prompt, completion
+
+
+def parse_chat(reply: Reply, model_cls: type[BaseModel], schema_name: str, meter: Meter | None = None) -> BaseModel:
+    """The validated answer. `meter` gets its usage once the reply is a chat answer, before it is
+    validated: an answer that does not validate was billed too."""
     try:
         payload = reply.json()
     except ValueError:
@@ -35,6 +56,8 @@ def parse_chat(reply: Reply, model_cls: type[BaseModel], schema_name: str) -> Ba
     content = message.get("content") if isinstance(message, dict) else None
     if isinstance(content, list):  # content parts
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if meter is not None:
+        meter(billed_usage(payload))
     if not content:
         refusal = message.get("refusal") if isinstance(message, dict) else None
         raise BadAnswer(f"the model refused: {str(refusal)[:200]}" if refusal else "the answer is empty")
@@ -62,7 +85,7 @@ def short_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts) + more
 
 
-def parse_embeddings(reply: Reply, n: int, dim: int | None) -> np.ndarray:
+def parse_embeddings(reply: Reply, n: int, dim: int | None, meter: Meter | None = None) -> np.ndarray:
     """Vectors (n x dim, float64) aligned by `data[i].index`; any gap, duplicate or odd vector
     fails the attempt.
 
@@ -76,6 +99,8 @@ def parse_embeddings(reply: Reply, n: int, dim: int | None) -> np.ndarray:
     data = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(data, list):
         raise BadAnswer("the answer has no data list")
+    if meter is not None:
+        meter(billed_usage(payload))
     if len(data) != n:
         raise BadAnswer(f"got {len(data)} vectors for {n} inputs")
     rows: list[Any] = [None] * n

@@ -21,6 +21,23 @@ class StageCounters:
     truncated_inputs: int = 0  # embedding inputs cut to llm.embedding_batch_max_tokens
     retry_reasons: Counter = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
+    usage: "StageUsage" = field(default_factory=lambda: StageUsage())
+
+
+@dataclass
+class StageUsage:
+    """What a stage's answers received in this run were billed (graphrag_flow/usage.py prices it).
+
+    `answers`: 200 answers received (retries and hedges that answered included; a cache hit
+    costs nothing and is not here); `counted`: those whose server sent no `usage`, so their
+    tokens are our own count (OpenAI's rule, graphrag_flow/llm/tokens.py), not the bill's.
+    """
+
+    answers: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    embedding_tokens: int = 0
+    counted: int = 0
 
 
 #: Successful latencies kept per request kind: recent enough to follow a server that slows down.
@@ -80,6 +97,22 @@ class LLMStats:
         with self._lock:
             self.stages[stage].truncated_inputs += n
 
+    def usage(self, stage: str, prompt_tokens: int, completion_tokens: int, embedding_tokens: int,
+              counted: bool) -> None:
+        """One answer received, and what it was billed (or counted, without `usage`)."""
+        with self._lock:
+            u = self.stages[stage].usage
+            u.answers += 1
+            u.prompt_tokens += prompt_tokens
+            u.completion_tokens += completion_tokens
+            u.embedding_tokens += embedding_tokens
+            u.counted += counted
+
+    def usage_by_stage(self) -> dict[str, StageUsage]:
+        """A copy of every stage's usage, stages that received no answer left out."""
+        with self._lock:
+            return {name: StageUsage(**vars(c.usage)) for name, c in self.stages.items() if c.usage.answers}
+
     def warning(self, stage: str, message: str) -> None:
         with self._lock:
             self.stages[stage].warnings.append(message)
@@ -91,7 +124,7 @@ class LLMStats:
             if c is None:
                 return StageCounters()
             return StageCounters(c.requests, c.retries, c.cache_hits, c.failures, c.items, c.truncated_inputs,
-                                 Counter(c.retry_reasons), list(c.warnings))
+                                 Counter(c.retry_reasons), list(c.warnings), StageUsage(**vars(c.usage)))
 
     def as_rows(self) -> list[dict]:
         with self._lock:

@@ -63,3 +63,32 @@ def halve(text: str) -> tuple[str, int]:
     tokens = get_encoding().encode_ordinary(text)
     keep = len(tokens) // 2
     return get_encoding().decode(tokens[:keep]), keep
+
+
+#: OpenAI's chat framing (openai-cookbook, "How to count tokens with tiktoken"): per message,
+#: per name, and the tokens that prime the reply.
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+TOKENS_REPLY_PRIMING = 3
+
+
+def count_text_tokens(text: str) -> int:
+    """Tokens of `text` as a provider counts them for `usage` (special-token text counts as
+    the special token, unlike `count_tokens`, which cuts and batches by ordinary tokens)."""
+    return len(get_encoding().encode(text, disallowed_special=()))
+
+
+def chat_prompt_tokens(messages: list[dict]) -> int:
+    """A chat request's `prompt_tokens` by OpenAI's per-message rule: 3 per message plus its
+    role, content and name (a name 1 more), and 3 priming the reply. Content given as parts
+    counts its text parts. What the estimate's exact extraction side and a server that sends
+    no `usage` are counted with."""
+    total = TOKENS_REPLY_PRIMING
+    for m in messages:
+        content = m.get("content")
+        parts = content if isinstance(content, list) else [{"text": content}]
+        total += TOKENS_PER_MESSAGE + count_text_tokens(m.get("role") or "")
+        total += sum(count_text_tokens(p["text"]) for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
+        if m.get("name"):
+            total += count_text_tokens(m["name"]) + TOKENS_PER_NAME
+    return total

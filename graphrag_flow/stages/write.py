@@ -94,7 +94,7 @@ def write_generation(out_dir: Path, frames: dict[str, pd.DataFrame], *, graph_mo
 
     `frames`: documents, text_units, entities, relationships, communities, degrees,
     community_reports. `run`: what the manifest says of the run (run_id, settings_sha256,
-    code_version). Raises VerifyError when the outputs do not verify, OSError when a file cannot
+    code_version, and its `usage`). Raises VerifyError when the outputs do not verify, OSError when a file cannot
     be written (the caller names it).
     """
     lancedb_dir = Path(out_dir) / LANCEDB_DIR
@@ -127,6 +127,8 @@ def write_generation(out_dir: Path, frames: dict[str, pd.DataFrame], *, graph_mo
         "tables": counts,
         "vector_tables": {c.field: {"rows": c.rows, "dimension": c.dimension} for c in checks},
         "embedding_model": embedding_model,
+        # what this run's LLM requests were billed (graphrag_flow/usage.py), when the run says
+        **({"usage": run["usage"]} if "usage" in run else {}),
         "documents": [
             {"id": i, "title": t, "content_sha256": s}
             for i, t, s in zip(docs["id"], docs["title"], docs["content_sha256"])
