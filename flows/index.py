@@ -22,7 +22,7 @@ import logging
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
@@ -32,12 +32,15 @@ from prefect.utilities.annotations import quote
 from pydantic import Field
 
 from flows.artifacts import observed_run, publish_summary
+from flows.budget_pause import wait_for_new_budget
 from flows.dead_runs import crash_dead_holder
 from flows.quota import require_concurrency_limit
 from flows.secrets import resolve_secrets
 from graphrag_flow.aio import frozen_heap, gather_fatal_first
 from graphrag_flow.config import Settings, load_settings
-from graphrag_flow.errors import GraphragFlowError, OutputWriteError
+from graphrag_flow.budget import budget_spent_error, require_estimate_within_budget
+from graphrag_flow.channels import Channels
+from graphrag_flow.errors import BudgetExceededError, GraphragFlowError, OutputWriteError
 from graphrag_flow.incremental import LastRun, document_delta, read_last_run, run_changes
 from graphrag_flow.llm import AnswerCache, ConnectionPool, LLMStats, RequestLimiter
 from graphrag_flow.llm.spend import SpendGate
@@ -128,6 +131,11 @@ async def index(
         settings.llm.max_run_cost_usd = max_cost_usd
     await require_concurrency_limit(settings)  # a misspelt quota name must not mean no quota
     await asyncio.to_thread(require_writable, paths.written_by_a_run())  # not after hours of extraction
+    # a budget the estimate's low already crosses: not started, no request sent (graphrag_flow/budget.py)
+    await asyncio.to_thread(require_estimate_within_budget, paths.root, settings)
+    if settings.llm.max_run_cost_usd is not None and settings.llm.price_per_million_tokens is None:
+        logger.warning("llm.max_run_cost_usd is set but llm.price_per_million_tokens is not: the cost budget "
+                       "cannot be held (llm.max_run_tokens can)")
     identities = llm_identities(settings, paths.root)  # a missing prompt file stops the run here
     # One run per project at a time (a nightly run still going when the next one starts): the
     # second stops here, before it touches anything, naming the run that holds the lock.
@@ -159,8 +167,17 @@ async def index(
                                settings.llm.price_per_million_tokens),
             )
             try:
-                with frozen_heap():  # no garbage-collector pauses on the loop serving requests
-                    return await _index_stages(run, folders, seeded, last_run, identities, logger, started)
+                while True:
+                    try:
+                        with frozen_heap():  # no garbage-collector pauses on the loop serving requests
+                            return await _index_stages(run, folders, seeded, last_run, identities, logger, started)
+                    except BudgetExceededError as exc:
+                        if not flow_run.get_deployment_id():
+                            raise
+                        # A scheduled run waits for a person to approve a new budget in the UI,
+                        # then goes on from the answers it has (flows/budget_pause.py).
+                        await wait_for_new_budget(run.gate, exc, logger)
+                        run = replace(run, channels=Channels(), stage_seconds={})
             finally:
                 run.close()
 
@@ -187,13 +204,18 @@ async def _index_stages(run: RunContext, folders: OutputFolders, seeded: SeedSta
         # one concurrency limit is kept busy from the first request to the last.
         # A TaskGroup, not gather: when one branch fails the others are cancelled and awaited
         # before the run's resources (answer cache, limiter) are closed under it.
-        extractions, graph, communities, reports, *vectors = await gather_fatal_first([
-            run_cached_stage(run, extract_stage, keys["extract"], text_units=text_units),
-            run_cached_stage(run, summarize_stage, keys["summarize"]),
-            run_cached_stage(run, communities_stage, keys["communities"]),
-            run_cached_stage(run, reports_stage, keys["reports"], documents=documents, text_units=text_units),
-            *(embed_stage(quote(run), field=field) for field in VECTOR_FIELDS),
-        ])
+        try:
+            extractions, graph, communities, reports, *vectors = await gather_fatal_first([
+                run_cached_stage(run, extract_stage, keys["extract"], text_units=text_units),
+                run_cached_stage(run, summarize_stage, keys["summarize"]),
+                run_cached_stage(run, communities_stage, keys["communities"]),
+                run_cached_stage(run, reports_stage, keys["reports"], documents=documents, text_units=text_units),
+                *(embed_stage(quote(run), field=field) for field in VECTOR_FIELDS),
+            ])
+        except GraphragFlowError:
+            if run.gate is not None and run.gate.exhausted:  # items refused at the budget: say that
+                raise budget_spent_error(run.gate) from None
+            raise
         kill_point("after-embedding")
         refs = {
             "load": documents, "chunk": text_units, "extract": extractions, "summarize": graph,

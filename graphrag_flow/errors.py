@@ -66,3 +66,8 @@ class ProjectBusyError(GraphragFlowError):
 
 class NotWritableError(GraphragFlowError):
     """A folder an index run writes to (the project, output/, cache/) is not writable; names it."""
+
+
+class BudgetExceededError(GraphragFlowError):
+    """A run would cross, or has reached, its budget (`llm.max_run_tokens`, `llm.max_run_cost_usd`,
+    `index --max-cost`): the message names the budget, the figures and how to go on."""

@@ -7,7 +7,8 @@ from typing import Any
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
-from graphrag_flow.errors import FatalLLMError, InputError, SettingsError, VerifyError
+from graphrag_flow.errors import FatalLLMError, InputError, SettingsError, StageFailedError, VerifyError
+from graphrag_flow.llm.spend import NotSentOverBudget
 
 #: Errors no retry fixes: a stage retry would only repeat them.
 NO_RETRY = (FatalLLMError, SettingsError, InputError, VerifyError)
@@ -33,8 +34,12 @@ def failed_state_exception(state) -> BaseException | None:
 
 
 def retry_unless_fatal(task, task_run, state) -> bool:
-    """Prefect retry_condition_fn: 401/403/404, bad settings and bad input stop at once."""
-    return not isinstance(failed_state_exception(state), NO_RETRY)
+    """Prefect retry_condition_fn: 401/403/404, bad settings and bad input stop at once, and so
+    does a stage whose requests the run's budget refused (a retry would be refused too)."""
+    exc = failed_state_exception(state)
+    if isinstance(exc, StageFailedError) and any(isinstance(f, NotSentOverBudget) for f in exc.failures):
+        return False
+    return not isinstance(exc, NO_RETRY)
 
 
 def _key_parameter(context: TaskRunContext, parameters: dict[str, Any]) -> str:

@@ -59,11 +59,16 @@ def init(root: RootOption) -> None:
 def index(
     root: RootOption,
     full: Annotated[bool, typer.Option("--full", help="Ignore caches and checkpoints; rebuild everything")] = False,
+    max_cost: Annotated[float | None, typer.Option(
+        "--max-cost", min=0, help="This run's budget in US dollars (overrides llm.max_run_cost_usd)")] = None,
 ) -> None:
     """Index the project's input folder (resumes from checkpoints unless --full)."""
     if not root.is_dir():
         _fail(f"project root {root} does not exist (run `graphrag-flow init --root {root}`)", 2)
     settings = _settings(root)
+    if max_cost is not None:
+        settings.llm.max_run_cost_usd = max_cost
+    _within_budget(root, settings)  # before the preflight: a run over budget sends no request at all
     if settings.llm.provider != "offline":
         _preflight(root, settings)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -83,12 +88,43 @@ def index(
     progress_events.add_listener(listener)
     try:
         with bars:
-            summary = asyncio.run(index_flow(root=str(root.resolve()), full=full))
+            summary = asyncio.run(index_flow(root=str(root.resolve()), full=full, max_cost_usd=max_cost))
     except GraphragFlowError as exc:
         _fail(str(exc))
     finally:
         progress_events.remove_listener(listener)
     render_summary(summary, out)
+
+
+def _within_budget(root: Path, settings: Settings) -> None:
+    from graphrag_flow.budget import require_estimate_within_budget
+
+    try:
+        require_estimate_within_budget(root, settings)
+    except GraphragFlowError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def estimate(
+    root: RootOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON")] = False,
+) -> None:
+    """What the next `index` will send, per stage: requests, tokens, cost (sends no request)."""
+    settings = _settings(root)
+    from graphrag_flow.cli.render import render_estimate
+    from graphrag_flow.estimate import estimate_project
+
+    try:
+        result = estimate_project(root, settings)
+    except GraphragFlowError as exc:
+        _fail(str(exc))
+    if as_json:
+        import json
+
+        print(json.dumps(result, indent=2))
+    else:
+        render_estimate(result, out)
 
 
 def _preflight(root: Path, settings: Settings) -> None:
@@ -110,11 +146,13 @@ def check(root: RootOption) -> None:
         lines = asyncio.run(run_check(root, settings, quick=False))
     except GraphragFlowError as exc:
         _fail(str(exc))
-    for line in lines:
-        out.print(f"[green]ok[/] {line}", highlight=False)
+    from graphrag_flow.budget import spending_report
     from graphrag_flow.cli.check import query_block_warnings
 
-    for warning in query_block_warnings(root, settings):
+    spending, spending_warnings = spending_report(settings)
+    for line in lines + spending:
+        out.print(f"[green]ok[/] {line}", highlight=False)
+    for warning in query_block_warnings(root, settings) + spending_warnings:
         out.print(f"[yellow]warning[/] {warning}", highlight=False)
 
 

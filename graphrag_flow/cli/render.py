@@ -51,3 +51,28 @@ def render_summary(summary: dict, console: Console) -> None:
     for line in changes_lines(summary.get("changes")):
         console.print(line, highlight=False)
     console.print(f"outputs: {summary['output']} (verified)")
+
+
+def _range(span: dict | None, money: bool = False) -> str:
+    if span is None:
+        return "-"
+    fmt = (lambda v: f"${v:.4f}") if money else (lambda v: f"{v:,}")
+    return fmt(span["low"]) if span["low"] == span["high"] else f"{fmt(span['low'])} - {fmt(span['high'])}"
+
+
+def render_estimate(estimate: dict, console: Console) -> None:
+    """The estimate per stage and in total; exact figures show one number, the rest a range."""
+    table = Table(title="graphrag-flow estimate of the next index (no request sent)")
+    for col in ("stage", "requests", "prompt tokens", "completion tokens", "embedding tokens", "cost"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for name, s in estimate["stages"].items():
+        table.add_row(name, _range(s["requests"]), _range(s.get("prompt_tokens")), _range(s.get("completion_tokens")),
+                      _range(s.get("embedding_tokens")), _range(s["cost_usd"], money=True))
+    total = estimate["total"]
+    table.add_row("total", _range(total["requests"]), "", "", f"{_range(total['tokens'])} in all",
+                  _range(total["cost_usd"], money=True))
+    console.print(table)
+    console.print(f"ranges from {estimate['basis']}; extraction's prompt side and text-unit embeddings are exact",
+                  highlight=False)
+    if total["cost_usd"] is None:
+        console.print("cost: set llm.price_per_million_tokens to see it", highlight=False)
