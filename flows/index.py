@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any, Callable
 
 from prefect import Task, flow, get_run_logger
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 from prefect.utilities.annotations import quote
 from pydantic import Field
 
@@ -172,7 +172,7 @@ async def index(
                         with frozen_heap():  # no garbage-collector pauses on the loop serving requests
                             return await _index_stages(run, folders, seeded, last_run, identities, logger, started)
                     except BudgetExceededError as exc:
-                        if not flow_run.get_deployment_id():
+                        if not deployment.get_id():
                             raise
                         # A scheduled run waits for a person to approve a new budget in the UI,
                         # then goes on from the answers it has (flows/budget_pause.py).

@@ -146,7 +146,7 @@ def estimate_project(root: Path, settings: Settings) -> dict[str, Any]:
     batches = len(plan_batches([t for _, t in new_units], llm.embedding_batch_size, limit)) if new_units else 0
     stages["embed-text_unit_text"] = _embed_stage(prices, _span(batches, batches), unit_tokens, unit_tokens)
     stages["embed-text_unit_text"]["exact"] = ["requests", "embedding_tokens"]
-    basis = ("this project's last completed run" if history else "defaults measured on peps-mini (README, "Estimate and budget")")
+    basis = ("this project's last completed run" if history else 'defaults measured on peps-mini (README, "Estimate and budget")')
     result = _with_total({name: stages[name] for name in names}, prices, basis)
     result["new_text_units"] = len(new_units)
     result["cached_extraction_requests"] = len(requests) - ext_requests

@@ -243,7 +243,7 @@ class OpenAICompatibleClient:
         if gate is None:
             return await self._transport.send(kind, stage, item, "POST", path, body, parse, budget, model_setting)
         try:
-            reservation = gate.admit(kind, chars, item)
+            reservation = await gate.admit(kind, chars, item)
         except ItemFailedError:
             self._stats.failure(stage)
             raise

@@ -5,16 +5,20 @@ limiter says when a request may go, the gate whether it may go at all), and tell
 answer was billed (`spend`). A request's cost is not known before its answer, so the gate
 reserves a forecast for each request in flight: its size times the tokens (and dollars) per
 character this run's answers of its kind cost so far, or a pessimistic guess before it has
-seen any. A request is refused when what was spent, plus what is in flight, plus its own
-forecast would cross `llm.max_run_tokens` or `llm.max_run_cost_usd`. Once one is refused,
-every later one is too (the run stops sending); the requests in flight finish and their
-answers are kept in the answer cache, so a re-run pays for nothing twice.
+seen any. When what was spent, plus what is in flight, plus the request's own forecast would
+cross `llm.max_run_tokens` or `llm.max_run_cost_usd`, the request waits for requests in flight
+to finish (their real cost replaces their forecast); with none left in flight and still no room,
+it is refused. Once one is refused, every later one is too (the run stops sending); the requests
+in flight finish and their answers are kept in the answer cache, so a re-run pays for nothing
+twice.
 
-Pure bookkeeping on the event loop: a few float additions per request.
+Pure bookkeeping on the event loop: a few float additions per request; a request waits only
+near the budget.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from graphrag_flow.config import TokenPrices
@@ -68,6 +72,9 @@ class SpendGate:
         self._kinds = {"chat": _Kind(), "embeddings": _Kind()}
         #: Requests refused; once one is, the run stops sending.
         self.refused = 0
+        self._in_flight = 0
+        #: Set (and replaced) whenever a request in flight settles: the waiting ones look again.
+        self._settled: asyncio.Event | None = None
 
     @property
     def limited(self) -> bool:
@@ -92,22 +99,29 @@ class SpendGate:
         tokens = chars * FIRST_TOKENS_PER_CHAR[kind]
         if self.prices is None:
             return tokens, 0.0
-        per = max(self.prices.prompt, self.prices.completion) if kind == "chat" else self.prices.embedding
+        # chat: half prompt, half completion
+        per = (self.prices.prompt + self.prices.completion) / 2 if kind == "chat" else self.prices.embedding
         return tokens, tokens * per / 1e6
 
-    def admit(self, kind: str, chars: int, item: str) -> tuple[float, float]:
-        """The request's reservation; raises NotSentOverBudget when it would cross the budget."""
+    def _fits(self, tokens: float, usd: float) -> bool:
+        if self.max_tokens is not None and self.spent_tokens + self._reserved_tokens + tokens > self.max_tokens:
+            return False
+        return self.max_cost_usd is None or self.spent_usd + self._reserved_usd + usd <= self.max_cost_usd
+
+    async def admit(self, kind: str, chars: int, item: str) -> tuple[float, float]:
+        """The request's reservation, once it fits; raises NotSentOverBudget when it cannot."""
         tokens, usd = self.forecast(kind, chars)
-        over = self.exhausted
-        if not over and self.max_tokens is not None:
-            over = self.spent_tokens + self._reserved_tokens + tokens > self.max_tokens
-        if not over and self.max_cost_usd is not None:
-            over = self.spent_usd + self._reserved_usd + usd > self.max_cost_usd
-        if over:
+        while not self.exhausted and not self._fits(tokens, usd) and self._in_flight:
+            if self._settled is None:
+                self._settled = asyncio.Event()
+            await self._settled.wait()
+            tokens, usd = self.forecast(kind, chars)  # learned from the answers that settled
+        if self.exhausted or not self._fits(tokens, usd):
             self.refused += 1
             raise NotSentOverBudget(item, f"not sent: the run's budget would be crossed ({self.describe()})")
         self._reserved_tokens += tokens
         self._reserved_usd += usd
+        self._in_flight += 1
         return tokens, usd
 
     def spend(self, prompt: int, completion: int, embedding: int) -> None:
@@ -121,12 +135,16 @@ class SpendGate:
         `usd`, already spent) teaches the forecast of its kind."""
         self._reserved_tokens -= reservation[0]
         self._reserved_usd -= reservation[1]
+        self._in_flight -= 1
         if answered and tokens:
             k = self._kinds[kind]
             k.chars += chars
             k.tokens += tokens
             k.cost += usd
             k.answers += 1
+        settled, self._settled = self._settled, None
+        if settled is not None:
+            settled.set()
 
     def describe(self) -> str:
         """The budget and what was spent, as a message shows them."""
