@@ -644,3 +644,72 @@ def test_quota_slots_are_held_per_request_and_released_on_failure_and_cancellati
     assert (in_flight, slots_held) == (3, 3)
     assert after_cancel == 0, "cancelled requests kept their slots"
     assert after_failures == 0, "failed requests kept their slots"
+
+
+# --------------------------------------------------------------------------- a budget in a deployment run
+
+
+def test_a_deployment_run_at_its_budget_pauses_and_goes_on_once_a_new_budget_is_approved(
+        deployed, peps_mini, tmp_path_factory):
+    """A scheduled run that reaches its budget pauses (no one is at a terminal) with a form for a
+    new budget; resumed with one through the API (what the UI's form sends), it goes on in the
+    same flow run from the answers it has, pays for none twice, and completes."""
+    from graphrag_flow.config import load_settings
+    from graphrag_flow.estimate import estimate_project
+
+    srv = deployed
+    proc, url = start_fake_server_process()
+    try:
+        base = tmp_path_factory.mktemp("budget-project")
+        project = make_project(base / "project", input_dir=_copy_inputs(base / "docs", peps_mini,
+                                                                       sorted(os.listdir(peps_mini))),
+                               llm=dict(provider="openai", api_base=url, api_key="sk-budget-test", max_concurrency=8,
+                                        price_per_million_tokens={"prompt": 0.1, "completion": 2.0,
+                                                                  "embedding": 0.01}))
+        floor = estimate_project(project, load_settings(project))["total"]["cost_usd"]["low"]
+        budget = round(2 * floor, 4)  # above the estimate's floor (the run starts), well below its cost
+
+        async def start(client):
+            deployment = await client.read_deployment_by_name("index/index-now")
+            return await client.create_flow_run_from_deployment(
+                deployment.id, parameters={"root": str(project), "max_cost_usd": budget})
+
+        flow_run = srv.api(start)
+        logs = base / "logs"
+        logs.mkdir()
+        worker = srv.popen([*PREFECT, "worker", "start", "--pool", POOL, "--run-once"], logs / "worker.log",
+                           PREFECT_WORKER_QUERY_SECONDS="2")
+
+        async def state(client):
+            return (await client.read_flow_run(flow_run.id)).state
+
+        deadline = time.monotonic() + 240
+        while not (current := srv.api(state)).is_paused():
+            assert not current.is_final(), f"{current}: {current.message}\n" + (logs / "worker.log").read_text()[-4000:]
+            assert time.monotonic() < deadline, "the run did not pause:\n" + (logs / "worker.log").read_text()[-4000:]
+            time.sleep(1)
+        paused_stats = fetch_stats(url)
+        assert not (project / "output" / "_manifest.json").exists()
+        assert srv.api(lambda client: client.resume_flow_run(flow_run.id, run_input={"max_run_cost_usd": 50.0}))
+
+        deadline = time.monotonic() + 300
+        while not (current := srv.api(state)).is_final():
+            assert time.monotonic() < deadline, "the run did not finish:\n" + (logs / "worker.log").read_text()[-4000:]
+            time.sleep(1)
+        try:
+            worker.wait(60)
+        except subprocess.TimeoutExpired:
+            pass
+        assert current.is_completed(), f"{current}: {current.message}\n" + (logs / "worker.log").read_text()[-4000:]
+        final = fetch_stats(url)
+    finally:
+        stop_fake_server_process(proc)
+    paid = [h for e in final["log"] if e.get("delivered")
+            for h in ([e["body_sha256"]] if e["endpoint"] == "chat" else e["input_sha256s"])]
+    assert len(paid) == len(set(paid)), "a prompt was paid for twice"
+    before = paused_stats["billing"]["billed_total"]
+    assert before["requests"] < final["billing"]["billed_total"]["requests"]
+    manifest = json.loads((project / "output" / "_manifest.json").read_text())
+    assert manifest["usage"]["requests"] == final["billing"]["billed_delivered"]["requests"]  # both attempts
+    keys = {a.key for a in _artifacts(srv, flow_run.id)}
+    assert {"graphrag-flow-usage", "graphrag-flow-summary"} <= keys
