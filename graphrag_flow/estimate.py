@@ -5,8 +5,9 @@ stage. It sends no request (README, "Estimate and budget").
   text unit's graph_extraction request is built and looked up in the answer cache, and each one
   missing is counted with OpenAI's chat rule (graphrag_flow/llm/tokens.py), as the provider bills
   it. Cached answers cost nothing, so an unchanged folder estimates 0.
-- **embed-text_unit_text** is exact too: the tokens of the new text units (those whose
-  extraction is not all cached), in the batches the embed stage plans.
+- **embed-text_unit_text** is exact too: the tokens of the text units the served index has no
+  vector for (a unit's id names its document, so every unit of a changed document is new), in
+  the batches the embed stage plans.
 - What depends on answers not given yet (how long extraction answers are, how many entities the
   model finds, how long it writes) is a range. `low` is a floor, what the run costs at least:
   each extraction answer at least an empty graph (`EMPTY_EXTRACTION`), and nothing for the
@@ -14,7 +15,10 @@ stage. It sends no request (README, "Estimate and budget").
   `high` is a central figure proportional to the new extraction work (its requests and its exact
   prompt tokens) times `SPREAD`. The proportions are this project's own when its last completed
   run recorded usage (`output/_manifest.json`), else `DEFAULT_RATIOS`, measured on peps-mini
-  against the fake server (README, "Estimate and budget").
+  against the fake server (README, "Estimate and budget"). After a change to an index that
+  exists, `high` is also at least what the change can touch (`incremental_bounds`): the
+  entities its new text units may hold, their summaries and vectors, and every report, since
+  communities are found again on the whole graph.
 
 So a run is refused before it starts only when it is sure to cross its budget (`low` does), and
 the spend gate (graphrag_flow/llm/spend.py) holds the rest.
@@ -119,38 +123,99 @@ def estimate_project(root: Path, settings: Settings) -> dict[str, Any]:
             cached = set(cache.get_many(keys))
         finally:
             cache.close()
-    missing = [(uid, text, m) for (uid, text, m), key in zip(requests, keys) if key not in cached]
-    new_units = list(dict.fromkeys((uid, text) for uid, text, _ in missing))
+    missing = [m for (_, _, m), key in zip(requests, keys) if key not in cached]
     ext_requests = len(missing)
-    ext_prompt = sum(chat_prompt_tokens(m) for _, _, m in missing)
+    ext_prompt = sum(chat_prompt_tokens(m) for m in missing)
+    # text units the served index has no vector for (a unit's id names its document and place)
+    served = _served_unit_ids(paths)
+    new_units = [text for uid, text in zip(units["id"], units["text"]) if uid not in served]
 
-    history = history_ratios(_manifest(paths))
+    manifest = _manifest(paths)
+    history = history_ratios(manifest)
     ratios = history or DEFAULT_RATIOS
+    bounds = incremental_bounds(manifest, ext_requests, len(new_units)) if manifest else {}
     stages: dict[str, dict] = {}
     least = ext_requests * count_text_tokens(EMPTY_EXTRACTION)
-    completion = max(least, ratios["extract"].tokens * ext_prompt * SPREAD)
+    # a short text unit may still have a long answer: at least the usual answer per request
+    last = (((manifest or {}).get("usage") or {}).get("stages") or {}).get("extract") or {}
+    per_answer = last["completion_tokens"] / last["requests"] if last.get("requests") else 76_240 / 107
+    completion = max(least, ratios["extract"].tokens * ext_prompt * SPREAD, ext_requests * per_answer * SPREAD)
     stages["extract"] = _chat_stage(prices, _span(ext_requests, ext_requests), ext_prompt, ext_prompt,
                                     least, completion)
     stages["extract"]["exact"] = ["requests", "prompt_tokens"]
     for stage in DERIVED:
         r = ratios[stage]
-        req = _span(0, r.requests * ext_requests * SPREAD)
-        high = r.tokens * ext_prompt * SPREAD
+        bound_requests, bound_tokens = bounds.get(stage, (0, 0))
+        req = _span(0, max(r.requests * ext_requests * SPREAD, bound_requests))
+        high = max(r.tokens * ext_prompt * SPREAD, bound_tokens)
         if stage.startswith("embed-"):
             stages[stage] = _embed_stage(prices, req, 0, high)
         else:
-            stages[stage] = _chat_stage(prices, req, 0, high * r.prompt_share, 0, high * (1 - r.prompt_share))
+            share = r.prompt_share or DEFAULT_RATIOS[stage].prompt_share
+            stages[stage] = _chat_stage(prices, req, 0, high * share, 0, high * (1 - share))
     # text units' own vectors: exact, batched as the embed stage plans them
     limit = llm.embedding_batch_max_tokens
-    unit_tokens = sum(min(count_text_tokens(text), limit) for _, text in new_units)
-    batches = len(plan_batches([t for _, t in new_units], llm.embedding_batch_size, limit)) if new_units else 0
+    unit_tokens = sum(min(count_text_tokens(text), limit) for text in new_units)
+    batches = len(plan_batches(new_units, llm.embedding_batch_size, limit)) if new_units else 0
     stages["embed-text_unit_text"] = _embed_stage(prices, _span(batches, batches), unit_tokens, unit_tokens)
     stages["embed-text_unit_text"]["exact"] = ["requests", "embedding_tokens"]
-    basis = ("this project's last completed run" if history else 'defaults measured on peps-mini (README, "Estimate and budget")')
+    basis = ("this project's last completed run" if history else
+             'defaults measured on peps-mini (README, "Estimate and budget")')
     result = _with_total({name: stages[name] for name in names}, prices, basis)
     result["new_text_units"] = len(new_units)
     result["cached_extraction_requests"] = len(requests) - ext_requests
     return result
+
+
+#: What one item of a later stage cost in the peps-mini run of DEFAULT_RATIOS (tokens): a
+#: summary request, a report request, an entity's vector, a report's vector.
+DEFAULT_PER_ITEM = {"summarize": 34_780 / 109, "reports": 133_105 / 148,
+                    "embed-entity_description": 26_784 / 499, "embed-community_full_content": 19_626 / 148}
+
+
+def incremental_bounds(manifest: dict, ext_requests: int, new_units: int) -> dict[str, tuple[float, float]]:
+    """Highs of an incremental run's later stages, from the served index's tables: requests,
+    tokens. The new text units find entities at the index's rate (times SPREAD); each may need
+    its summary and its relationships' summaries redone (merged with the old descriptions) and
+    its vector; and the communities are found again on the whole graph, so any report may be
+    rewritten (the high is all of them, not a share). Each item costs what one did in the last
+    run that made some (else in peps-mini's), times SPREAD."""
+    tables = manifest.get("tables") or {}
+    stages = ((manifest.get("usage") or {}).get("stages")) or {}
+    units = max(1, tables.get("text_units", 0))
+    entities, relationships = tables.get("entities", 0), tables.get("relationships", 0)
+    communities = tables.get("communities", 0)
+
+    def per(stage: str) -> float:
+        """Tokens per request of the last run (an embedding request holds one row or more, so
+        this is at least a row's), else per item of peps-mini's run."""
+        s = stages.get(stage) or {}
+        n = s.get("requests", 0)
+        tokens = s.get("prompt_tokens", 0) + s.get("completion_tokens", 0) + s.get("embedding_tokens", 0)
+        return tokens / n if tokens and n else DEFAULT_PER_ITEM[stage]
+
+    found = min(entities, entities / units * ext_requests * SPREAD)
+    summaries = found + min(relationships, relationships / units * ext_requests * SPREAD)
+    reports = communities if ext_requests else 0
+    touched = min(entities, entities / units * max(ext_requests, new_units) * SPREAD)
+    rewritten = communities if new_units or ext_requests else 0
+    return {
+        "summarize": (summaries, summaries * per("summarize") * SPREAD),
+        "reports": (reports, reports * per("reports") * SPREAD),
+        # streamed rows go out in small batches: up to one request per row
+        "embed-entity_description": (touched, touched * per("embed-entity_description") * SPREAD),
+        "embed-community_full_content": (rewritten, rewritten * per("embed-community_full_content") * SPREAD),
+    }
+
+
+def _served_unit_ids(paths: ProjectPaths) -> set[str]:
+    """Ids of the text units of the served index (empty when there is none)."""
+    try:
+        import pyarrow.parquet as pq
+
+        return set(pq.read_table(paths.output / "text_units.parquet", columns=["id"]).column("id").to_pylist())
+    except (OSError, ValueError, KeyError):
+        return set()
 
 
 def _manifest(paths: ProjectPaths) -> dict | None:
