@@ -5,8 +5,7 @@
 
 Needs Debian's `chromium` (`apt-get install -y chromium`); the test suite does not. Writes one
 PNG per page (the run's task graph and logs, the artifacts index, the history of
-`graphrag-flow-summary` across runs, this run's summary and its stage table, its usage table and the
-history of `graphrag-flow-usage`) and checks from the rendered
+`graphrag-flow-summary` across runs, this run's summary and its stage table, and its usage table) and checks from the rendered
 DOM that each page shows what it should (exit code 1 otherwise). Start the server with
 PREFECT_API_URL set to its own address, or the UI calls port 4200 ("Can't connect to Server API").
 """
@@ -84,8 +83,6 @@ def main() -> int:
     if "graphrag-flow-usage" in artifacts:
         pages["usage-artifact"] = (f"{ui}/artifacts/artifact/{artifacts['graphrag-flow-usage']['id']}",
                                    ["embed-entity_description", "completion_tokens", "cost_usd"])
-        # one entry per run: what each night cost, side by side
-        pages["usage-history"] = (f"{ui}/artifacts/key/graphrag-flow-usage", [run["name"]])
     if "graphrag-flow-stages" in artifacts:
         pages["stages-artifact"] = (f"{ui}/artifacts/artifact/{artifacts['graphrag-flow-stages']['id']}",
                                     ["embed-entity_description", "cache_hits"])
