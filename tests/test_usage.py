@@ -204,3 +204,30 @@ def test_a_cost_budget_is_held_at_the_prices_set():
     cost = (billed["prompt_tokens"] * 1.0 + billed["completion_tokens"] * 4.0) / 1e6
     assert gate.spent_usd == pytest.approx(cost)
     assert 0.85 * 0.004 <= cost <= 0.004
+
+
+def test_prices_and_budgets_are_not_settings_a_run_is_compared_by():
+    """A raised budget or a new price is not a change of the index: the next run's delta stays
+    "no changes" and no stage is recomputed for it."""
+    from graphrag_flow.config import Settings
+
+    base = Settings(llm=LLMSettings(provider="openai", api_base="http://x/v1"))
+    priced = Settings(llm=LLMSettings(provider="openai", api_base="http://x/v1", max_run_tokens=1000,
+                                      max_run_cost_usd=2.5,
+                                      price_per_million_tokens=TokenPrices(prompt=1, completion=2, embedding=0.1)))
+    assert base.fingerprint() == priced.fingerprint()
+    changed = Settings(llm=LLMSettings(provider="openai", api_base="http://x/v1", temperature=0.5))
+    assert changed.fingerprint() != base.fingerprint()
+
+
+def test_cost_is_null_without_prices_and_zero_for_a_run_that_sent_nothing_at_known_prices():
+    from graphrag_flow.llm.stats import StageUsage
+    from graphrag_flow.usage import run_usage
+
+    sent = {"extract": StageUsage(answers=2, prompt_tokens=1_000_000, completion_tokens=500_000)}
+    prices = TokenPrices(prompt=0.4, completion=1.6, embedding=0.02)
+    assert run_usage(sent, None)["cost_usd"] is None
+    assert run_usage(sent, prices)["cost_usd"] == pytest.approx(0.4 + 0.8)
+    nothing = run_usage({}, prices, ["extract", "embed-text_unit_text"])
+    assert nothing["cost_usd"] == 0.0 and nothing["stages"]["extract"]["cost_usd"] == 0.0
+    assert run_usage({}, None, ["extract"])["stages"]["extract"]["cost_usd"] is None
