@@ -36,9 +36,13 @@ class Indexed:
     billing: dict
 
 
-def _project(tmp: Path, name: str, corpus: Path, fake: str, prices: dict = PRICES, **llm) -> Path:
+def _project(tmp: Path, name: str, corpus: Path, fake: str, prices: dict = PRICES, files: int | None = None,
+             **llm) -> Path:
+    """A project on a copy of `corpus` (its first `files` files, sorted by name, when given)."""
     input_dir = tmp / f"{name}-input"
     shutil.copytree(corpus, input_dir, copy_function=shutil.copy2)
+    for path in sorted(input_dir.iterdir())[files:] if files is not None else ():
+        path.unlink()
     settings = {"provider": "openai", "api_base": fake, "api_key": KEY, "max_concurrency": 8,
                 "price_per_million_tokens": prices} | llm
     return make_project(tmp / name, input_dir=input_dir, llm=settings)
@@ -53,6 +57,10 @@ def _estimate(prefect_api, root: Path) -> dict:
     result = _cli(prefect_api, "estimate", "--root", str(root), "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
+
+
+def _units(root: Path) -> int:
+    return _manifest(root)["tables"]["text_units"]
 
 
 def _manifest(root: Path) -> dict:
@@ -186,3 +194,37 @@ def test_the_key_appears_in_no_estimate_usage_or_summary(indexed, prefect_api):
     leaks = secret_leaks(KEY, indexed.root / "output", indexed.root / "cache",
                          texts=(estimate.stdout, estimate.stderr, json.dumps(indexed.estimate), indexed.stdout))
     assert not leaks, leaks
+
+
+def test_a_run_killed_partway_then_resumed_counts_only_what_the_resumed_run_was_billed(
+        tmp_path, peps_mini, fake, prefect_api):
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO, cli_env
+    from processes import kill_group
+
+    root = _project(tmp_path, "k", peps_mini, fake, files=6)
+    home, api = prefect_api
+    reset_remote(fake)
+    proc = subprocess.Popen([sys.executable, "-m", "graphrag_flow.cli", "index", "--root", str(root)], cwd=REPO,
+                            env=cli_env(home, PREFECT_API_URL=api), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while fetch_stats(fake, with_log=False)["ok"].get("chat", 0) < 25:  # mid-extraction
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        kill_group(proc)
+    killed = fetch_stats(fake, with_log=False)["billing"]["billed_total"]
+    reset_remote(fake)
+    rerun = _cli(prefect_api, "index", "--root", str(root))
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    billing = fetch_stats(fake, with_log=False)["billing"]
+    usage, billed = _manifest(root)["usage"], billing["billed_delivered"]
+    assert billing["billed_total"] == billed
+    assert (usage["requests"], usage["prompt_tokens"] + usage["embedding_tokens"], usage["completion_tokens"]) == (
+        billed["requests"], billed["prompt_tokens"], billed["completion_tokens"])
+    assert killed["requests"] >= 25 and usage["stages"]["extract"]["requests"] < _units(root) - 20
