@@ -29,7 +29,7 @@ import asyncio
 import logging
 import sqlite3
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
@@ -210,20 +210,19 @@ class OpenAICompatibleClient:
                 try:
                     answer = await self._metered("chat", stage, item, body, "chat/completions", parse, budget,
                                                  ("llm.chat_model", s.chat_model), meter,
-                                                 sum(len(m.get("content") or "") for m in body["messages"]))
+                                                 lambda: sum(len(m.get("content") or "") for m in body["messages"]))
                     break
                 except BadRequest as exc:
                     if not json_object and says_json_schema_unsupported(exc.message):
                         self._fall_back_to_json_object(stage, exc.message)
                         continue
                     raise self._rejected(stage, item, exc)
-            value = answer.model_dump_json()
             if meter.missing:  # no `usage` from the server: our own count, marked as counted
                 meter.billed = await asyncio.to_thread(
-                    lambda: (chat_prompt_tokens(body["messages"]), count_text_tokens(value)))
+                    lambda: (chat_prompt_tokens(body["messages"]), count_text_tokens(answer.model_dump_json())))
                 meter.add(*meter.billed, counted=True)
             if cache is not None:
-                await self._store(cache, key, value, meter.billed)
+                await self._store(cache, key, answer.model_dump_json(), meter.billed)
             self._stats.item(stage)
             return answer
 
@@ -237,11 +236,13 @@ class OpenAICompatibleClient:
         self._stats.warning(stage, note)
 
     async def _metered(self, kind: str, stage: str, item: str, body: dict, path: str, parse, budget: Budget,
-                       model_setting: tuple[str, str], meter: _RequestUsage, chars: int):
-        """`Transport.send`, once the spend gate admits the request (when the run has a budget)."""
+                       model_setting: tuple[str, str], meter: _RequestUsage, size: Callable[[], int]):
+        """`Transport.send`, once the spend gate admits the request (when the run has a budget);
+        `size()`: the request's characters, what the gate forecasts its cost from."""
         gate = self._gate
         if gate is None:
             return await self._transport.send(kind, stage, item, "POST", path, body, parse, budget, model_setting)
+        chars = size()
         try:
             reservation = await gate.admit(kind, chars, item)
         except ItemFailedError:
@@ -343,7 +344,7 @@ class OpenAICompatibleClient:
             return parse_embeddings(response, len(texts), self._embedding_dim, meter)
 
         vectors = await self._metered("embeddings", stage, item, body, "embeddings", parse, budget,
-                                      ("llm.embedding_model", s.embedding_model), meter, sum(map(len, texts)))
+                                      ("llm.embedding_model", s.embedding_model), meter, lambda: sum(map(len, texts)))
         if meter.missing:  # no `usage` from the server: our own count, marked as counted
             meter.add(await asyncio.to_thread(lambda: sum(map(count_text_tokens, texts))), 0, counted=True)
         if self._embedding_dim is None:
