@@ -231,3 +231,20 @@ def test_cost_is_null_without_prices_and_zero_for_a_run_that_sent_nothing_at_kno
     nothing = run_usage({}, prices, ["extract", "embed-text_unit_text"])
     assert nothing["cost_usd"] == 0.0 and nothing["stages"]["extract"]["cost_usd"] == 0.0
     assert run_usage({}, None, ["extract"])["stages"]["extract"]["cost_usd"] is None
+
+
+def test_check_shows_prices_and_budget_and_warns_of_a_cost_budget_without_prices():
+    from graphrag_flow.budget import spending_report
+    from graphrag_flow.config import Settings
+
+    def report(**llm):
+        return spending_report(Settings(llm=LLMSettings(provider="openai", api_base="http://x/v1", **llm)))
+
+    lines, warnings = report(price_per_million_tokens=TokenPrices(prompt=0.4, completion=1.6, embedding=0.02),
+                             max_run_cost_usd=5)
+    assert lines == ["prices per million tokens: prompt $0.4, completion $1.6, embedding $0.02 "
+                     "(llm.price_per_million_tokens)", "budget per run: $5 (llm.max_run_cost_usd)"]
+    assert warnings == []
+    lines, warnings = report(max_run_cost_usd=5, max_run_tokens=1_000_000)
+    assert lines[0].startswith("prices: not set") and "1,000,000 tokens" in lines[1]
+    assert len(warnings) == 1 and "llm.max_run_cost_usd is set but llm.price_per_million_tokens is not" in warnings[0]
