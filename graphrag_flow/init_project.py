@@ -39,6 +39,9 @@ llm:
   embedding_batch_max_tokens: 8191
   prompts_dir: null          # a folder with graph_extraction.txt, entity_summary.txt, community_report.txt
   report_max_input_tokens: 8000
+  price_per_million_tokens: null   # your provider's, in US dollars, e.g. {prompt: 0.4, completion: 1.6, embedding: 0.02}
+  max_run_tokens: null       # a run stops sending before it crosses this (null: no budget)
+  max_run_cost_usd: null     # the same in dollars (needs prices); `index --max-cost USD` overrides it
 
 embed:
   long_text: truncate        # truncate | mean_windows: texts longer than the offline model's 256 tokens
