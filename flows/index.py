@@ -40,6 +40,8 @@ from graphrag_flow.config import Settings, load_settings
 from graphrag_flow.errors import GraphragFlowError, OutputWriteError
 from graphrag_flow.incremental import LastRun, document_delta, read_last_run, run_changes
 from graphrag_flow.llm import AnswerCache, ConnectionPool, LLMStats, RequestLimiter
+from graphrag_flow.llm.entra import run_token
+from graphrag_flow.llm.pacing import RateBudget
 from graphrag_flow.stages.embed.backends import embedding_model_id
 from graphrag_flow.storage.faults import kill_point
 from graphrag_flow.storage.generations import OutputFolders, SeedStats
@@ -120,6 +122,7 @@ async def index(
     paths = ProjectPaths(Path(root).resolve())
     settings = await resolve_secrets(load_settings(paths.root))  # a missing Secret block stops the run here
     await require_concurrency_limit(settings)  # a misspelt quota name must not mean no quota
+    entra = run_token(settings.llm)  # azure-identity missing stops the run here; the token comes on first use
     await asyncio.to_thread(require_writable, paths.written_by_a_run())  # not after hours of extraction
     identities = llm_identities(settings, paths.root)  # a missing prompt file stops the run here
     # One run per project at a time (a nightly run still going when the next one starts): the
@@ -148,6 +151,8 @@ async def index(
                 limiter=RequestLimiter(settings.llm.max_concurrency, extra=_prefect_limit(settings)),
                 stats=LLMStats(),
                 pool=pool,
+                pacer=RateBudget.from_settings(settings.llm),
+                entra=entra,
             )
             try:
                 with frozen_heap():  # no garbage-collector pauses on the loop serving requests
@@ -223,6 +228,8 @@ async def _index_stages(run: RunContext, folders: OutputFolders, seeded: SeedSta
             "llm_warnings": [w for row in run.stats.as_rows() for w in row["warnings"]],
             "max_in_flight": run.limiter.max_in_flight,
         }
+        if run.pacer is not None:
+            summary["rate_budget"] = run.pacer.summary()
         neo4j_error = None
         if settings.neo4j.uri:
             # last: the outputs and manifest above stand even when Neo4j is down or refuses us

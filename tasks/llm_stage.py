@@ -85,6 +85,8 @@ async def llm_client(run: RunContext, stage: str) -> AsyncIterator["OpenAICompat
         read_cache=not run.full,
         pool=run.pool,
         priority=stage_priority(stage),
+        entra=run.entra,
+        pacer=run.pacer,
     )
     async with client:
         yield client
