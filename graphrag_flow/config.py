@@ -155,15 +155,13 @@ class LLMSettings(_Section):
     max_concurrency: int = Field(16, gt=0, le=MAX_CONCURRENCY)
     prefect_concurrency_limit: str | None = None
     #: The provider's limits, held across the whole run (graphrag_flow/llm/pacing.py): a request
-    #: waits until it fits in the last minute's budget. null: no limit of that kind.
+    #: waits until it fits in the last minute's budget. null: no limit of that kind. Several runs
+    #: on one key each see the others' usage in the server's x-ratelimit-* headers.
     tokens_per_minute: int | None = Field(None, gt=0, le=1_000_000_000)
     requests_per_minute: int | None = Field(None, gt=0, le=10_000_000)
     #: What a chat request's answer is counted for against tokens_per_minute, beside its prompt
-    #: (providers reserve the request's max_tokens, which graphrag-flow does not send, or an estimate).
+    #: (providers count the request's max_tokens, which graphrag-flow does not send, or an estimate).
     expected_completion_tokens: int = Field(1000, ge=0, le=1_000_000)
-    #: A Prefect global concurrency limit with slot decay, in tokens, that several runs draw
-    #: their tokens from (flows/shared_budget.py).
-    prefect_token_rate_limit: str | None = None
     request_timeout_s: float = _finite(default=60, gt=0, le=3600)
     max_retries: int = Field(6, ge=0, le=100)
     #: A request unanswered after 2x the p95 latency is sent again beside the first when a

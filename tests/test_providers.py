@@ -276,3 +276,27 @@ def test_json_inside_prose_is_taken_out_and_validated(style):
         assert extraction.entities
         assert stats.get("extract").retries == 0 and stats.get("extract").failures == 0
         assert any("inside prose" in w for row in stats.as_rows() for w in row["warnings"])  # in the summary
+
+
+def test_graphrag_query_blocks_for_azure_name_the_deployment_and_version(tmp_path):
+    """`init`'s GraphRAG blocks for Azure settings are what `check` compares with; the openai
+    blocks on Azure settings are reported (GraphRAG would call api.openai.com)."""
+    import yaml
+
+    from graphrag_flow.graphrag_query import graphrag_blocks, query_block_warnings
+
+    s = LLMSettings(provider="azure", api_base="https://res.openai.azure.com", api_version=VERSION,
+                    chat_model="graph-chat", embedding_model="graph-embed")
+    blocks = graphrag_blocks(s)
+    chat = blocks["completion_models"]["default_completion_model"]
+    assert chat == {"model_provider": "azure", "model": "graph-chat", "azure_deployment_name": "graph-chat",
+                    "api_version": VERSION, "auth_method": "api_key", "api_key": "${AZURE_OPENAI_API_KEY}",
+                    "api_base": "https://res.openai.azure.com"}
+    (tmp_path / "settings.yaml").write_text(yaml.safe_dump(blocks))
+    assert query_block_warnings(tmp_path, s) == []
+    entra = s.model_copy(update={"azure_auth": "entra_id"})
+    assert graphrag_blocks(entra)["embedding_models"]["default_embedding_model"]["auth_method"] == \
+        "azure_managed_identity"
+    openai_blocks = graphrag_blocks(s.model_copy(update={"provider": "openai"}))
+    (tmp_path / "settings.yaml").write_text(yaml.safe_dump(openai_blocks))
+    assert any("model_provider is 'openai'" in w for w in query_block_warnings(tmp_path, s))
