@@ -115,23 +115,39 @@ def test_the_servers_headers_correct_the_count():
     budget = RateBudget(1000, 100, window_s=60, margin_s=1)
 
     async def go():
-        await budget.acquire(100)
+        sent = await budget.acquire(100)
         budget.observe({"x-ratelimit-limit-tokens": "1000", "x-ratelimit-remaining-tokens": "950",
-                        "x-ratelimit-reset-tokens": "1s"})
+                        "x-ratelimit-reset-tokens": "1s"}, sent)
         assert budget._token_sum == 100  # the server sees less than we count: we keep ours
         budget.observe({"x-ratelimit-limit-tokens": "1000", "x-ratelimit-remaining-tokens": "300",
                         "x-ratelimit-reset-tokens": "400ms",
-                        "x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "97"})
+                        "x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "97"}, sent)
         assert budget._token_sum == 700 and len(budget._requests) == 3
         started = time.monotonic()
-        await budget.acquire(600)  # fits once the server's 600 unseen tokens reset (0.4 s)
+        sent = await budget.acquire(600)  # fits once the server's 600 unseen tokens reset (0.4 s)
         waited = time.monotonic() - started
-        budget.observe({"x-ratelimit-limit-tokens": "800", "x-ratelimit-remaining-tokens": "100"})
+        budget.observe({"x-ratelimit-limit-tokens": "800", "x-ratelimit-remaining-tokens": "100"}, sent)
         return waited
 
     waited = asyncio.run(go())
     assert 0.35 <= waited < 0.8
     assert budget.tokens_per_minute == 800
+
+
+def test_headers_of_a_slow_reply_count_from_when_the_request_was_sent():
+    """The server wrote the headers when the request arrived: what left our window while the
+    answer took its time is not usage the server hides from us."""
+    budget = RateBudget(1000, None, window_s=0.3, margin_s=0.0)
+
+    async def go():
+        await budget.acquire(400)
+        sent = await budget.acquire(100)  # the server, on arrival: 500 used, 500 remaining
+        await asyncio.sleep(0.4)  # a slow answer: both have left our window since
+        budget.observe({"x-ratelimit-limit-tokens": "1000", "x-ratelimit-remaining-tokens": "500",
+                        "x-ratelimit-reset-tokens": "300ms"}, sent)
+        return budget._token_sum
+
+    assert asyncio.run(go()) == 0
 
 
 def test_a_429_pauses_every_request():

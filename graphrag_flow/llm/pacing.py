@@ -35,7 +35,7 @@ import math
 import re
 import time
 from functools import lru_cache
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 from graphrag_flow.config import LLMSettings
 from graphrag_flow.llm.tokens import count_tokens
@@ -56,6 +56,14 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
+class Sent(NamedTuple):
+    """When an attempt left, and how much had left the window by then."""
+
+    at: float
+    expired_tokens: int
+    expired_requests: int
+
+
 class RateBudget:
     """Tokens and requests per minute for every request of a run (see the module docstring)."""
 
@@ -72,6 +80,9 @@ class RateBudget:
         #: expiry of each request that counts now (attempts, and requests only the server saw).
         self._requests: list[float] = []
         self._paused_until = 0.0
+        #: Tokens and requests that have left the window so far (what `Sent` compares with).
+        self._expired_tokens = 0
+        self._expired_requests = 0
         self._lock: asyncio.Lock | None = None
         #: Seconds the run was held back, per cause (one attempt waits at a time: wall time).
         self.waits = {cause: 0.0 for cause in CAUSES}
@@ -88,8 +99,9 @@ class RateBudget:
 
     # ---- before an attempt leaves
 
-    async def acquire(self, tokens: int) -> None:
-        """Wait until the last minute has room for one more request of `tokens`, then count it."""
+    async def acquire(self, tokens: int) -> Sent:
+        """Wait until the last minute has room for one more request of `tokens`, then count it.
+        What it returns goes back to `observe` with the reply's headers."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:  # arrival order: the head waits, the others queue behind it
@@ -107,6 +119,7 @@ class RateBudget:
             self._token_sum += tokens
             heapq.heappush(self._requests, expires)
             self.attempts += 1
+            return Sent(now, self._expired_tokens, self._expired_requests)
 
     def _wait(self, now: float, tokens: int) -> tuple[float, str]:
         """Seconds until the request fits, and what it waits for (0: it fits now)."""
@@ -131,37 +144,53 @@ class RateBudget:
 
     def _expire(self, now: float) -> None:
         while self._tokens and self._tokens[0][0] <= now:
-            self._token_sum -= heapq.heappop(self._tokens)[1]
+            n = heapq.heappop(self._tokens)[1]
+            self._token_sum -= n
+            self._expired_tokens += n
         while self._requests and self._requests[0] <= now:
             heapq.heappop(self._requests)
+            self._expired_requests += 1
 
     # ---- what the server says
 
-    def observe(self, headers: Mapping[str, str]) -> None:
-        """Correct the count from a reply's `x-ratelimit-*` headers (absent ones change nothing)."""
-        now = self._clock()
-        self._expire(now)
-        tokens = _server_view(headers, "tokens")
-        if tokens is not None and self.tokens_per_minute is not None:
-            limit, remaining, reset_s = tokens
-            if limit is not None and limit < self.tokens_per_minute:
-                log.warning("the server's token limit is %d per minute, below llm.tokens_per_minute (%d): "
-                            "pacing to the server's", limit, self.tokens_per_minute)
-                self.tokens_per_minute = limit
-            unseen = (self.tokens_per_minute - remaining) - self._token_sum
-            if unseen > 0:
-                heapq.heappush(self._tokens, (now + (reset_s if reset_s is not None else self._hold_s), unseen))
-                self._token_sum += unseen
-        requests = _server_view(headers, "requests")
-        if requests is not None and self.requests_per_minute is not None:
-            limit, remaining, reset_s = requests
-            if limit is not None and limit < self.requests_per_minute:
-                log.warning("the server's request limit is %d per minute, below llm.requests_per_minute (%d): "
-                            "pacing to the server's", limit, self.requests_per_minute)
-                self.requests_per_minute = limit
-            expires = now + (reset_s if reset_s is not None else self._hold_s)
-            for _ in range(max(0, (self.requests_per_minute - remaining) - len(self._requests))):
-                heapq.heappush(self._requests, expires)
+    def observe(self, headers: Mapping[str, str], sent: Sent) -> None:
+        """Correct the count from the `x-ratelimit-*` headers of the reply to the attempt `sent`
+        (absent headers change nothing).
+
+        The server wrote them when the attempt arrived, maybe long ago: what has left our window
+        since it was sent still counted then, and the server's reset runs from then.
+        """
+        self._expire(self._clock())
+        tokens = self._unseen(headers, "tokens", "tokens_per_minute",
+                              self._token_sum + self._expired_tokens - sent.expired_tokens, sent.at)
+        if tokens is not None:
+            heapq.heappush(self._tokens, (tokens[1], tokens[0]))
+            self._token_sum += tokens[0]
+        requests = self._unseen(headers, "requests", "requests_per_minute",
+                                len(self._requests) + self._expired_requests - sent.expired_requests, sent.at)
+        if requests is not None:
+            for _ in range(requests[0]):
+                heapq.heappush(self._requests, requests[1])
+
+    def _unseen(self, headers: Mapping[str, str], kind: str, setting: str, ours: int,
+                since: float) -> tuple[int, float] | None:
+        """What the server counts of `kind` beyond `ours`, and until when (None: nothing more);
+        a lower limit than the setting's is adopted."""
+        view = _server_view(headers, kind)
+        budget = getattr(self, setting)
+        if view is None or budget is None:
+            return None
+        limit, remaining, reset_s = view
+        if limit is not None and limit < budget:
+            log.warning("the server's limit is %d %s per minute, below llm.%s (%d): pacing to the server's",
+                        limit, kind, setting, budget)
+            setattr(self, setting, limit)
+            budget = limit
+        unseen = budget - remaining - ours
+        if unseen <= 0:
+            return None
+        expires = since + (reset_s if reset_s is not None else self._hold_s)
+        return (unseen, expires) if expires > self._clock() else None
 
     def pause(self, seconds: float) -> None:
         """A 429 asked to wait: no attempt of the run leaves before then."""

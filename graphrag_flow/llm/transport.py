@@ -207,9 +207,10 @@ class Transport:
         limit, why = budget.timeout_s, budget.timeout_source
         try:
             async with self._limiter.slot(self._priority):
+                sent = None
                 if self._pacer is not None:
                     # In the slot: the limiter's priorities decide who queues for the budget first.
-                    await self._pacer.acquire(tokens)
+                    sent = await self._pacer.acquire(tokens)
                 if on_wire is not None:
                     on_wire.set()
                 # Decided once on the wire (after the wait for a slot), from the latest samples.
@@ -225,8 +226,8 @@ class Transport:
                                                headers=headers, allow_redirects=False) as raw:
                         response = Reply(raw.status, raw.headers, await raw.read())
                 latency = time.monotonic() - started
-                if self._pacer is not None:
-                    self._pacer.observe(response.headers)
+                if sent is not None:
+                    self._pacer.observe(response.headers, sent)
         # The error table's transport rows (graphrag_flow/llm/outcomes.py).
         except aiohttp.ConnectionTimeoutError:  # aiohttp's connect timeout: no socket yet
             raise Retryable("timeout", f"could not connect to {self.shown_base} within "
