@@ -223,3 +223,27 @@ def test_without_a_budget_the_same_server_refuses_many(monkeypatch):
 
         asyncio.run(go())
         assert srv.stats()["rate_limit"]["rejected"] >= 10
+
+
+@pytest.mark.parametrize("paced", [True, False])
+def test_a_request_larger_than_the_limit_fails_its_item_at_once(paced):
+    """No wait makes it fit: paced, it is never sent; unpaced, the server's "Request too large"
+    429 is not retried (a paced run would otherwise stall every request behind it)."""
+    with FakeOpenAIServer(FakeConfig(tpm=500, rate_window_s=WINDOW_S, rate_completion_tokens=ALLOWANCE)) as srv:
+        stats = LLMStats()
+        pacer = RateBudget(500, None, window_s=WINDOW_S) if paced else None
+        big = [{"role": "user", "content": "Entity: x\nDescriptions:\n- " + "word " * 400}]
+
+        async def go():
+            async with client(srv, pacer, stats) as c:
+                return await asyncio.gather(c.chat("summarize", "entity_summary", big, "entity x"),
+                                            c.chat("summarize", "entity_summary", summary_messages(1), "e1"),
+                                            return_exceptions=True)
+
+        started = time.monotonic()
+        failed, fine = asyncio.run(go())
+        assert time.monotonic() - started < 1.5
+        assert fine.description
+        assert failed.item == "entity x" and ("too large" in failed.reason), failed.reason
+        assert stats.get("summarize").retries == 0
+        assert srv.stats()["rate_limit"]["rejected_too_large"] == (0 if paced else 1)

@@ -177,6 +177,11 @@ class Transport:
         tokens = 0
         if self._pacer is not None and kind in ("chat", "embeddings"):
             tokens = await asyncio.to_thread(request_tokens, kind, body, self._settings.expected_completion_tokens)
+            tpm = self._pacer.tokens_per_minute
+            if tpm is not None and tokens > tpm:  # the provider would refuse it as too large, after a minute's wait
+                raise self.fail(stage, item, f"the request counts {tokens} tokens, more than the {tpm} tokens per "
+                                             f"minute of llm.tokens_per_minute (or the server's limit): the provider "
+                                             f"refuses it as too large; shorten the input or raise the limit")
         while True:
             self._stats.request(stage)
             # Hedged (graphrag_flow/llm/hedging.py) only when that can apply: hedging on and a
