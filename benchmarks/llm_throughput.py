@@ -38,7 +38,11 @@ without max_tokens) and the run sets `llm.tokens_per_minute: N` (and
 `tokens_counted` (what the server counted in), `rate_limit_429s`, `tpm_achieved` = the tokens
 beyond the first minute's budget per minute of the LLM window, `fraction_of_limit` =
 tpm_achieved / N (goal >= 0.9, with 0 429s; the pacing ideal is (tokens_counted - N) / N
-minutes) and the run's waits per budget (`rate_budget`, from the run summary).
+minutes) and the run's waits per budget (`rate_budget`, from the run summary). That ideal is a
+fluid bound; a sliding minute admits at most N in any minute, so no schedule admits the last
+token before `sliding_bound_seconds` = 60 x (ceil(tokens_counted / N) - 1), and
+`ratio_to_sliding_bound` = llm_window / that (1.0 is perfect pacing; when tokens_counted / N is
+just above a whole number, the fluid ideal is far below what any client can reach).
 
     .venv/bin/python benchmarks/llm_throughput.py [--corpus DIR] [--concurrency 8 16 32 64]
         [--fault-concurrency 16] [--no-fault-run] [--tpm 250000] [--tpm-only]
@@ -187,6 +191,8 @@ def run_once(corpus: Path, url: str, concurrency: int, faults: bool, workdir: Pa
                     r["stage"]: r["retries"] for r in summary["stages"] if r["retries"]},
                 "llm_window_seconds": round(window, 2), "ideal_seconds": round((counted - tpm) / tpm * 60, 2),
                 "tpm_achieved": round(achieved), "fraction_of_limit": round(achieved / tpm, 3),
+                "sliding_bound_seconds": (math.ceil(counted / tpm) - 1) * 60,
+                "ratio_to_sliding_bound": round(window / max(1, (math.ceil(counted / tpm) - 1) * 60), 3),
                 "max_window_tokens_counted": stats["rate_limit"]["max_window_tokens_counted"],
                 "rate_budget": summary.get("rate_budget"), "startup_seconds": round(first_t - started, 1),
                 "wall_seconds": round(wall, 1), "goal_fraction": 0.9}
