@@ -300,3 +300,22 @@ def test_graphrag_query_blocks_for_azure_name_the_deployment_and_version(tmp_pat
     openai_blocks = graphrag_blocks(s.model_copy(update={"provider": "openai"}))
     (tmp_path / "settings.yaml").write_text(yaml.safe_dump(openai_blocks))
     assert any("model_provider is 'openai'" in w for w in query_block_warnings(tmp_path, s))
+
+
+def test_an_api_version_too_old_for_json_schema_falls_back_and_another_api_version_400_stops():
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    from graphrag_flow.llm.azure import azure_failure
+    from graphrag_flow.llm.outcomes import BadRequest, Reply, says_json_schema_unsupported
+
+    def reply(message: str) -> Reply:
+        body = ('{"error": {"code": "BadRequest", "message": "%s"}}' % message).encode()
+        return Reply(400, CIMultiDictProxy(CIMultiDict()), body)
+
+    s = LLMSettings(provider="azure", api_base="https://res.openai.azure.com", api_version="2024-06-01")
+    old = azure_failure(reply("response_format value as json_schema is enabled only for api versions "
+                              "2024-08-01-preview and later"), "https://res", None, str, settings=s)
+    assert isinstance(old, BadRequest) and says_json_schema_unsupported(old.message)
+    other = azure_failure(reply("The api-version 2024-06-01 is not supported by this model"), "https://res", None,
+                          str, settings=s)
+    assert isinstance(other, FatalLLMError) and "llm.api_version" in str(other)

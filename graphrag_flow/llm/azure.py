@@ -7,6 +7,7 @@
 | 404 `DeploymentNotFound` | `FatalLLMError` naming the deployment and its setting (llm.chat_model or llm.embedding_model) |
 | 404 `Resource not found` (an api-version the resource does not serve, or a wrong path) | `FatalLLMError` naming llm.api_version, then llm.api_base |
 | 400 `content_filter` (the prompt tripped the content filter) | `BadRequest`: that item fails, naming the categories filtered; never retried |
+| 400 naming the api-version (one the deployment's model does not take) | `FatalLLMError` naming llm.api_version, unless it is about json_schema (an api-version before 2024-08-01-preview): `BadRequest`, and the client falls back to json_object |
 | 429 with `retry-after-ms` | the generic row: retried after it (outcomes.py `retry_after` reads it first) |
 | anything else | the generic table |
 
@@ -22,7 +23,7 @@ from typing import Any, Callable
 
 from graphrag_flow.config import LLMSettings
 from graphrag_flow.errors import FatalLLMError
-from graphrag_flow.llm.outcomes import BadRequest, Reply, server_message, status_failure
+from graphrag_flow.llm.outcomes import BadRequest, Reply, says_json_schema_unsupported, server_message, status_failure
 
 #: Per request path: a body every deployment refuses as invalid (400), after the checks above.
 PROBES = {"chat/completions": {"messages": []}, "embeddings": {"input": []}}
@@ -57,7 +58,9 @@ def azure_failure(reply: Reply, shown_base: str, model_setting: tuple[str, str] 
                              f"Server said: {message}")
     if status == 400 and code == "content_filter":
         return BadRequest(status, content_filter_message(error))
-    if status == 400 and "api version" in message.lower().replace("-", " "):
+    # An api-version too old for json_schema says so too: that one falls back to json_object.
+    names_version = "api version" in message.lower().replace("-", " ")
+    if status == 400 and names_version and not says_json_schema_unsupported(message):
         return FatalLLMError(f"{shown_base} refused api-version {settings.api_version} (setting llm.api_version): "
                              f"{message}")
     return status_failure(reply, shown_base, model_setting, scrub)
