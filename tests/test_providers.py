@@ -319,3 +319,17 @@ def test_an_api_version_too_old_for_json_schema_falls_back_and_another_api_versi
     other = azure_failure(reply("The api-version 2024-06-01 is not supported by this model"), "https://res", None,
                           str, settings=s)
     assert isinstance(other, FatalLLMError) and "llm.api_version" in str(other)
+
+
+def test_the_azure_key_comes_from_its_own_variable_and_entra_id_reads_none(monkeypatch):
+    from flows.secrets import resolve_secrets
+    from graphrag_flow.config import Settings
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-not-for-azure")
+    azure = LLMSettings(provider="azure", api_base="https://res.openai.azure.com", api_version=VERSION)
+    resolved = asyncio.run(resolve_secrets(Settings(llm=azure)))
+    assert resolved.llm.api_key is None  # an OpenAI key is never sent to Azure
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
+    assert asyncio.run(resolve_secrets(Settings(llm=azure))).llm.api_key.get_secret_value() == KEY
+    entra = azure.model_copy(update={"azure_auth": "entra_id"})
+    assert asyncio.run(resolve_secrets(Settings(llm=entra))).llm.api_key is None
