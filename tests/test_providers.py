@@ -333,3 +333,18 @@ def test_the_azure_key_comes_from_its_own_variable_and_entra_id_reads_none(monke
     assert asyncio.run(resolve_secrets(Settings(llm=azure))).llm.api_key.get_secret_value() == KEY
     entra = azure.model_copy(update={"azure_auth": "entra_id"})
     assert asyncio.run(resolve_secrets(Settings(llm=entra))).llm.api_key is None
+
+
+def test_an_api_version_before_json_schema_falls_back_to_json_object_end_to_end():
+    with azure_server() as srv:
+        stats = LLMStats()
+
+        async def go():
+            async with client(azure_settings(srv, api_version="2024-06-01"), stats=stats) as c:
+                mode = await c.check()
+                answer = await c.chat("summarize", "entity_summary", MESSAGES, "Ada")
+            return mode, answer
+
+        mode, answer = asyncio.run(go())
+        assert mode == "json_object" and answer.description
+        assert stats.get("summarize").failures == 0
