@@ -247,3 +247,23 @@ def test_a_request_larger_than_the_limit_fails_its_item_at_once(paced):
         assert failed.item == "entity x" and ("too large" in failed.reason), failed.reason
         assert stats.get("summarize").retries == 0
         assert srv.stats()["rate_limit"]["rejected_too_large"] == (0 if paced else 1)
+
+
+def test_paced_requests_under_a_request_limit_get_no_429():
+    """RPM binds here (embeddings of a few tokens each): 30 requests at 10 per window."""
+    n, rpm, window = 30, 10, 1.5
+    with FakeOpenAIServer(FakeConfig(rpm=rpm, rate_window_s=window, latency_s=0.02)) as srv:
+        stats = LLMStats()
+        pacer = RateBudget(None, rpm, window_s=window, margin_s=0.05)
+
+        async def go():
+            async with client(srv, pacer, stats) as c:
+                started = time.monotonic()
+                await asyncio.gather(*(c.embed("embed", [f"text {i}"], f"batch {i}") for i in range(n)))
+                return time.monotonic() - started
+
+        elapsed = asyncio.run(go())
+        assert srv.stats()["rate_limit"]["rejected"] == 0
+        ideal = (n - rpm) / rpm * window
+        assert ideal <= elapsed <= 1.3 * ideal + 0.3, (elapsed, ideal)
+        assert pacer.summary()["waited_s"]["requests_per_minute"] >= 0.9 * ideal
