@@ -84,10 +84,11 @@ async def _check_llm(root: Path, settings: Settings, quick: bool) -> list[str]:
     api_base = safe_url(settings.llm.api_base)
     async with client:
         try:
-            # Azure lists no deployments to a key: each deployment is probed instead
-            models = [] if azure else await client.list_models()
-            if azure:
+            if azure:  # Azure lists no deployments to a key: each deployment is probed instead
                 await client.probe_deployments()
+                models = []
+            else:
+                models = await client.list_models()
         except FatalLLMError:
             raise
         except Exception as exc:  # connection refused, timeout, bad answer

@@ -37,13 +37,13 @@ from pydantic import BaseModel, ValidationError
 from graphrag_flow.config import LLMSettings
 from graphrag_flow.errors import FatalLLMError, ItemFailedError
 from graphrag_flow.llm.answer_cache import AnswerCache
-from graphrag_flow.llm.cache_batches import BatchedAnswerCache
 from graphrag_flow.llm.azure import PROBES
+from graphrag_flow.llm.cache_batches import BatchedAnswerCache
 from graphrag_flow.llm.connections import ConnectionPool
 from graphrag_flow.llm.entra import EntraToken
 from graphrag_flow.llm.limiter import DEFAULT_PRIORITY, RequestLimiter
-from graphrag_flow.llm.pacing import RateBudget
 from graphrag_flow.llm.outcomes import BadRequest, Reply, says_context_length, says_json_schema_unsupported
+from graphrag_flow.llm.pacing import RateBudget
 from graphrag_flow.llm.parsing import parse_chat, parse_embeddings, parse_models
 from graphrag_flow.llm.retry import Backoff, Budget, request_budget
 from graphrag_flow.llm.schemas import ANSWER_MODELS
@@ -331,8 +331,8 @@ class OpenAICompatibleClient:
 
     async def check(self) -> str:
         """Fail fast: the key works, both models exist and each answers one tiny request. Returns
-        the structured-output mode the chat model accepted (`json_schema` or `json_object`), or `prose`
-        when it ignored response_format and answered the JSON inside text.
+        the structured-output mode the chat model accepted (`json_schema` or `json_object`), or
+        `prose` when it ignored response_format and answered the JSON inside text.
 
         Short timeout and at most one retry; any failure is a FatalLLMError naming the setting.
         """
