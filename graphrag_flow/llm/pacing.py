@@ -86,7 +86,7 @@ class RateBudget:
         self._lock: asyncio.Lock | None = None
         #: Seconds the run was held back, per cause (one attempt waits at a time: wall time).
         self.waits = {cause: 0.0 for cause in CAUSES}
-        #: Attempts that had to wait, per cause.
+        #: Waits, per cause (an attempt may wait more than once, e.g. for tokens, then for a pause).
         self.delayed = {cause: 0 for cause in CAUSES}
         self.attempts = 0
 
