@@ -31,8 +31,21 @@ Per run it prints one JSON object:
   and `schema_windows`: per chat schema, first request to last response;
 - `faults`: injected, per kind (server side); `retries` per reason (client side).
 
+The TPM-bound case (`--tpm N`, after the others; `--tpm-only` runs it alone): the server enforces
+N tokens per sliding minute (counting a chat answer as `TPM_COMPLETION_TOKENS`, as a request
+without max_tokens) and the run sets `llm.tokens_per_minute: N` (and
+`llm.expected_completion_tokens` to the same allowance), at concurrency 16. Its JSON adds
+`tokens_counted` (what the server counted in), `rate_limit_429s`, `tpm_achieved` = the tokens
+beyond the first minute's budget per minute of the LLM window, `fraction_of_limit` =
+tpm_achieved / N (goal >= 0.9, with 0 429s; the pacing ideal is (tokens_counted - N) / N
+minutes) and the run's waits per budget (`rate_budget`, from the run summary). That ideal is a
+fluid bound; a sliding minute admits at most N in any minute, so no schedule admits the last
+token before `sliding_bound_seconds` = 60 x (ceil(tokens_counted / N) - 1), and
+`ratio_to_sliding_bound` = llm_window / that (1.0 is perfect pacing; when tokens_counted / N is
+just above a whole number, the fluid ideal is far below what any client can reach).
+
     .venv/bin/python benchmarks/llm_throughput.py [--corpus DIR] [--concurrency 8 16 32 64]
-        [--fault-concurrency 16] [--no-fault-run]
+        [--fault-concurrency 16] [--no-fault-run] [--tpm 250000] [--tpm-only]
 
 With BENCH_DUMP_LOG=DIR set, each run also writes the fake server's request log (DIR/<run>.json:
 t_start/t_end/schema per request, to plot requests in flight over time) and the run's stderr.
@@ -75,6 +88,8 @@ CAPACITY = 64
 FAULTS = {"p_disconnect": 0.10, "p_429": 0.05, "p_500": 0.01, "p_hang": 0.02, "retry_after_s": 1.0}
 NO_FAULTS = {"p_disconnect": 0.0, "p_429": 0.0, "p_500": 0.0, "p_hang": 0.0, "retry_after_s": None}
 SCHEMA_STAGE = {"graph_extraction": "extract", "entity_summary": "summarize", "community_report": "reports"}
+#: What the TPM-bound case's server counts a chat answer for, and its client expects.
+TPM_COMPLETION_TOKENS = 512
 
 RUNNER = r"""
 import asyncio, json, sys
@@ -83,7 +98,8 @@ from flows.index import index
 summary = asyncio.run(index(root=sys.argv[1]))
 levels = pq.read_table(sys.argv[1] + "/output/community_reports.parquet", columns=["level"]).column("level").to_pylist()
 print("SUMMARY " + json.dumps({"stages": summary["stages"], "tables": summary["tables"],
-                              "max_in_flight": summary.get("max_in_flight"), "report_levels": levels}))
+                              "max_in_flight": summary.get("max_in_flight"), "report_levels": levels,
+                              "rate_budget": summary.get("rate_budget")}))
 """
 
 
@@ -119,14 +135,17 @@ def idle_seconds(entries: list[dict]) -> float:
     return idle
 
 
-def run_once(corpus: Path, url: str, concurrency: int, faults: bool, workdir: Path) -> dict:
-    root = workdir / f"c{concurrency}{'-faults' if faults else ''}"
+def run_once(corpus: Path, url: str, concurrency: int, faults: bool, workdir: Path, tpm: int | None = None) -> dict:
+    root = workdir / f"c{concurrency}{'-faults' if faults else ''}{f'-tpm{tpm}' if tpm else ''}"
     root.mkdir(parents=True)
     llm = {"provider": "openai", "api_base": url, "api_key": "sk-bench", "max_concurrency": concurrency,
            "request_timeout_s": 5.0 if faults else 30.0, "max_retries": 8}
+    if tpm:
+        llm |= {"tokens_per_minute": tpm, "expected_completion_tokens": TPM_COMPLETION_TOKENS}
     (root / "settings.yaml").write_text(yaml.safe_dump({"input": {"dir": str(corpus)}, "llm": llm}))
     reset_remote(url)
-    configure_remote(url, **(FAULTS if faults else NO_FAULTS))
+    configure_remote(url, **(FAULTS if faults else NO_FAULTS), tpm=tpm, rate_window_s=60.0,
+                     rate_completion_tokens=TPM_COMPLETION_TOKENS)
     env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING",
                PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120")
     started = time.monotonic()  # CLOCK_MONOTONIC: the same clock as the fake server's on one host
@@ -163,6 +182,20 @@ def run_once(corpus: Path, url: str, concurrency: int, faults: bool, workdir: Pa
         if mine:
             schema_windows[stage] = [round(min(e["t_start"] for e in mine) - first_t, 2),
                                      round(max(e["t_end"] for e in mine) - first_t, 2)]
+    if tpm:
+        counted = sum(e.get("rate_tokens") or 0 for e in api if e["status"] == 200)
+        achieved = (counted - tpm) / (window / 60)
+        return {"case": "tpm_bound", "concurrency": concurrency, "completed": True, "tokens_per_minute": tpm,
+                "tokens_counted": counted, "requests": requests,
+                "rate_limit_429s": stats["rate_limit"]["rejected"], "retries": {
+                    r["stage"]: r["retries"] for r in summary["stages"] if r["retries"]},
+                "llm_window_seconds": round(window, 2), "ideal_seconds": round((counted - tpm) / tpm * 60, 2),
+                "tpm_achieved": round(achieved), "fraction_of_limit": round(achieved / tpm, 3),
+                "sliding_bound_seconds": (math.ceil(counted / tpm) - 1) * 60,
+                "ratio_to_sliding_bound": round(window / max(1, (math.ceil(counted / tpm) - 1) * 60), 3),
+                "max_window_tokens_counted": stats["rate_limit"]["max_window_tokens_counted"],
+                "rate_budget": summary.get("rate_budget"), "startup_seconds": round(first_t - started, 1),
+                "wall_seconds": round(wall, 1), "goal_fraction": 0.9}
     return {
         "concurrency": concurrency,
         "faults": FAULTS if faults else None,
@@ -193,15 +226,19 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 16, 32, 64])
     parser.add_argument("--fault-concurrency", type=int, default=16)
     parser.add_argument("--no-fault-run", action="store_true")
+    parser.add_argument("--tpm", type=int, default=250_000, help="the TPM-bound case's limit (0: no such run)")
+    parser.add_argument("--tpm-only", action="store_true", help="run only the TPM-bound case")
     args = parser.parse_args()
     proc, url = start_fake_server_process(latency_s=LATENCY_S, capacity=CAPACITY, seed=7)
     workdir = Path(tempfile.mkdtemp(prefix="graphrag-flow-llm-bench-"))
     try:
-        plan = [(c, False) for c in args.concurrency]
-        if not args.no_fault_run:
-            plan.append((args.fault_concurrency, True))
-        for concurrency, faults in plan:
-            result = run_once(args.corpus.resolve(), url, concurrency, faults, workdir)
+        plan = [] if args.tpm_only else [(c, False, None) for c in args.concurrency]
+        if not args.no_fault_run and not args.tpm_only:
+            plan.append((args.fault_concurrency, True, None))
+        if args.tpm:
+            plan.append((16, False, args.tpm))
+        for concurrency, faults, tpm in plan:
+            result = run_once(args.corpus.resolve(), url, concurrency, faults, workdir, tpm)
             result["load_average_1m"] = round(os.getloadavg()[0], 1)
             print(json.dumps(result), flush=True)
     finally:

@@ -44,6 +44,8 @@ from graphrag_flow.errors import BudgetExceededError, GraphragFlowError, OutputW
 from graphrag_flow.incremental import LastRun, document_delta, read_last_run, run_changes
 from graphrag_flow.llm import AnswerCache, ConnectionPool, LLMStats, RequestLimiter
 from graphrag_flow.llm.spend import SpendGate
+from graphrag_flow.llm.entra import run_token
+from graphrag_flow.llm.pacing import RateBudget
 from graphrag_flow.stages.embed.backends import embedding_model_id
 from graphrag_flow.storage.faults import kill_point
 from graphrag_flow.storage.generations import OutputFolders, SeedStats
@@ -130,6 +132,7 @@ async def index(
     if max_cost_usd is not None:
         settings.llm.max_run_cost_usd = max_cost_usd
     await require_concurrency_limit(settings)  # a misspelt quota name must not mean no quota
+    entra = run_token(settings.llm)  # azure-identity missing stops the run here; the token comes on first use
     await asyncio.to_thread(require_writable, paths.written_by_a_run())  # not after hours of extraction
     # a budget the estimate's low already crosses: not started, no request sent (graphrag_flow/budget.py)
     await asyncio.to_thread(require_estimate_within_budget, paths.root, settings)
@@ -165,6 +168,8 @@ async def index(
                 pool=pool,
                 gate=SpendGate(settings.llm.max_run_tokens, settings.llm.max_run_cost_usd,
                                settings.llm.price_per_million_tokens),
+                pacer=RateBudget.from_settings(settings.llm),
+                entra=entra,
             )
             try:
                 while True:
@@ -255,6 +260,8 @@ async def _index_stages(run: RunContext, folders: OutputFolders, seeded: SeedSta
             "llm_warnings": [w for row in run.stats.as_rows() for w in row["warnings"]],
             "max_in_flight": run.limiter.max_in_flight,
         }
+        if run.pacer is not None:
+            summary["rate_budget"] = run.pacer.summary()
         neo4j_error = None
         if settings.neo4j.uri:
             # last: the outputs and manifest above stand even when Neo4j is down or refuses us

@@ -2,13 +2,14 @@
 
 Precedence, per secret:
 - `llm.api_key` (settings.yaml or GRAPHRAG_FLOW_LLM__API_KEY) > the Prefect Secret block named
-  by `llm.api_key_secret` > `OPENAI_API_KEY`;
+  by `llm.api_key_secret` > `OPENAI_API_KEY` (`AZURE_OPENAI_API_KEY` with `llm.provider: azure`;
+  none with `llm.azure_auth: entra_id`, whose token comes per request, graphrag_flow/llm/entra.py);
 - `neo4j.password` (GRAPHRAG_FLOW_NEO4J__PASSWORD is better than the file) > the Prefect
   Secret block named by `neo4j.password_secret`.
 
 `resolve_secrets` returns the settings with both filled in (as SecretStr), so the rest of a run
 reads `settings.llm.api_key` / `settings.neo4j.password` and never looks a secret up again.
-Only the secrets a run uses are looked up: the key with `llm.provider: openai`, the password
+Only the secrets a run uses are looked up: the key with `llm.provider: openai` or `azure`, the password
 with `neo4j.uri` set. Blocks are read with `Secret.aload` on the caller's event loop (the
 synchronous `Secret.load` returns a coroutine there). Prefect is imported only when a block
 is named, so `check` stays fast otherwise. A failure names the setting, never the block's
@@ -25,16 +26,20 @@ from pydantic import SecretStr
 from graphrag_flow.config import Settings
 from graphrag_flow.errors import SettingsError
 
+#: The environment variable a provider's key is read from when no setting names one.
+KEY_ENV = {"openai": "OPENAI_API_KEY", "azure": "AZURE_OPENAI_API_KEY"}
+
 
 async def resolve_secrets(settings: Settings) -> Settings:
     """`settings` with `llm.api_key` and `neo4j.password` resolved (a copy; the input is kept)."""
     llm, neo = settings.llm, settings.neo4j
     llm_update, neo_update = {}, {}
-    if llm.provider != "offline" and llm.api_key is None:
+    if llm.provider != "offline" and llm.api_key is None and not llm.uses_entra_id:
+        env = KEY_ENV[llm.provider]
         if llm.api_key_secret:
             llm_update["api_key"] = SecretStr(await _block_value(llm.api_key_secret, "llm.api_key_secret"))
-        elif os.environ.get("OPENAI_API_KEY"):
-            llm_update["api_key"] = SecretStr(os.environ["OPENAI_API_KEY"])
+        elif os.environ.get(env):
+            llm_update["api_key"] = SecretStr(os.environ[env])
     if neo.uri and neo.password is None and neo.password_secret:
         neo_update["password"] = SecretStr(await _block_value(neo.password_secret, "neo4j.password_secret"))
     if not llm_update and not neo_update:

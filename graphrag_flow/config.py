@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings import SettingsError as EnvParseError
 
@@ -42,6 +42,8 @@ _SETTING_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}", re.IGNORECASE)
 SPENDING_KEYS = ("price_per_million_tokens", "max_run_tokens", "max_run_cost_usd")
 #: Prefect block document names: lowercase letters, digits and dashes.
 _BLOCK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
+#: An Azure OpenAI data-plane api-version: a date, optionally "-preview" (2024-10-21, 2025-04-01-preview).
+_AZURE_API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
 
 
 def _finite(**bounds: Any) -> Any:
@@ -146,8 +148,15 @@ class TokenPrices(_Section):
 
 
 class LLMSettings(_Section):
-    provider: Literal["offline", "openai"] = "offline"
+    #: offline (no network), openai (any OpenAI-compatible API: OpenAI, vLLM, Ollama, a proxy) or
+    #: azure (Azure OpenAI: deployments, api-version, `api-key` or Microsoft Entra ID).
+    provider: Literal["offline", "openai", "azure"] = "offline"
     api_base: str | None = None
+    #: azure: the data-plane api-version every request carries (required there, e.g. 2024-10-21).
+    api_version: str | None = None
+    #: azure: `api_key` (the `api-key` header) or `entra_id` (a Microsoft Entra ID token from
+    #: azure-identity's DefaultAzureCredential: `pip install graphrag-flow[azure]`).
+    azure_auth: Literal["api_key", "entra_id"] = "api_key"
     api_key: SecretStr | None = None
     api_key_secret: str | None = None
     chat_model: str = "gpt-4.1-mini"
@@ -157,6 +166,14 @@ class LLMSettings(_Section):
     temperature: float = _finite(default=0.0, ge=0.0, le=2.0)
     max_concurrency: int = Field(16, gt=0, le=MAX_CONCURRENCY)
     prefect_concurrency_limit: str | None = None
+    #: The provider's limits, held across the whole run (graphrag_flow/llm/pacing.py): a request
+    #: waits until it fits in the last minute's budget. null: no limit of that kind. Several runs
+    #: on one key each see the others' usage in the server's x-ratelimit-* headers.
+    tokens_per_minute: int | None = Field(None, gt=0, le=1_000_000_000)
+    requests_per_minute: int | None = Field(None, gt=0, le=10_000_000)
+    #: What a chat request's answer is counted for against tokens_per_minute, beside its prompt
+    #: (providers count the request's max_tokens, which graphrag-flow does not send, or an estimate).
+    expected_completion_tokens: int = Field(1000, ge=0, le=1_000_000)
     request_timeout_s: float = _finite(default=60, gt=0, le=3600)
     max_retries: int = Field(6, ge=0, le=100)
     #: A request unanswered after 2x the p95 latency is sent again beside the first when a
@@ -176,6 +193,33 @@ class LLMSettings(_Section):
     _url = field_validator("api_base")(classmethod(lambda cls, v: _http_url(v)))
     _block = field_validator("api_key_secret")(classmethod(lambda cls, v: _block_name(v)))
     _prompts_no_nul = field_validator("prompts_dir")(classmethod(lambda cls, v: v if v is None else _no_nul(v)))
+
+    @field_validator("api_version")
+    @classmethod
+    def _azure_api_version(cls, value: str | None) -> str | None:
+        if value is not None and not _AZURE_API_VERSION.fullmatch(value):
+            raise ValueError("must be an Azure OpenAI api-version such as 2024-10-21 or 2025-04-01-preview")
+        return value
+
+    @property
+    def uses_entra_id(self) -> bool:
+        """Azure with a Microsoft Entra ID token per request instead of a key."""
+        return self.provider == "azure" and self.azure_auth == "entra_id"
+
+    @model_validator(mode="after")
+    def _azure_needs_its_settings(self) -> "LLMSettings":
+        if self.provider != "azure":
+            return self
+        if self.api_version is None:
+            raise ValueError("llm.provider azure needs llm.api_version, the api-version every request carries "
+                             "(e.g. 2024-10-21)")
+        if self.api_base is not None and "/openai" in self.api_base.rstrip("/").lower().split("://", 1)[-1]:
+            raise ValueError("with llm.provider azure, llm.api_base is the resource endpoint "
+                             "(https://NAME.openai.azure.com), without /openai/...")
+        if self.azure_auth == "entra_id" and (self.api_key is not None or self.api_key_secret is not None):
+            raise ValueError("llm.azure_auth is entra_id, which sends no key: remove llm.api_key and "
+                             "llm.api_key_secret, or set llm.azure_auth: api_key")
+        return self
 
 
 class EmbedSettings(_Section):

@@ -8,8 +8,10 @@ ignores graphrag-flow's own sections. graphrag-flow ignores those two blocks (co
 them), so they are generated from `llm.*` here, and `check` compares them with `llm.*`: a
 question embedded with another model than the index's vectors finds nothing relevant.
 
-The key is always an environment reference (`${OPENAI_API_KEY}`, which GraphRAG substitutes
-when it loads the file), never the literal key.
+The key is always an environment reference (`${OPENAI_API_KEY}`, `${AZURE_OPENAI_API_KEY}` for
+Azure, which GraphRAG substitutes when it loads the file), never the literal key. For Azure the
+blocks name the deployment (`azure_deployment_name`) and `api_version`, and with Entra ID
+GraphRAG's `auth_method: azure_managed_identity` (graphrag-llm's ModelConfig fields).
 """
 
 from __future__ import annotations
@@ -26,15 +28,21 @@ from graphrag_flow.urls import safe_url
 COMPLETION_BLOCK = ("completion_models", "default_completion_model")
 EMBEDDING_BLOCK = ("embedding_models", "default_embedding_model")
 API_KEY_REFERENCE = "${OPENAI_API_KEY}"
+AZURE_KEY_REFERENCE = "${AZURE_OPENAI_API_KEY}"
 _ENV_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
 
 
 def graphrag_blocks(llm: LLMSettings) -> dict[str, dict[str, dict[str, Any]]]:
-    """GraphRAG's two model blocks for these llm settings (an OpenAI-compatible API)."""
+    """GraphRAG's two model blocks for these llm settings (an OpenAI-compatible API, or Azure)."""
 
     def block(model: str) -> dict[str, Any]:
-        out: dict[str, Any] = {"model_provider": "openai", "model": model, "auth_method": "api_key",
-                               "api_key": API_KEY_REFERENCE}
+        if llm.provider == "azure":
+            out: dict[str, Any] = {"model_provider": "azure", "model": model, "azure_deployment_name": model,
+                                   "api_version": llm.api_version}
+            out |= ({"auth_method": "azure_managed_identity"} if llm.uses_entra_id else
+                    {"auth_method": "api_key", "api_key": AZURE_KEY_REFERENCE})
+        else:
+            out = {"model_provider": "openai", "model": model, "auth_method": "api_key", "api_key": API_KEY_REFERENCE}
         if llm.api_base:
             out["api_base"] = llm.api_base
         return out
@@ -88,9 +96,12 @@ def query_block_warnings(root: Path, llm: LLMSettings) -> list[str]:
         if _norm_base(block.get("api_base")) != _norm_base(llm.api_base):
             shown = [safe_url(v) if isinstance(v, str) else v for v in (block.get("api_base"), llm.api_base)]
             warnings.append(f"{key}.api_base is {shown[0]!r} but llm.api_base is {shown[1]!r}")
-        if block.get("model_provider") != "openai":
+        if block.get("model_provider") != want["model_provider"]:
             warnings.append(f"{key}.model_provider is {block.get('model_provider')!r}; graphrag-flow's provider "
-                            "is an OpenAI-compatible API ('openai')")
+                            f"is {want['model_provider']!r} (llm.provider)")
+        for field in ("azure_deployment_name", "api_version", "auth_method") if llm.provider == "azure" else ():
+            if block.get(field) != want[field]:
+                warnings.append(f"{key}.{field} is {block.get(field)!r} but llm.* say {want[field]!r}")
         api_key = block.get("api_key")
         if api_key is not None and not _ENV_REFERENCE.match(str(api_key)):
             warnings.append(f"{key}.api_key holds a literal key: use an environment reference such as "

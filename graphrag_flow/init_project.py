@@ -22,16 +22,21 @@ chunks:                      # text units, in cl100k tokens
   overlap: 100
 
 llm:
-  provider: offline          # offline (no network, no key) | openai (any OpenAI-compatible API)
-  api_base: null             # e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1
-  api_key: null              # prefer OPENAI_API_KEY or a Prefect Secret block (api_key_secret)
+  provider: offline          # offline (no network, no key) | openai (any OpenAI-compatible API) | azure (Azure OpenAI)
+  api_base: null             # e.g. https://api.openai.com/v1, http://127.0.0.1:8000/v1, https://NAME.openai.azure.com
+  api_version: null          # azure: the api-version every request carries, e.g. 2024-10-21
+  azure_auth: api_key        # azure: api_key | entra_id (a Microsoft Entra ID token; pip install 'graphrag-flow[azure]')
+  api_key: null              # prefer OPENAI_API_KEY (azure: AZURE_OPENAI_API_KEY) or a Prefect Secret block
   api_key_secret: null       # name of a Prefect Secret block that holds the key
-  chat_model: gpt-4.1-mini
+  chat_model: gpt-4.1-mini    # azure: the deployment names
   embedding_model: text-embedding-3-small
   embedding_dimensions: null
   temperature: 0.0
   max_concurrency: 16        # requests in flight across the whole run
   prefect_concurrency_limit: null   # a Prefect global concurrency limit shared by runs
+  tokens_per_minute: null    # the provider's TPM limit: requests are paced to stay under it (null: none)
+  requests_per_minute: null  # the provider's RPM limit (null: none)
+  expected_completion_tokens: 1000   # what a chat answer counts for against tokens_per_minute
   request_timeout_s: 60
   max_retries: 6
   hedge_slow_requests: true  # at a stage's end, send a slow request again beside the first (first answer wins)

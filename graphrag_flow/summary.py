@@ -79,12 +79,27 @@ def _row(stage: str, items: int, reused: int, recomputed: int, c: dict, seconds:
     }
 
 
+def rate_budget_line(budget: dict | None) -> str | None:
+    """How long the run waited on each rate budget (graphrag_flow/llm/pacing.py), when one was set."""
+    if not budget:
+        return None
+    limits = ", ".join(f"{budget[k]} {k.replace('_', ' ')}" for k in ("tokens_per_minute", "requests_per_minute")
+                       if budget.get(k) is not None)
+    waits = budget["waited_s"]
+    return (f"rate budget ({limits}): {budget['attempts']} request(s) paced; waited "
+            f"{waits['tokens_per_minute']:g} s on tokens per minute, {waits['requests_per_minute']:g} s on requests "
+            f"per minute, {waits['retry_after']:g} s on the server's Retry-After")
+
+
 def summary_markdown(summary: dict) -> str:
     lines = [f"# graphrag-flow index of `{summary['root']}`", "", f"Outputs: `{summary['output']}` (verified)", ""]
     lines += usage_lines(summary.get("usage"))
     lines += ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "|" + "---|" * len(SUMMARY_COLUMNS)]
     for r in summary["stages"]:
         lines.append("| " + " | ".join(str(r.get(c.replace(" ", "_"), "")) for c in SUMMARY_COLUMNS) + " |")
+    budget = rate_budget_line(summary.get("rate_budget"))
+    if budget:
+        lines += ["", budget]
     lines += changes_markdown(summary.get("changes"))
     lines += ["", "| table | rows |", "|---|---|"]
     lines += [f"| {n} | {rows} |" for n, rows in summary["tables"].items()]

@@ -23,6 +23,8 @@ from graphrag_flow.channels import Channels
 from graphrag_flow.config import Settings
 from graphrag_flow.llm import AnswerCache, ConnectionPool, LLMStats, RequestLimiter
 from graphrag_flow.llm.spend import SpendGate
+from graphrag_flow.llm.entra import EntraToken
+from graphrag_flow.llm.pacing import RateBudget
 from graphrag_flow.prompts import load_prompt
 from graphrag_flow.storage.outputs import LANCEDB_DIR
 from graphrag_flow.storage.paths import ProjectPaths
@@ -50,6 +52,10 @@ class RunContext:
     pool: ConnectionPool | None = None
     #: The run's budget, asked before every request leaves (None: no budget).
     gate: SpendGate | None = None
+    #: llm.tokens_per_minute / requests_per_minute, held across every stage (None: not set).
+    pacer: RateBudget | None = None
+    #: Azure with llm.azure_auth entra_id: the run's one token source, refreshed before expiry.
+    entra: EntraToken | None = None
     #: Seconds each stage worked, for the run summary (waiting for its inputs not counted).
     stage_seconds: dict[str, float] = field(default_factory=dict)
     _embed_slots: asyncio.Semaphore | None = None

@@ -86,6 +86,8 @@ async def llm_client(run: RunContext, stage: str) -> AsyncIterator["OpenAICompat
         pool=run.pool,
         priority=stage_priority(stage),
         gate=run.gate,
+        entra=run.entra,
+        pacer=run.pacer,
     )
     async with client:
         yield client

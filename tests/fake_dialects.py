@@ -72,6 +72,16 @@ def azure_content_filtered() -> tuple[int, dict, dict]:
     }}, {}
 
 
+#: The first data-plane api-version whose chat completions take response_format json_schema.
+AZURE_JSON_SCHEMA_SINCE = "2024-08-01-preview"
+
+
+def azure_json_schema_too_old() -> tuple[int, dict, dict]:
+    """json_schema on an older api-version: a 400 (as users quote it; the client falls back)."""
+    return azure_error(400, "BadRequest", "response_format value as json_schema is enabled only for api versions "
+                                          f"{AZURE_JSON_SCHEMA_SINCE} and later")
+
+
 def azure_rate_limited(endpoint: str, api_version: str, kind: str, seconds: int) -> tuple[int, dict, dict]:
     limit = "call rate limit" if kind == "requests" else "token rate limit"
     return azure_error(429, "429", f"Requests to the {AZURE_OPERATIONS.get(endpoint, 'ChatCompletions_Create')} "

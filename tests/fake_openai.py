@@ -77,8 +77,9 @@ unset: each of ``models`` is a deployment of its own name); an unknown one gets 
 ``DeploymentNotFound``; the body's ``model`` is ignored. A chat prompt holding one of
 ``content_filter_markers`` gets 400 ``code: content_filter`` with
 ``innererror.content_filter_result`` (violence filtered, severity medium; fault
-``content_filter``). Chat answers carry ``prompt_filter_results`` and ``content_filter_results``,
-every answer ``apim-request-id`` and ``x-ms-region``. 429s (rate limits and ``p_429``) have
+``content_filter``). ``json_schema`` on an api-version before 2024-08-01-preview gets a 400
+"response_format value as json_schema is enabled only for api versions 2024-08-01-preview and
+later". Chat answers carry ``prompt_filter_results`` and ``content_filter_results``, every answer ``apim-request-id`` and ``x-ms-region``. 429s (rate limits and ``p_429``) have
 Azure's body ("Requests to the ChatCompletions_Create Operation under Azure OpenAI API version
 ... have exceeded token rate limit ... Please retry after N seconds ...") and ``retry-after``
 plus ``retry-after-ms`` (``p_429``: when ``retry_after_s`` is set). Other errors keep OpenAI's
@@ -1017,6 +1018,9 @@ class _Core:
                 if rf_type in ("json_schema", "json_object") and schema not in SCHEMA_NAMES and kind is None:
                     return done(_err(400, f"Unknown schema name {schema!r}: the fake knows {', '.join(SCHEMA_NAMES)}"
                                      + ("" if rf_type == "json_schema" else " (put 'JSON schema name: <NAME>' on a system-message line)")))
+            if azure and rf_type == "json_schema" and cfg.prose_json == "off" \
+                    and api_version < dialects.AZURE_JSON_SCHEMA_SINCE:  # dates compare as text
+                return done(dialects.azure_json_schema_too_old())
             if azure and cfg.content_filter_markers:
                 prompt = "\n".join(_content_text(m.get("content")) for m in messages if isinstance(m, dict))
                 if any(marker and marker in prompt for marker in cfg.content_filter_markers):

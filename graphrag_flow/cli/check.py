@@ -68,35 +68,58 @@ async def _check_llm(root: Path, settings: Settings, quick: bool) -> list[str]:
         embedder = get_offline_embedder(settings.embed.long_text)
         lines.append(f"offline provider: local embedding model {embedder.model_name} loaded ({embedder.dimension}-d)")
         return lines
+    azure = settings.llm.provider == "azure"
     if not settings.llm.api_base:
-        raise SettingsError("llm.api_base is not set (e.g. https://api.openai.com/v1)")
+        example = "https://NAME.openai.azure.com" if azure else "https://api.openai.com/v1"
+        raise SettingsError(f"llm.api_base is not set (e.g. {example})")
     from graphrag_flow.config import secret_value
     from graphrag_flow.llm import LLMStats, OpenAICompatibleClient, RequestLimiter
+    from graphrag_flow.llm.entra import run_token
 
     llm = settings.llm.model_copy(update={"max_retries": 0})
     client = OpenAICompatibleClient(
         llm, api_key=secret_value(settings.llm.api_key), limiter=RequestLimiter(2), stats=LLMStats(), cache=None,
-        timeout_cap=(CHECK_TIMEOUT_S, "`graphrag-flow check` and the index preflight"),
+        timeout_cap=(CHECK_TIMEOUT_S, "`graphrag-flow check` and the index preflight"), entra=run_token(llm),
     )
     api_base = safe_url(settings.llm.api_base)
     async with client:
         try:
-            models = await client.list_models()
+            if azure:  # Azure lists no deployments to a key: each deployment is probed instead
+                await client.probe_deployments()
+                models = []
+            else:
+                models = await client.list_models()
         except FatalLLMError:
             raise
         except Exception as exc:  # connection refused, timeout, bad answer
             raise FatalLLMError(f"cannot reach {api_base} (setting llm.api_base): "
                                 f"{scrub_url(str(exc), settings.llm.api_base)}") from None
-        lines.append(f"{api_base} answered GET /models; the key was accepted")
+        if azure:
+            credential = "the Entra ID token" if llm.uses_entra_id else "the key"
+            lines.append(f"{api_base} (Azure OpenAI, api-version {llm.api_version}) has deployments "
+                         f"{llm.chat_model} and {llm.embedding_model}; {credential} was accepted")
+        else:
+            lines.append(f"{api_base} answered GET /models; the key was accepted")
         for setting, model in (("llm.chat_model", llm.chat_model), ("llm.embedding_model", llm.embedding_model)):
             if models and model not in models:
                 raise FatalLLMError(
                     f"model '{model}' (setting {setting}) is not served by {api_base}"
                 )
         if not quick:
-            await client.check()
+            mode = await client.check()
             lines.append(f"{llm.chat_model} and {llm.embedding_model} each answered a tiny request")
+            lines.append(STRUCTURED_OUTPUT[mode])
     return lines
+
+
+#: What `check` says of the structured-output mode the chat model accepted.
+STRUCTURED_OUTPUT = {
+    "json_schema": "structured output: the server accepted response_format json_schema (strict)",
+    "json_object": "structured output: the server refused response_format json_schema; runs use json_object "
+                   "with the schema in the system prompt (answers are still validated against it)",
+    "prose": "structured output: the server ignores response_format and answered the JSON inside prose; runs "
+             "take the JSON object out of the text and validate it against the schema (expect more retries)",
+}
 
 
 def query_block_warnings(root: Path, settings: Settings) -> list[str]:

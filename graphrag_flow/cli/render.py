@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from graphrag_flow.summary import NEO4J_COLUMNS, SUMMARY_COLUMNS, changes_lines, neo4j_cells
+from graphrag_flow.summary import NEO4J_COLUMNS, SUMMARY_COLUMNS, changes_lines, neo4j_cells, rate_budget_line
 
 
 def render_neo4j(result: dict | None, console: Console) -> None:
@@ -33,6 +33,9 @@ def render_summary(summary: dict, console: Console) -> None:
     for row in summary.get("stages", []):
         table.add_row(*(str(row.get(c.replace(" ", "_"), "")) for c in SUMMARY_COLUMNS))
     console.print(table)
+    budget = rate_budget_line(summary.get("rate_budget"))
+    if budget:
+        console.print(budget, highlight=False)
     sizes = Table(title="outputs")
     sizes.add_column("table")
     sizes.add_column("rows", justify="right")

@@ -37,10 +37,13 @@ from pydantic import BaseModel, ValidationError
 from graphrag_flow.config import LLMSettings
 from graphrag_flow.errors import FatalLLMError, ItemFailedError
 from graphrag_flow.llm.answer_cache import AnswerCache
+from graphrag_flow.llm.azure import PROBES
 from graphrag_flow.llm.cache_batches import BatchedAnswerCache
 from graphrag_flow.llm.connections import ConnectionPool
+from graphrag_flow.llm.entra import EntraToken
 from graphrag_flow.llm.limiter import DEFAULT_PRIORITY, RequestLimiter
 from graphrag_flow.llm.outcomes import BadRequest, Reply, says_context_length, says_json_schema_unsupported
+from graphrag_flow.llm.pacing import RateBudget
 from graphrag_flow.llm.parsing import parse_chat, parse_embeddings, parse_models
 from graphrag_flow.llm.retry import Backoff, Budget, request_budget
 from graphrag_flow.llm.schemas import ANSWER_MODELS
@@ -112,13 +115,18 @@ class OpenAICompatibleClient:
         priority: int = DEFAULT_PRIORITY,
         timeout_cap: tuple[float, str] | None = None,
         gate: SpendGate | None = None,
+        entra: EntraToken | None = None,
+        pacer: RateBudget | None = None,
     ):
         """`timeout_cap` (seconds, what sets it): a limit below llm.request_timeout_s for every
-        request, e.g. `graphrag-flow check`'s; messages then name it, not the setting."""
+        request, e.g. `graphrag-flow check`'s; messages then name it, not the setting. `entra`:
+        the run's Microsoft Entra ID token source, with `llm.azure_auth: entra_id`. `pacer`: the
+        run's tokens/requests-per-minute budget (graphrag_flow/llm/pacing.py), when one is set."""
         self._settings = settings
         default_budget = request_budget(settings, settings.max_retries, *(timeout_cap or (None,)))
         self._transport = Transport(settings, api_key, limiter, stats, default_budget,
-                                    Backoff(backoff_base_s, backoff_max_s), pool=pool, priority=priority)
+                                    Backoff(backoff_base_s, backoff_max_s), pool=pool, priority=priority,
+                                    entra=entra, pacer=pacer)
         self._stats = stats
         #: The run's budget, asked before each request leaves (graphrag_flow/llm/spend.py).
         self._gate = gate if gate is not None and gate.limited else None
@@ -127,6 +135,8 @@ class OpenAICompatibleClient:
         # killed rebuild resumes from what it had received.
         self._read_cache = read_cache
         self.json_object_mode = json_object_mode
+        #: Chat answers taken out of prose (a server that ignores response_format).
+        self.prose_answers = 0
         self._timeout_cap = timeout_cap
         self._embedding_dim: int | None = settings.embedding_dimensions
         self._cache_batches: BatchedAnswerCache | None = None
@@ -202,7 +212,7 @@ class OpenAICompatibleClient:
             meter = _RequestUsage(self._stats, self._gate, stage, embedding=False)
 
             def parse(response: Reply) -> BaseModel:
-                return parse_chat(response, model_cls, schema_name, meter)
+                return parse_chat(response, model_cls, schema_name, meter, lambda: self._saw_prose(stage))
 
             while True:
                 json_object = self.json_object_mode
@@ -225,6 +235,15 @@ class OpenAICompatibleClient:
                 await self._store(cache, key, answer.model_dump_json(), meter.billed)
             self._stats.item(stage)
             return answer
+
+    def _saw_prose(self, stage: str) -> None:
+        """An answer came as JSON inside prose: the server ignores response_format (said once)."""
+        self.prose_answers += 1
+        if self.prose_answers == 1:
+            note = (f"{self._transport.shown_base} answered JSON inside prose (it ignores response_format); "
+                    "the JSON object was taken out of the text and validated against the schema")
+            log.warning(note)
+            self._stats.warning(stage, note)
 
     def _fall_back_to_json_object(self, stage: str, message: str) -> None:
         if self.json_object_mode:
@@ -363,8 +382,24 @@ class OpenAICompatibleClient:
                 raise FatalLLMError(f"GET {self._transport.shown_base}/models was refused ({exc.status}): "
                                     f"{exc.message} (setting llm.api_base)") from None
 
-    async def check(self) -> None:
-        """Fail fast: the key works, both models exist and each answers one tiny request.
+    async def probe_deployments(self) -> None:
+        """Azure: the route, api-version, credentials and both deployments, proved by a body each
+        deployment refuses (graphrag_flow/llm/azure.py `PROBES`): nothing generated or billed.
+        401, 403 and 404 raise FatalLLMError naming the setting."""
+        s = self._settings
+        async with self._transport.call():
+            for path, setting in (("chat/completions", ("llm.chat_model", s.chat_model)),
+                                  ("embeddings", ("llm.embedding_model", s.embedding_model))):
+                try:
+                    await self._transport.send("models", "check", f"probe of {setting[0]}", "POST", path,
+                                               PROBES[path], lambda reply: None, self._transport.budget, setting)
+                except BadRequest:
+                    pass  # refused as invalid after every other check passed: what a probe asks for
+
+    async def check(self) -> str:
+        """Fail fast: the key works, both models exist and each answers one tiny request. Returns
+        the structured-output mode the chat model accepted (`json_schema` or `json_object`), or
+        `prose` when it ignored response_format and answered the JSON inside text.
 
         Short timeout and at most one retry; any failure is a FatalLLMError naming the setting.
         """
@@ -372,11 +407,14 @@ class OpenAICompatibleClient:
         base = self._transport.shown_base
         cap_s, cap_name = self._timeout_cap or (CHECK_TIMEOUT_S, "a check request")
         check_budget = request_budget(s, min(s.max_retries, 1), min(cap_s, CHECK_TIMEOUT_S), cap_name)
-        models = await self.list_models()
-        for setting, model in (("llm.chat_model", s.chat_model), ("llm.embedding_model", s.embedding_model)):
-            if models and model not in models:
-                raise FatalLLMError(f"model '{model}' (setting {setting}) is not served by {base} "
-                                    f"(setting llm.api_base); it serves: {', '.join(sorted(models)[:20])}")
+        if not self._transport.serves("models"):
+            await self.probe_deployments()
+        else:
+            models = await self.list_models()
+            for setting, model in (("llm.chat_model", s.chat_model), ("llm.embedding_model", s.embedding_model)):
+                if models and model not in models:
+                    raise FatalLLMError(f"model '{model}' (setting {setting}) is not served by {base} "
+                                        f"(setting llm.api_base); it serves: {', '.join(sorted(models)[:20])}")
         messages = [
             {"role": "system", "content": "Merge the descriptions of one entity into one short description."},
             {"role": "user", "content": "Entity: graphrag-flow\nDescriptions:\n- a tool\n- an indexer"},
@@ -391,3 +429,6 @@ class OpenAICompatibleClient:
         except ItemFailedError as exc:
             raise FatalLLMError(f"embedding model '{s.embedding_model}' (setting llm.embedding_model) at "
                                 f"{base} did not embed a tiny input: {exc.reason}") from None
+        if self.prose_answers:
+            return "prose"
+        return "json_object" if self.json_object_mode else "json_schema"

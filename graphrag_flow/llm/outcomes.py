@@ -8,6 +8,7 @@
 | connect timeout, `llm.request_timeout_s` reached, 408 | `Retryable("timeout")` |
 | the adaptive deadline reached (graphrag_flow/llm/deadlines.py) | `Retryable("deadline")` |
 | 429 | `Retryable("rate_limit")`, waiting its `Retry-After` when it gives one |
+| 429 "Request too large" (the request alone exceeds the per-minute limit) | `BadRequest`: no wait helps, the item fails |
 | 409, 500 and up | `Retryable("server_error")` |
 | 401, 403 | `FatalLLMError`: the key is rejected, the run stops, naming the settings |
 | 404 | `FatalLLMError`: the model or `llm.api_base` is wrong, naming the setting |
@@ -99,6 +100,8 @@ def status_failure(reply: Reply, shown_base: str, model_setting: tuple[str, str]
                              f"is not served there, or the setting llm.api_base is wrong (it usually ends in /v1). "
                              f"Server said: {message}")
     if status == 429:
+        if says_request_too_large(message):  # larger than the whole per-minute limit: no wait helps
+            return BadRequest(status, message)
         return Retryable("rate_limit", f"rate limited (429): {message}", retry_after(reply))
     if status in RETRYABLE_STATUS or status >= 500:
         kind = "timeout" if status == 408 else "server_error"
@@ -153,6 +156,12 @@ def says_json_schema_unsupported(message: str) -> bool:
     """A 400 that refuses response_format json_schema: the client falls back to json_object."""
     m = message.lower()
     return "json_schema" in m or "response_format" in m or "structured output" in m
+
+
+def says_request_too_large(message: str) -> bool:
+    """A 429 for a request that alone exceeds the per-minute token limit (OpenAI: "Request too
+    large for MODEL ... on tokens per min (TPM): Limit N, Requested M"): the item fails."""
+    return "request too large" in message.lower()
 
 
 def says_context_length(message: str) -> bool:

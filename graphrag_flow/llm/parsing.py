@@ -2,7 +2,10 @@
 
 - Chat: `choices[0].message.content` (a string or content parts), without a ```json fence
   some json_object servers wrap it in, validated with pydantic against the schema asked for.
-  A refusal or an empty answer is a bad answer.
+  A refusal or an empty answer is a bad answer. A local server that ignores `response_format`
+  (vLLM, Ollama before structured outputs) may answer the JSON inside prose: a fenced block
+  between sentences, or the object followed by a sentence. When the content is not JSON, the
+  first fenced block, else the first JSON object in it, is what is validated (`embedded_json`).
 - Embeddings: aligned by `data[i].index`, never by position (servers may reorder them): as
   many vectors as inputs, each index once, one dimension for all (and the one the run has
   seen), finite numbers only; a list of floats or base64 float32 from servers that ignore
@@ -18,6 +21,8 @@ These run on the event loop, once per answer; the embedding check is numpy, not 
 from __future__ import annotations
 
 import base64
+import json
+import re
 from typing import Any, Callable
 
 import numpy as np
@@ -42,9 +47,11 @@ def billed_usage(payload: Any) -> tuple[int, int] | None:
     return prompt, completion
 
 
-def parse_chat(reply: Reply, model_cls: type[BaseModel], schema_name: str, meter: Meter | None = None) -> BaseModel:
+def parse_chat(reply: Reply, model_cls: type[BaseModel], schema_name: str, meter: Meter | None = None,
+               on_prose: Callable[[], None] | None = None) -> BaseModel:
     """The validated answer. `meter` gets its usage once the reply is a chat answer, before it is
-    validated: an answer that does not validate was billed too."""
+    validated: an answer that does not validate was billed too. `on_prose` is called when the
+    answer had to be taken out of prose (`embedded_json`)."""
     try:
         payload = reply.json()
     except ValueError:
@@ -64,7 +71,44 @@ def parse_chat(reply: Reply, model_cls: type[BaseModel], schema_name: str, meter
     try:
         return model_cls.model_validate_json(strip_fences(content))
     except ValidationError as exc:
-        raise BadAnswer(f"the answer does not match schema {schema_name}: {short_validation_error(exc)}") from None
+        error = exc
+    if error.errors(include_input=False)[0]["type"] == "json_invalid":  # not JSON: JSON inside prose?
+        embedded = embedded_json(content)
+        if embedded is not None:
+            try:
+                answer = model_cls.model_validate_json(embedded)
+            except ValidationError as exc:
+                error = exc
+            else:
+                if on_prose is not None:
+                    on_prose()
+                return answer
+    raise BadAnswer(f"the answer does not match schema {schema_name}: {short_validation_error(error)}")
+
+
+_FENCED = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\r?\n(.*?)```", re.DOTALL)
+_DECODER = json.JSONDecoder()
+#: How many `{` an answer in prose is searched from for its JSON object.
+_MAX_OBJECT_STARTS = 32
+
+
+def embedded_json(text: str) -> str | None:
+    """The JSON object inside prose: the first fenced block holding one, else the first object
+    that parses from a `{` on (what follows it is ignored); None when there is none."""
+    for block in _FENCED.findall(text):
+        block = block.strip()
+        if block.startswith("{"):
+            return block
+    start = text.find("{")
+    for _ in range(_MAX_OBJECT_STARTS):  # bounded: each try may read to the end of the text
+        if start == -1:
+            break
+        try:
+            _, end = _DECODER.raw_decode(text, start)
+            return text[start:end]
+        except ValueError:
+            start = text.find("{", start + 1)
+    return None
 
 
 def strip_fences(text: str) -> str:

@@ -7,15 +7,19 @@ the error table (graphrag_flow/llm/outcomes.py), the retry rules (retry.py), the
 deadline (deadlines.py) and hedging (hedging.py). The client (client.py) builds the requests
 and reads the answers; it passes a `parse` function that turns a 200 into the answer.
 
+Where requests go and how they carry the key is the provider's (graphrag_flow/llm/endpoints.py:
+an OpenAI-compatible API, or Azure OpenAI's deployments with its own error bodies, azure.py).
+
 A transport belongs to the event loop that entered it (`async with`); it refuses calls from
 another loop or thread, and never creates a loop. The API key is sent only as a session
-header: it never enters a message, a log line or `repr()`, and every message is scrubbed of
-it and of any user:password@ in the URL.
+header, an Entra ID token (entra.py) only as a request header: neither enters a message, a log
+line or `repr()`, and every message is scrubbed of both and of any user:password@ in the URL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -24,15 +28,18 @@ from typing import Any, AsyncIterator, Callable, TypeVar
 
 import aiohttp
 from pydantic import SecretStr
-from yarl import URL
 
 from graphrag_flow.config import LLMSettings
 from graphrag_flow.errors import FatalLLMError, ItemFailedError, SettingsError
+from graphrag_flow.llm.azure import azure_failure
 from graphrag_flow.llm.connections import ConnectionPool, proxy_for
 from graphrag_flow.llm.deadlines import adaptive_deadline, p95
+from graphrag_flow.llm.endpoints import key_header, request_urls
+from graphrag_flow.llm.entra import EntraToken
 from graphrag_flow.llm.hedging import hedge_delay, hedged
 from graphrag_flow.llm.limiter import DEFAULT_PRIORITY, RequestLimiter
 from graphrag_flow.llm.outcomes import BadAnswer, Reply, Retryable, status_failure
+from graphrag_flow.llm.pacing import RateBudget, request_tokens
 from graphrag_flow.llm.retry import Backoff, Budget, RequestRetries
 from graphrag_flow.llm.stats import LLMStats
 from graphrag_flow.urls import safe_url, scrub_url, url_userinfo
@@ -40,8 +47,6 @@ from graphrag_flow.urls import safe_url, scrub_url, url_userinfo
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: The endpoints below `llm.api_base` a request may name.
-PATHS = ("chat/completions", "embeddings", "models")
 _JSON = {"Content-Type": "application/json"}
 
 
@@ -50,9 +55,11 @@ class Transport:
 
     def __init__(self, settings: LLMSettings, api_key: str | None, limiter: RequestLimiter, stats: LLMStats,
                  budget: Budget, backoff: Backoff, *, pool: ConnectionPool | None = None,
-                 priority: int = DEFAULT_PRIORITY):
+                 priority: int = DEFAULT_PRIORITY, entra: EntraToken | None = None,
+                 pacer: RateBudget | None = None):
         if not settings.api_base:
-            raise SettingsError("llm.api_base is not set (e.g. https://api.openai.com/v1)")
+            example = "https://NAME.openai.azure.com" if settings.provider == "azure" else "https://api.openai.com/v1"
+            raise SettingsError(f"llm.api_base is not set (e.g. {example})")
         self._settings = settings
         self._api_base = settings.api_base.rstrip("/")
         #: What messages show: without any user:password@ the URL may carry.
@@ -63,14 +70,22 @@ class Transport:
                                 "carry only one of them; remove one")
         # SecretStr: a vars()/debugger dump shows '**********', never the key.
         self._api_key = SecretStr(api_key) if api_key else None
+        #: Azure with Microsoft Entra ID: a token per request instead of the key.
+        self._entra = entra if settings.uses_entra_id else None
+        if self._entra is None and settings.uses_entra_id:
+            raise SettingsError("llm.azure_auth is entra_id but no Entra ID credential was given to the client")
+        self._failure = (functools.partial(azure_failure, settings=settings) if settings.provider == "azure"
+                         else status_failure)
         self._limiter = limiter
+        #: The run's tokens/requests-per-minute budget (pacing.py); None: no request is counted.
+        self._pacer = pacer
         #: This transport's place in the queue for the run's limiter (lower goes first).
         self._priority = priority
         self._stats = stats
         #: The budget of a request that names none.
         self.budget = budget
         self._backoff = backoff
-        self._urls = {path: URL(f"{self._api_base}/{path}") for path in PATHS}
+        self._urls = request_urls(settings, self._api_base)
         self._session: aiohttp.ClientSession | None = None
         #: The run's connections when given (and open on this loop), else the transport's own.
         self._shared_pool = pool
@@ -95,9 +110,9 @@ class Transport:
         n = self._settings.max_concurrency
         rt = self._settings.request_timeout_s
         headers = {"User-Agent": "graphrag-flow"}
-        if self._api_key is not None:
+        if self._api_key is not None and self._entra is None:
             # Session headers appear in no exception or repr; errors carry only the URL.
-            headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
+            headers.update(key_header(self._settings, self._api_key.get_secret_value()))
         self._loop = asyncio.get_running_loop()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -158,6 +173,15 @@ class Transport:
         # Serialized once for every attempt (retries and hedges send the same bytes).
         data = None if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":"),
                                                      allow_nan=False).encode("utf-8")
+        # Counted once for every attempt, in a thread (the tokenizer), only under a rate budget.
+        tokens = 0
+        if self._pacer is not None and kind in ("chat", "embeddings"):
+            tokens = await asyncio.to_thread(request_tokens, kind, body, self._settings.expected_completion_tokens)
+            tpm = self._pacer.tokens_per_minute
+            if tpm is not None and tokens > tpm:  # the provider would refuse it as too large, after a minute's wait
+                raise self.fail(stage, item, f"the request counts {tokens} tokens, more than the {tpm} tokens per "
+                                             f"minute of llm.tokens_per_minute (or the server's limit): the provider "
+                                             f"refuses it as too large; shorten the input or raise the limit")
         while True:
             self._stats.request(stage)
             # Hedged (graphrag_flow/llm/hedging.py) only when that can apply: hedging on and a
@@ -166,9 +190,9 @@ class Transport:
             try:
                 if after is None:
                     return await self._attempt(kind, method, path, data, parse, budget, retries.deadline_hits,
-                                               model_setting)
+                                               model_setting, tokens)
                 return await hedged(self._attempt, (kind, method, path, data, parse, budget, retries.deadline_hits,
-                                                    model_setting), after, self._limiter, self._stats, stage)
+                                                    model_setting, tokens), after, self._limiter, self._stats, stage)
             except Retryable as exc:
                 failure = exc
             delay = retries.after(failure)
@@ -181,25 +205,34 @@ class Transport:
 
     async def _attempt(self, kind: str, method: str, path: str, data: bytes | None,
                        parse: Callable[[Reply], T], budget: Budget, deadline_hits: int,
-                       model_setting: tuple[str, str] | None, on_wire: asyncio.Event | None = None) -> T:
+                       model_setting: tuple[str, str] | None, tokens: int = 0,
+                       on_wire: asyncio.Event | None = None) -> T:
         session = self._session
         assert session is not None
         limit, why = budget.timeout_s, budget.timeout_source
         try:
             async with self._limiter.slot(self._priority):
+                sent = None
+                if self._pacer is not None:
+                    # In the slot: the limiter's priorities decide who queues for the budget first.
+                    sent = await self._pacer.acquire(tokens)
                 if on_wire is not None:
                     on_wire.set()
                 # Decided once on the wire (after the wait for a slot), from the latest samples.
                 adaptive = adaptive_deadline(kind, p95(self._stats.latencies(kind)), deadline_hits, budget)
                 if adaptive is not None:
                     limit, why = adaptive
+                headers = _JSON if data is not None else None
+                if self._entra is not None:  # fetched (or refreshed) before the clock starts
+                    headers = {**(headers or {}), "Authorization": await self._entra.bearer()}
                 started = time.monotonic()
                 async with asyncio.timeout(limit):
                     async with session.request(method, self._urls[path], data=data, proxy=self._proxy,
-                                               headers=_JSON if data is not None else None,
-                                               allow_redirects=False) as raw:
+                                               headers=headers, allow_redirects=False) as raw:
                         response = Reply(raw.status, raw.headers, await raw.read())
                 latency = time.monotonic() - started
+                if sent is not None:
+                    self._pacer.observe(response.headers, sent)
         # The error table's transport rows (graphrag_flow/llm/outcomes.py).
         except aiohttp.ConnectionTimeoutError:  # aiohttp's connect timeout: no socket yet
             raise Retryable("timeout", f"could not connect to {self.shown_base} within "
@@ -219,7 +252,10 @@ class Transport:
                 raise Retryable("invalid_answer", self.scrub(str(exc))) from None
             self._stats.latency(kind, latency)  # shared by the run's transports (see LLMStats)
             return result
-        raise status_failure(response, self.shown_base, model_setting, self.scrub)
+        failure = self._failure(response, self.shown_base, model_setting, self.scrub)
+        if self._pacer is not None and isinstance(failure, Retryable) and failure.kind == "rate_limit" and failure.wait:
+            self._pacer.pause(failure.wait)  # the others would only be refused too
+        raise failure
 
     def _connect_timeout_s(self) -> float:
         return min(10.0, self.budget.timeout_s)
@@ -228,8 +264,12 @@ class Transport:
 
     @property
     def has_key(self) -> bool:
-        """Whether requests carry an API key (what `repr()` may say about it)."""
-        return self._api_key is not None
+        """Whether requests carry an API key or a token (what `repr()` may say about it)."""
+        return self._api_key is not None or self._entra is not None
+
+    def serves(self, path: str) -> bool:
+        """Whether the provider has this endpoint (Azure serves no `models`)."""
+        return path in self._urls
 
     def fail(self, stage: str, item: str, reason: str) -> ItemFailedError:
         """The item's failure, counted, its reason scrubbed."""
@@ -240,5 +280,10 @@ class Transport:
         """Belt and braces: a server or proxy might echo the key back, and an error of aiohttp's
         may show the URL with its user:password@."""
         text = scrub_url(text, self._api_base)
-        key = self._api_key.get_secret_value() if self._api_key is not None else ""
-        return text.replace(key, "***") if len(key) >= 4 else text
+        secrets = self._entra.secrets() if self._entra is not None else []
+        if self._api_key is not None:
+            secrets.append(self._api_key.get_secret_value())
+        for secret in secrets:
+            if secret and len(secret) >= 4:
+                text = text.replace(secret, "***")
+        return text
