@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import hashlib
+import json
 import os
 import stat
 from dataclasses import dataclass
@@ -38,7 +39,8 @@ _ALLOWED_CONTROLS = {"\t", "\n", "\r", "\f", "\v"}
 #: never follows a link the listing did not see, never leaks the descriptor to a child process.
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
-#: metadata: input.metadata_columns of a record (a dict), None for a whole file.
+#: metadata: input.metadata_columns of a record as a JSON object (a string: it keeps its keys
+#: through the stage store's parquet files), None for a whole file.
 DOCUMENT_COLUMNS = ["id", "title", "text", "creation_date", "content_sha256", "metadata"]
 
 
@@ -144,8 +146,9 @@ def _extracted_rows(file: InputFile, reader: Reader, extraction: Extraction,
     for doc in extraction.documents:
         title = file.title if doc.record is None else f"{file.title}: {doc.record}"
         doc_id = sha256_json([reader.version, doc.text, doc.metadata])
+        metadata = json.dumps(doc.metadata, ensure_ascii=False, sort_keys=True) if doc.metadata else None
         rows.append({"id": doc_id, "title": title, "text": doc.text, "creation_date": _date(mtime),
-                     "content_sha256": doc_id, "metadata": doc.metadata})
+                     "content_sha256": doc_id, "metadata": metadata})
     return rows, warnings
 
 
@@ -174,12 +177,10 @@ def _nothing_read(listing: InputListing, patterns: list[str], what: str) -> Inpu
     return InputError(f"{what}: nothing to index" + "".join(f"\n  {n}" for n in notes))
 
 
-def _missing_extras(missing: dict[str, list[str]]) -> list[InputWarning]:
+def _missing_extras(missing: dict[str, tuple[Reader, list[str]]]) -> list[InputWarning]:
     """One warning per type whose reader's extra is not installed, naming the extra."""
     warnings = []
-    for suffix, titles in missing.items():
-        reader = reader_for(suffix)
-        assert reader is not None
+    for suffix, (reader, titles) in missing.items():
         shown = ", ".join(titles[:3]) + (", …" if len(titles) > 3 else "")
         plural = "" if len(titles) == 1 else "s"
         warnings.append(InputWarning(f"{len(titles)} {suffix} file{plural} ({shown})",
@@ -197,12 +198,14 @@ def read_listed(listing: InputListing, settings: InputSettings,
     cache = cache or ExtractedTextCache(None)
     rows: list[dict] = []
     seen: dict[str, str] = {}
-    missing: dict[str, list[str]] = {}
+    missing: dict[str, tuple[Reader, list[str]]] = {}
     for file in listing.files:
         try:
             file_rows, file_warnings = read_document(file, settings, cache)
         except ImportError:
-            missing.setdefault(PurePosixPath(file.title).suffix.lower(), []).append(file.title)
+            reader = reader_for(file.title)
+            assert reader is not None  # plain text needs no library
+            missing.setdefault(PurePosixPath(file.title).suffix.lower(), (reader, []))[1].append(file.title)
             continue
         listing.warnings.extend(file_warnings)
         for row in file_rows:

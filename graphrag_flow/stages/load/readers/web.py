@@ -66,6 +66,6 @@ def read(data: bytes, settings: InputSettings) -> Extraction:
         raise Unreadable("no text in this HTML page; skipped")
     title = page.css_first("title")
     heading = title.text(strip=True) if title is not None else ""
-    if heading and heading not in text:
+    if heading and heading not in text.split("\n"):  # a page titled as its first heading: once
         text = f"{heading}\n{text}"
     return Extraction([Extracted(text)])
