@@ -229,7 +229,7 @@ def test_a_type_whose_extra_is_not_installed_is_skipped_with_one_warning_naming_
                          check=True)
     titles, warnings = json.loads(out.stdout)
     assert titles == ["c.txt", "d.html"]
-    assert warnings == ["2 .docx files (a.docx, b.docx): not read: reading DOCX files needs the `docx` extra: "
+    assert warnings == ["2 .docx files (a.docx, b.docx): not read: reading DOCX files needs the docx extra: "
                         "pip install 'graphrag-flow[docx]'"]
 
 

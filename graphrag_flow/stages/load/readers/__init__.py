@@ -82,7 +82,7 @@ class Reader:
             return f"{self.name}-{self.rules}+{self.library}-unknown"
 
     def missing_extra(self) -> str:
-        return (f"reading {self.name.upper()} files needs the `{self.extra}` extra: "
+        return (f"reading {self.name.upper()} files needs the {self.extra} extra: "
                 f"pip install 'graphrag-flow[{self.extra}]'")
 
 
