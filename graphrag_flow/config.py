@@ -96,6 +96,11 @@ class InputSettings(_Section):
     text_column: str = Field("text", min_length=1)
     title_column: str | None = None
     metadata_columns: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Readers run in worker processes (stages/load/workers.py): a file whose reading needs more
+    #: memory (a decompression bomb) or time is skipped with a warning, and the run goes on.
+    #: The memory is what one file may take beyond the worker's libraries.
+    reader_memory_mb: int = Field(2048, ge=64, le=1_048_576)
+    reader_timeout_s: float = _finite(default=600.0, gt=0, le=86_400)
     #: Links that lead out of input.dir are not followed unless this is set: what is read is
     #: sent to the chat API and written to the outputs (stages/load/listing.py).
     follow_links_outside: bool = False

@@ -133,3 +133,39 @@ def zip_bomb_docx(unpacked_gb: int = 2) -> bytes:
     directory = b"".join(centrals)
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(centrals), len(centrals), len(directory), offset, 0)
     return b"".join(locals_) + directory + end
+
+
+def _raw_pdf(content_stream: bytes, filter_name: str) -> bytes:
+    """A one-page PDF written by hand around one content stream (with its xref table)."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << >> >>",
+        b"<< /Length %d /Filter /%s >>\nstream\n" % (len(content_stream), filter_name.encode())
+        + content_stream + b"\nendstream",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def pdf_bomb(unpacked_gb: int = 3) -> bytes:
+    """A PDF of a few MB whose one content stream inflates (FlateDecode) to `unpacked_gb` GB of
+    spaces: a valid zlib stream (header, fully flushed 1 MB blocks, Adler-32)."""
+    chunk = b" " * (1 << 20)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = packer.compress(chunk) + packer.flush(zlib.Z_FULL_FLUSH)
+    count = unpacked_gb * 1024
+    checksum = 1
+    for _ in range(count):
+        checksum = zlib.adler32(chunk, checksum)
+    stream = (b"\x78\xda" + block * count + zlib.compressobj(9, zlib.DEFLATED, -15).flush()
+              + struct.pack(">I", checksum))
+    return _raw_pdf(stream, "FlateDecode")

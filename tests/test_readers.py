@@ -106,6 +106,33 @@ def test_a_pdf_over_max_file_mb_is_not_parsed(tmp_path):
     assert loaded.extracted == 0
 
 
+def test_a_pdf_decompression_bomb_is_stopped_by_the_worker_memory_cap_and_the_run_goes_on(tmp_path):
+    """One content stream of a 3 MB PDF inflates to 1 GB: the worker's allocation fails at
+    input.reader_memory_mb, this process never holds it, and the file is tried again next run."""
+    import resource
+
+    files = {"bomb.pdf": make.pdf_bomb(unpacked_gb=1), "ok.pdf": make.pdf([["A sentence about Ada Lovelace."]])}
+    root = _project(tmp_path, files)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    texts, warnings, loaded = _load(root, reader_memory_mb=384)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 256 * 1024  # KB
+    assert list(texts) == ["ok.pdf"]
+    assert warnings["bomb.pdf"] == ["reading it needs more than input.reader_memory_mb=384 MB (a decompression "
+                                    "bomb?); skipped"]
+    _, _, loaded = _load(root, reader_memory_mb=384)
+    assert (loaded.extracted, loaded.reused) == (1, 1)  # a cap met is not remembered: settings may change
+
+
+def test_a_pdf_over_the_time_limit_is_skipped_and_its_worker_killed(tmp_path):
+    long = make.pdf([[f"Line {i} of page {p} of a long manual." for i in range(45)] for p in range(150)])
+    files = {"long.pdf": long, "short.pdf": make.pdf([["A sentence about Grace Hopper."]])}
+    started = time.perf_counter()
+    texts, warnings, _ = _load(_project(tmp_path, files), reader_timeout_s=1)
+    assert time.perf_counter() - started < 30
+    assert list(texts) == ["short.pdf"]
+    assert warnings["long.pdf"] == ["reading it took longer than input.reader_timeout_s=1 s; skipped"]
+
+
 # --------------------------------------------------------------------------- DOCX and HTML
 
 

@@ -14,12 +14,12 @@ from graphrag_flow.config import InputSettings
 from graphrag_flow.stages.load.listing import InputFile, InputListing, InputWarning, list_input
 from graphrag_flow.stages.load.extracted import ExtractedTextCache
 from graphrag_flow.stages.load.readers.text import decode_text
-from graphrag_flow.stages.load.reading import DOCUMENT_COLUMNS, LoadedInput, read_document, read_listed
+from graphrag_flow.stages.load.reading import DOCUMENT_COLUMNS, LoadedInput, read_listed
 from graphrag_flow.storage.paths import ProjectPaths
 
 __all__ = [
     "DOCUMENT_COLUMNS", "ExtractedTextCache", "InputFile", "InputListing", "InputWarning", "LoadedInput", "decode_text", "list_input",
-    "load_documents", "read_document", "read_listed",
+    "load_documents", "read_listed",
 ]
 
 

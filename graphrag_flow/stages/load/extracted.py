@@ -47,9 +47,11 @@ class ExtractedTextCache:
         self.reused += 1
         return extraction
 
-    def put(self, key: str, extraction: Extraction) -> None:
+    def put(self, key: str, extraction: Extraction, keep: bool = True) -> None:
+        """Count a parse and keep its result (`keep`: False for one that depends on the machine,
+        such as a time limit met, and is tried again next run)."""
         self.extracted += 1
-        if self.folder is None:
+        if self.folder is None or not keep:
             return
         payload = orjson.dumps(extraction.to_json())
         try:

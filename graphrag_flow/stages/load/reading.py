@@ -19,6 +19,8 @@ import hashlib
 import json
 import os
 import stat
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -30,6 +32,7 @@ from graphrag_flow.hashing import sha256_json, sha256_text
 from graphrag_flow.stages.load.extracted import ExtractedTextCache
 from graphrag_flow.stages.load.listing import InputFile, InputListing, InputWarning
 from graphrag_flow.stages.load.readers import Extraction, Reader, Unreadable, reader_for
+from graphrag_flow.stages.load.workers import ReaderPool
 from graphrag_flow.stages.load.readers.text import decode_text
 
 #: A file whose text has more control characters than this share is treated as binary.
@@ -120,21 +123,6 @@ def _plain_text(file: InputFile, data: bytes, mtime: float) -> tuple[dict | None
             "metadata": None}, warnings
 
 
-def _extraction(reader: Reader, data: bytes, settings: InputSettings, cache: ExtractedTextCache) -> Extraction:
-    """What the reader makes of the file, from the cache when this file was read by this reader
-    version with these settings before."""
-    key = cache.key(hashlib.sha256(data).hexdigest(), reader.version, reader.settings(settings))
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
-    try:
-        extraction = reader.load()(data, settings)
-    except Unreadable as exc:
-        extraction = Extraction(refused=str(exc))
-    cache.put(key, extraction)
-    return extraction
-
-
 def _extracted_rows(file: InputFile, reader: Reader, extraction: Extraction,
                     mtime: float) -> tuple[list[dict], list[InputWarning]]:
     """A reader's documents as rows: the id is the sha256 of the reader's version and the text
@@ -152,9 +140,24 @@ def _extracted_rows(file: InputFile, reader: Reader, extraction: Extraction,
     return rows, warnings
 
 
-def read_document(file: InputFile, settings: InputSettings,
-                  cache: ExtractedTextCache | None = None) -> tuple[list[dict], list[InputWarning]]:
-    """The documents of one file (a file of records has several) and its warnings.
+@dataclass
+class _Parsing:
+    """A file handed to a reader's worker: what its rows need once the worker answers."""
+
+    file: InputFile
+    reader: Reader
+    key: str
+    mtime: float
+    future: Future
+
+
+FileResult = tuple[list[dict], list[InputWarning]]
+
+
+def _start(file: InputFile, settings: InputSettings, cache: ExtractedTextCache,
+           pool: ReaderPool) -> FileResult | _Parsing:
+    """A file's documents and warnings when they need no parsing (plain text, the extracted-text
+    cache, a file that cannot be read), else its parse, handed to a worker.
 
     ImportError when the file's reader needs an extra that is not installed."""
     data, mtime, why_not = _read_bytes(file, settings.max_file_mb)
@@ -165,8 +168,28 @@ def read_document(file: InputFile, settings: InputSettings,
         row, warnings = _plain_text(file, data, mtime)
         return ([row] if row else []), warnings
     reader.load()  # before the cache: a missing extra is reported as such, whatever was cached
-    extraction = _extraction(reader, data, settings, cache or ExtractedTextCache(None))
+    key = cache.key(hashlib.sha256(data).hexdigest(), reader.version, reader.settings(settings))
+    cached = cache.get(key)
+    if cached is not None:
+        return _extracted_rows(file, reader, cached, mtime)
+    if reader.isolated and reader.check is None:
+        return _Parsing(file, reader, key, mtime, pool.submit(reader, data))
+    try:
+        if reader.check is not None:
+            reader.check(data)
+        if reader.isolated:
+            return _Parsing(file, reader, key, mtime, pool.submit(reader, data))
+        extraction = reader.load()(data, settings)
+    except Unreadable as exc:
+        extraction = Extraction(refused=str(exc))
+    cache.put(key, extraction)
     return _extracted_rows(file, reader, extraction, mtime)
+
+
+def _finish(parsing: _Parsing, cache: ExtractedTextCache, pool: ReaderPool) -> FileResult:
+    outcome = parsing.future.result()
+    cache.put(parsing.key, outcome.extraction, keep=outcome.cacheable)
+    return _extracted_rows(parsing.file, parsing.reader, outcome.extraction, parsing.mtime)
 
 
 def _nothing_read(listing: InputListing, patterns: list[str], what: str) -> InputError:
@@ -188,6 +211,34 @@ def _missing_extras(missing: dict[str, tuple[Reader, list[str]]]) -> list[InputW
     return warnings
 
 
+def _read_all(files: list[InputFile], settings: InputSettings, cache: ExtractedTextCache,
+              missing: dict[str, tuple[Reader, list[str]]]) -> list[FileResult]:
+    """Every file's documents and warnings, in the files' order; parses run in worker processes,
+    a few per worker at a time (each holds its file's bytes until it is done)."""
+    results: list[FileResult | None] = [None] * len(files)
+    in_flight: deque[tuple[int, _Parsing]] = deque()
+    with ReaderPool(settings) as pool:
+        for i, file in enumerate(files):
+            try:
+                started = _start(file, settings, cache, pool)
+            except ImportError:
+                reader = reader_for(file.title)
+                assert reader is not None  # plain text needs no library
+                missing.setdefault(PurePosixPath(file.title).suffix.lower(), (reader, []))[1].append(file.title)
+                results[i] = ([], [])
+                continue
+            if isinstance(started, _Parsing):
+                in_flight.append((i, started))
+                while len(in_flight) > 2 * pool.workers:
+                    j, parsing = in_flight.popleft()
+                    results[j] = _finish(parsing, cache, pool)
+            else:
+                results[i] = started
+        for j, parsing in in_flight:
+            results[j] = _finish(parsing, cache, pool)
+    return [r for r in results if r is not None]
+
+
 def read_listed(listing: InputListing, settings: InputSettings,
                 cache: ExtractedTextCache | None = None) -> LoadedInput:
     """The listed files' documents, one row per distinct content, in title order. `cache` keeps
@@ -199,14 +250,7 @@ def read_listed(listing: InputListing, settings: InputSettings,
     rows: list[dict] = []
     seen: dict[str, str] = {}
     missing: dict[str, tuple[Reader, list[str]]] = {}
-    for file in listing.files:
-        try:
-            file_rows, file_warnings = read_document(file, settings, cache)
-        except ImportError:
-            reader = reader_for(file.title)
-            assert reader is not None  # plain text needs no library
-            missing.setdefault(PurePosixPath(file.title).suffix.lower(), (reader, []))[1].append(file.title)
-            continue
+    for file_rows, file_warnings in _read_all(listing.files, settings, cache, missing):
         listing.warnings.extend(file_warnings)
         for row in file_rows:
             if row["id"] in seen:

@@ -66,6 +66,11 @@ class Reader:
     library: str | None  # the distribution whose version is part of the reader's
     extra: str | None  # the pip extra that installs the library; None: in the default install
     settings: Callable[[InputSettings], dict[str, Any]] = lambda s: {}  # settings that change the text
+    #: Parsed in a worker process with a memory cap and a time limit (workers.py): the parsers of
+    #: compressed or complex formats, in C or not. Records are parsed in-process (linear, bounded
+    #: by input.max_file_mb).
+    isolated: bool = False
+    check: Callable[[bytes], None] | None = None  # a cheap check first, in-process (signatures.py)
 
     def load(self) -> Callable[[bytes, InputSettings], Extraction]:
         """The read function; ImportError when the reader's extra is not installed."""
@@ -86,14 +91,17 @@ class Reader:
                 f"pip install 'graphrag-flow[{self.extra}]'")
 
 
+from graphrag_flow.stages.load.readers.signatures import check_pdf, check_zip  # noqa: E402  (needs Unreadable)
+
+
 def _records(s: InputSettings) -> dict[str, Any]:
     return {"text_column": s.text_column, "title_column": s.title_column, "metadata_columns": s.metadata_columns}
 
 
 READERS: dict[str, Reader] = {
-    ".pdf": Reader("pdf", "1", "pdf.read", "pdfminer.six", None),
-    ".docx": Reader("docx", "1", "word.read", "python-docx", "docx"),
-    ".html": Reader("html", "1", "web.read", "selectolax", "html"),
+    ".pdf": Reader("pdf", "1", "pdf.read", "pdfminer.six", None, isolated=True, check=check_pdf),
+    ".docx": Reader("docx", "1", "word.read", "python-docx", "docx", isolated=True, check=check_zip),
+    ".html": Reader("html", "1", "web.read", "selectolax", "html", isolated=True),
     ".csv": Reader("csv", "1", "records.read_csv", None, None, _records),
     ".json": Reader("json", "1", "records.read_json", None, None, _records),
     ".jsonl": Reader("jsonl", "1", "records.read_jsonl", None, None, _records),

@@ -103,6 +103,8 @@ def read(data: bytes, settings: InputSettings) -> Extraction:
         raise Unreadable("encrypted PDF (it needs a password to open); skipped: save a copy without the password")
     except PDFEncryptionError as exc:
         raise Unreadable(f"encrypted PDF ({exc or 'an encryption pdfminer cannot open'}); skipped")
+    except MemoryError:
+        raise  # the worker's memory cap (workers.py), not a damaged file
     except Exception as exc:  # pdfminer raises many kinds on a damaged file: all mean "cannot be read"
         raise Unreadable(f"not a readable PDF ({type(exc).__name__}: {str(exc)[:200]}); skipped") from None
     if not pages:

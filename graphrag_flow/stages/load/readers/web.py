@@ -60,6 +60,8 @@ def read(data: bytes, settings: InputSettings) -> Extraction:
         text = _lines(root.text(separator=""))
     except Unreadable:
         raise
+    except MemoryError:
+        raise  # the worker's memory cap (workers.py), not a damaged file
     except Exception as exc:
         raise Unreadable(f"not a readable HTML page ({type(exc).__name__}: {str(exc)[:200]}); skipped") from None
     if not text:

@@ -2,38 +2,20 @@
 as its cells joined by " | "), without headers, footers or comments.
 
 A DOCX is a zip file, and python-docx reads every part of it into memory: the sizes the zip
-declares are checked first, so a zip bomb (a few KB that unpack to gigabytes) is refused
-before anything is unpacked. Python's zipfile never unpacks more than a member declares.
+declares are checked first (signatures.check_zip), so a zip bomb is refused before anything is
+unpacked.
 """
 
 from __future__ import annotations
 
 import io
-import zipfile
 
 import docx
 from docx.table import Table
 
 from graphrag_flow.config import InputSettings
 from graphrag_flow.stages.load.readers import Extracted, Extraction, Unreadable
-
-#: Unpacked size of all a DOCX's parts together: a 1,000-page report with pictures is far below.
-MAX_UNPACKED_MB = 512
-#: Unpacked / packed size of the whole file: text XML packs about 10:1, a bomb 1000:1.
-MAX_RATIO = 200
-
-
-def check_zip(data: bytes, max_unpacked_mb: float = MAX_UNPACKED_MB) -> None:
-    """Refuse a zip whose parts would unpack beyond the bounds, by the sizes it declares."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            unpacked = sum(info.file_size for info in archive.infolist())
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise Unreadable(f"not a valid DOCX file (not a zip archive: {exc}); skipped") from None
-    if unpacked > max_unpacked_mb * 1024 * 1024 or unpacked > MAX_RATIO * max(len(data), 1024):
-        raise Unreadable(f"its parts unpack to {unpacked / 1048576:,.0f} MB from {len(data) / 1048576:,.1f} MB "
-                         "(a zip bomb?); skipped without unpacking")
-
+from graphrag_flow.stages.load.readers.signatures import check_zip
 
 def _table(table: Table) -> str:
     rows = []
@@ -61,6 +43,8 @@ def read(data: bytes, settings: InputSettings) -> Extraction:
                 blocks.append(text)
     except Unreadable:
         raise
+    except MemoryError:
+        raise  # the worker's memory cap (workers.py), not a damaged file
     except Exception as exc:  # python-docx and lxml raise many kinds on a damaged file
         raise Unreadable(f"not a readable DOCX file ({type(exc).__name__}: {str(exc)[:200]}); skipped") from None
     text = "\n\n".join(blocks)
