@@ -1,7 +1,7 @@
 """A reader worker process (workers.py starts it): imports the readers, says it is ready, then
 reads (entry, bytes, settings) messages from stdin and answers each with an Outcome on stdout.
 
-    python -m graphrag_flow.stages.load.reader_process MEMORY_MB
+    python -m graphrag_flow.stages.load.reader_process MEMORY_MB PARENT_PID
 
 Its address space is capped at what it holds once the readers are imported plus MEMORY_MB
 (input.reader_memory_mb): what one file may take, whatever the libraries' own size.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 import resource
+import signal
 import sys
 
 _READER_MODULES = [f"graphrag_flow.stages.load.readers.{m}" for m in ("pdf", "word", "web")]
@@ -34,7 +35,24 @@ def _cap_memory(memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
-def serve(memory_mb: int) -> None:
+def _die_with(parent_pid: int) -> None:
+    """On Linux, the kernel kills this worker when the load stage's process dies (a kill -9 of
+    the run must not leave a parse of a 500-page PDF running on); elsewhere the worker ends at
+    its next message, when the closed pipe says the parent is gone."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(0)
+
+
+def serve(memory_mb: int, parent_pid: int) -> None:
+    _die_with(parent_pid)
     # The answers go to the original stdout; anything a library prints goes to stderr instead.
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
@@ -66,4 +84,4 @@ def serve(memory_mb: int) -> None:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]))
+    serve(int(sys.argv[1]), int(sys.argv[2]))

@@ -72,7 +72,8 @@ class _Worker:
     def __init__(self, settings: InputSettings):
         self.settings = settings
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "graphrag_flow.stages.load.reader_process", str(settings.reader_memory_mb)],
+            [sys.executable, "-m", "graphrag_flow.stages.load.reader_process", str(settings.reader_memory_mb),
+             str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True,
         )
         self.started = False
