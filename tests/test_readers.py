@@ -133,6 +133,32 @@ def test_a_pdf_over_the_time_limit_is_skipped_and_its_worker_killed(tmp_path):
     assert warnings["long.pdf"] == ["reading it took longer than input.reader_timeout_s=1 s; skipped"]
 
 
+def test_a_reader_process_that_dies_costs_its_file_only(tmp_path):
+    """The worker parsing a long PDF is killed from outside (as a crash in C code would end it)."""
+    import threading
+
+    import psutil
+
+    long = make.pdf([[f"Line {i} of page {p} of a long manual." for i in range(45)] for p in range(300)])
+    root = _project(tmp_path, {"long.pdf": long, "short.txt": b"A sentence about Grace Hopper."})
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(zip(("texts", "warnings", "loaded"), _load(root))))
+    thread.start()
+    deadline = time.monotonic() + 120
+    workers = []
+    while not workers and time.monotonic() < deadline:
+        workers = [p for p in psutil.Process().children()
+                   if "graphrag_flow.stages.load.reader_process" in " ".join(p.cmdline())]
+        time.sleep(0.2)
+    assert workers, "no reader process started"
+    time.sleep(3)  # past its start, into the parse
+    workers[0].kill()
+    thread.join(timeout=120)
+    assert list(result["texts"]) == ["short.txt"]
+    assert result["warnings"]["long.pdf"] == ["its reader's process died reading it (a crash in the parsing "
+                                              "library); skipped"]
+
+
 # --------------------------------------------------------------------------- DOCX and HTML
 
 
