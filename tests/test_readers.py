@@ -12,7 +12,6 @@ import tracemalloc
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 
 import reader_files as make
 from conftest import make_project, run_cli

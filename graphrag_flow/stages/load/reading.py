@@ -172,21 +172,19 @@ def _start(file: InputFile, settings: InputSettings, cache: ExtractedTextCache,
     cached = cache.get(key)
     if cached is not None:
         return _extracted_rows(file, reader, cached, mtime)
-    if reader.isolated and reader.check is None:
-        return _Parsing(file, reader, key, mtime, pool.submit(reader, data))
     try:
         if reader.check is not None:
             reader.check(data)
         if reader.isolated:
             return _Parsing(file, reader, key, mtime, pool.submit(reader, data))
-        extraction = reader.load()(data, settings)
+        extraction = reader.load()(data, settings)  # records: linear, bounded by input.max_file_mb
     except Unreadable as exc:
         extraction = Extraction(refused=str(exc))
     cache.put(key, extraction)
     return _extracted_rows(file, reader, extraction, mtime)
 
 
-def _finish(parsing: _Parsing, cache: ExtractedTextCache, pool: ReaderPool) -> FileResult:
+def _finish(parsing: _Parsing, cache: ExtractedTextCache) -> FileResult:
     outcome = parsing.future.result()
     cache.put(parsing.key, outcome.extraction, keep=outcome.cacheable)
     return _extracted_rows(parsing.file, parsing.reader, outcome.extraction, parsing.mtime)
@@ -231,11 +229,11 @@ def _read_all(files: list[InputFile], settings: InputSettings, cache: ExtractedT
                 in_flight.append((i, started))
                 while len(in_flight) > 2 * pool.workers:
                     j, parsing = in_flight.popleft()
-                    results[j] = _finish(parsing, cache, pool)
+                    results[j] = _finish(parsing, cache)
             else:
                 results[i] = started
         for j, parsing in in_flight:
-            results[j] = _finish(parsing, cache, pool)
+            results[j] = _finish(parsing, cache)
     return [r for r in results if r is not None]
 
 
