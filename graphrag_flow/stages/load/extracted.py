@@ -64,6 +64,9 @@ class ExtractedTextCache:
         """Remove the entries no file of this load used (files edited, deleted, or read by an older reader)."""
         if self.folder is None or not self.folder.is_dir():
             return
-        for entry in os.scandir(self.folder):
-            if entry.name.endswith(".json") and entry.name[:-5] not in self.used:
-                Path(entry.path).unlink(missing_ok=True)
+        try:
+            for entry in os.scandir(self.folder):
+                if entry.name.endswith(".json") and entry.name[:-5] not in self.used:
+                    Path(entry.path).unlink(missing_ok=True)
+        except OSError:
+            pass  # a stale entry left costs disk, never the run
