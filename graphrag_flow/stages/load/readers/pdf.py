@@ -3,7 +3,7 @@ boxes of a page (columns read one after the other, as a person reads them).
 
 On top of the library: page headers and footers repeated on most pages are dropped (they would
 be a frequent "entity" of every chunk), a word hyphenated at a line's end is joined, a box's
-lines become one paragraph, and a PDF without a text layer (a scan) is refused, never indexed
+lines become one paragraph, glyphs without a character (pdfminer's "(cid:13)") are dropped, and a PDF without a text layer (a scan) is refused, never indexed
 as empty. Pages stream one at a time: memory stays that of one page whatever the page count.
 """
 
@@ -33,6 +33,8 @@ REPEATED_SHARE = 0.5
 _LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
                             "\ufb05": "st", "\ufb06": "st"})
 _HYPHENATED = re.compile(r"[^\W\d_][-\u00ad]$")
+#: pdfminer's stand-in for a glyph its font maps to no character (no ToUnicode map): noise to a reader.
+_UNMAPPED_GLYPH = re.compile(r"\(cid:\d+\)")
 _SPACES = re.compile(r"\s+")
 
 
@@ -64,7 +66,8 @@ def _page(layout: LTPage) -> _Page:
     boxes, has_image = [], False
     for item in layout:
         if isinstance(item, LTTextBox):
-            lines = [_Line(line.get_text().translate(_LIGATURES).strip(), line.y0 >= top or line.y1 <= bottom)
+            lines = [_Line(_UNMAPPED_GLYPH.sub("", line.get_text().translate(_LIGATURES)).strip(),
+                           line.y0 >= top or line.y1 <= bottom)
                      for line in item if isinstance(line, LTTextLine)]
             lines = [line for line in lines if line.text]
             if lines:
