@@ -1,7 +1,8 @@
 """Readers by file type: bytes in, documents' text out, through a well-kept library per type.
 
 Each reader works on the file's bytes (never on a path), so a file listed from any store reads
-the same way. A reader names its version (its own rules plus its library's version): the
+the same way. PDF, DOCX and HTML are parsed in worker processes (../workers.py), capped in memory
+and time. A reader names its version (its own rules plus its library's version): the
 extracted text is cached under it, and a new version reads every file of its type again.
 
 | suffix | reader | library | install |
@@ -57,8 +58,8 @@ class Extraction:
 
 @dataclass(frozen=True)
 class Reader:
-    """A file type's reader: `read(data, settings)` is looked up in `module` when first used, so a
-    reader whose library is not installed costs nothing until a file of its type is listed."""
+    """A file type's reader: its read function (`entry`) is imported when first used, so a reader
+    whose library is not installed costs nothing until a file of its type is listed."""
 
     name: str
     rules: str  # bumped when our own handling of the library's output changes the text
