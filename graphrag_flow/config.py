@@ -88,17 +88,30 @@ class InputSettings(_Section):
     dir: str = "input"
     #: NoDecode: an environment value is not JSON-decoded by pydantic-settings; `_patterns`
     #: takes a JSON list or one plain pattern (GRAPHRAG_FLOW_INPUT__PATTERNS='**/*.txt').
+    #: The default reads every type a reader exists for (stages/load/readers/; a test checks the two agree).
     patterns: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["**/*.txt", "**/*.md", "**/*.rst"], min_length=1
+        default_factory=lambda: ["**/*.txt", "**/*.md", "**/*.rst", "**/*.pdf", "**/*.docx", "**/*.html",
+                                 "**/*.htm", "**/*.csv", "**/*.json", "**/*.jsonl"],
+        min_length=1,
     )
     max_file_mb: float | None = _finite(default=None, gt=0)
+    #: CSV, JSON and JSON Lines records, named as GraphRAG names them: the column holding a
+    #: record's text, the one naming it (else its row number), those carried into documents.parquet.
+    text_column: str = Field("text", min_length=1)
+    title_column: str | None = None
+    metadata_columns: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Readers run in worker processes (stages/load/workers.py): a file whose reading needs more
+    #: memory (a decompression bomb) or time is skipped with a warning, and the run goes on.
+    #: The memory is what one file may take beyond the worker's libraries.
+    reader_memory_mb: int = Field(2048, ge=64, le=1_048_576)
+    reader_timeout_s: float = _finite(default=600.0, gt=0, le=86_400)
     #: Links that lead out of input.dir are not followed unless this is set: what is read is
     #: sent to the chat API and written to the outputs (stages/load/listing.py).
     follow_links_outside: bool = False
 
     _dir_no_nul = field_validator("dir")(classmethod(lambda cls, v: _no_nul(v)))
 
-    @field_validator("patterns", mode="before")
+    @field_validator("patterns", "metadata_columns", mode="before")
     @classmethod
     def _one_pattern_or_a_list(cls, value: Any) -> Any:
         if isinstance(value, str):

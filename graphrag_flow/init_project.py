@@ -13,8 +13,13 @@ SETTINGS_TEMPLATE = """\
 
 input:
   dir: input                 # documents to index, relative to this folder
-  patterns: ["**/*.txt", "**/*.md", "**/*.rst"]
+  patterns: ["**/*.txt", "**/*.md", "**/*.rst", "**/*.pdf", "**/*.docx", "**/*.html", "**/*.htm", "**/*.csv", "**/*.json", "**/*.jsonl"]
   max_file_mb: null          # skip (with a warning) files larger than this; null = no limit
+  text_column: text          # CSV/JSON records: the column with the text (one document per record)
+  title_column: null         # CSV/JSON records: the column naming a record (null: its row number)
+  metadata_columns: []       # CSV/JSON records: columns carried into documents.parquet (raw_data)
+  reader_memory_mb: 2048     # memory one PDF/DOCX/HTML file may take to parse (else skipped with a warning)
+  reader_timeout_s: 600      # seconds one PDF/DOCX/HTML file may take to parse (else skipped with a warning)
   follow_links_outside: false   # read links that lead out of the input folder (else: skipped with a warning)
 
 chunks:                      # text units, in cl100k tokens

@@ -49,6 +49,20 @@ for _name, _schema in list(SCHEMAS.items()):
 
 TABLE_NAMES = list(SCHEMAS)
 
+#: documents.raw_data: GraphRAG 3.3 writes nulls (of Arrow type null) for files of text, and the
+#: record for CSV and JSON input. graphrag-flow writes nulls as GraphRAG does while no document
+#: is a record with metadata, else a record's input.metadata_columns as a map of strings (one
+#: type whatever the columns; null for a whole file).
+RAW_DATA_MAP = pa.map_(_S, _S)
+
+
+def table_schema(name: str, frame: pd.DataFrame) -> pa.Schema:
+    """The schema a table is written with: SCHEMAS, but documents' raw_data a map when used."""
+    schema = SCHEMAS[name]
+    if name == "documents" and "raw_data" in frame and frame["raw_data"].notna().any():
+        schema = schema.set(schema.get_field_index("raw_data"), pa.field("raw_data", RAW_DATA_MAP))
+    return schema
+
 #: vector table name -> (source table, how its embedded text is made)
 VECTOR_FIELDS: dict[str, str] = {
     "text_unit_text": "text_units",

@@ -24,9 +24,13 @@ async def load_stage(run: RunContext) -> StageRef:
             logger.warning("input file %s", warning)
         for line in loaded.not_matched:
             logger.warning("input folder: %s", line)
+        if loaded.extracted or loaded.reused:
+            logger.info("input readers: %d file(s) parsed, %d served from the extracted-text cache",
+                        loaded.extracted, loaded.reused)
         documents = loaded.documents
         key = stage_key("load", {"documents": sha256_json(documents[["id", "title", "creation_date"]].values.tolist())})
         return await run.save(
             "load", key, {"documents": documents},
-            {"items": len(documents), "warnings": [str(w) for w in loaded.warnings], "not_matched": loaded.not_matched},
+            {"items": len(documents), "warnings": [str(w) for w in loaded.warnings], "not_matched": loaded.not_matched,
+             "files_parsed": loaded.extracted, "files_from_extracted_cache": loaded.reused},
         )

@@ -41,13 +41,13 @@ def test_bad_files_are_skipped_with_one_warning_each(tmp_path):
             "binary.txt": bytes(range(256)) * 4,
             "latin1.txt": "caf\u00e9 cr\u00e8me".encode("latin-1"),
             "sub/nested.rst": b"Nested text.",
-            "ignored.pdf": b"%PDF-1.4",
+            "broken.pdf": b"%PDF-1.4",
         },
     )
     docs, warnings = _load(root)
     assert sorted(docs["title"]) == ["good.txt", "sub/nested.rst"]
     warned = sorted(w.file for w in warnings)
-    assert warned == ["binary.txt", "blank.md", "empty.txt", "latin1.txt"]
+    assert warned == ["binary.txt", "blank.md", "broken.pdf", "empty.txt", "latin1.txt"]
     assert all("skipped" in w.reason for w in warnings)
 
 
@@ -316,22 +316,22 @@ def test_a_file_made_unreadable_after_listing_is_skipped(tmp_path):
 
 
 def test_files_no_pattern_matches_are_counted_per_extension_with_a_few_names(tmp_path):
-    files = {"a.txt": b"Ada Lovelace.", "Report.PDF": b"%PDF", "notes.docx": b"PK", "Makefile": b"all:"}
-    files.update({f"scans/{i:04d}.pdf": b"%PDF" for i in range(1200)})
+    files = {"a.txt": b"Ada Lovelace.", "Report.PPTX": b"PK", "notes.xlsx": b"PK", "Makefile": b"all:"}
+    files.update({f"scans/{i:04d}.pptx": b"PK" for i in range(1200)})
     root = _project(tmp_path, files)
     loaded = load_documents(root, InputSettings())
     assert loaded.documents["title"].tolist() == ["a.txt"]
     assert loaded.warnings == []
     lines = loaded.not_matched
     assert len(lines) == 3
-    assert lines[0].startswith("1201 .pdf files not read (Report.PDF, scans/0000.pdf, scans/0001.pdf, …): "
-                               "input.patterns matches **/*.txt, **/*.md, **/*.rst")
+    assert lines[0].startswith("1201 .pptx files not read (Report.PPTX, scans/0000.pptx, scans/0001.pptx, …): "
+                               "input.patterns matches **/*.txt, **/*.md, **/*.rst, **/*.pdf")
     assert lines[1].startswith("1 file without an extension not read (Makefile)")
-    assert lines[2].startswith("1 .docx file not read (notes.docx)")
+    assert lines[2].startswith("1 .xlsx file not read (notes.xlsx)")
     assert all(len(line) < 300 for line in lines)
 
 
 def test_a_folder_with_only_unmatched_files_is_an_error_saying_so(tmp_path):
-    root = _project(tmp_path, {"a.pdf": b"%PDF", "b.pdf": b"%PDF"})
-    with pytest.raises(InputError, match=r"no input files(.|\n)*2 \.pdf files not read"):
+    root = _project(tmp_path, {"a.pptx": b"PK", "b.pptx": b"PK"})
+    with pytest.raises(InputError, match=r"no input files(.|\n)*2 \.pptx files not read"):
         load_documents(root, InputSettings())

@@ -82,7 +82,7 @@ def _plain_text(data: bytes) -> str | None:
 
 
 def _matches(name: bytes) -> bool:
-    return name.endswith((b".txt", b".md", b".rst"))
+    return name.endswith((b".txt", b".md", b".rst", b".pdf"))
 
 
 def _is_utf8(raw: bytes) -> bool:
@@ -109,7 +109,7 @@ def test_any_names_and_bytes_give_documents_or_warnings_naming_each_file(files):
             title = os.fsdecode(folder + name)
             if not (_is_utf8(folder + name) and _matches(name)):
                 continue
-            text = _plain_text(data)
+            text = None if name.endswith(b".pdf") else _plain_text(data)  # bytes made here are no PDF
             if text is not None:
                 readable[title] = text
             elif documents is not None:

@@ -108,7 +108,7 @@ def _linked_project(base: Path, url: str, **input_settings) -> Path:
     (inp / "inside-link.txt").symlink_to("a.txt")
     (inp / "alias").symlink_to("sub", target_is_directory=True)
     (inp / "loop").symlink_to(".", target_is_directory=True)
-    for name in ("report.pdf", "scans/scan-1.pdf", "notes.docx"):
+    for name in ("report.pptx", "scans/scan-1.pptx", "notes.xlsx"):
         (inp / name).parent.mkdir(exist_ok=True)
         (inp / name).write_bytes(b"%PDF-1.4 not text")
     (inp / ODD_NAME).parent.mkdir()
@@ -141,9 +141,9 @@ def test_links_out_of_the_input_folder_reach_neither_the_api_nor_the_outputs(tmp
         assert "loop/: leads to input.dir itself, which is read already" in shown
         assert "alias/: leads to sub/, which is read already" in shown
         assert "inside-link.txt: the same file as a.txt" in shown
-        assert "2 .pdf files not read (report.pdf, scans/scan-1.pdf): input.patterns matches " \
+        assert "2 .pptx files not read (report.pptx, scans/scan-1.pptx): input.patterns matches " \
                "**/*.txt, **/*.md, **/*.rst" in shown
-        assert "1 .docx file not read (notes.docx)" in shown
+        assert "1 .xlsx file not read (notes.xlsx)" in shown
         assert f"{ODD_NAME}: empty file; skipped" in shown
     _status_verified(root, prefect_home)
 

@@ -8,6 +8,7 @@ the folder in afterwards (storage/generations.py); nothing served is written her
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,6 +22,13 @@ from graphrag_flow.storage.outputs import (
     LANCEDB_DIR, MANIFEST, add_empty_vector_tables, read_table, verify_outputs, write_manifest, write_tables,
 )
 from graphrag_flow.tables import conform, with_readable_ids
+
+
+def _raw_data(documents: pd.DataFrame) -> list:
+    """A record's input.metadata_columns as (key, value) pairs (raw_data, a map); None for a file."""
+    if "metadata" not in documents:  # documents saved before readers carried metadata
+        return [None] * len(documents)
+    return [sorted(json.loads(m).items()) if isinstance(m, str) else None for m in documents["metadata"]]
 
 
 def assemble_tables(
@@ -39,7 +47,7 @@ def assemble_tables(
     )
     docs = documents.copy()
     docs["text_unit_ids"] = [units_by_doc.get(i, []) for i in docs["id"]]
-    docs["raw_data"] = None
+    docs["raw_data"] = _raw_data(docs)
     docs["model"] = ""
 
     ent_by_unit: dict[str, list[str]] = defaultdict(list)

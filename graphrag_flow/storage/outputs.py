@@ -21,7 +21,7 @@ from graphrag_flow.errors import VerifyError
 from graphrag_flow.hashing import sha256_text
 from graphrag_flow.storage.atomic import read_json, write_json, write_parquet
 from graphrag_flow.storage.vectors import VectorTable
-from graphrag_flow.tables import SCHEMAS, VECTOR_FIELDS, embedding_inputs
+from graphrag_flow.tables import VECTOR_FIELDS, embedding_inputs, table_schema
 
 MANIFEST = "_manifest.json"
 LANCEDB_DIR = "lancedb"
@@ -30,7 +30,7 @@ LANCEDB_DIR = "lancedb"
 def write_tables(tables: dict[str, pd.DataFrame], out_dir: Path,
                  after_each: Callable[[str], None] | None = None) -> dict[str, int]:
     for name, frame in tables.items():
-        write_parquet(frame, Path(out_dir) / f"{name}.parquet", schema=SCHEMAS[name])
+        write_parquet(frame, Path(out_dir) / f"{name}.parquet", schema=table_schema(name, frame))
         if after_each is not None:
             after_each(name)
     return {name: len(frame) for name, frame in tables.items()}

@@ -7,6 +7,7 @@
     <root>/output.previous/          the generation the last switch replaced
     <root>/cache/llm_answers.sqlite  every LLM (and offline extraction) answer
     <root>/cache/stages/             stage checkpoints, one folder per stage and cache key
+    <root>/cache/extracted/          the text readers extracted from PDF, DOCX, HTML, CSV, JSON files
     <root>/cache/prefect-results/    Prefect's persisted task results (small StageRefs)
     <root>/cache/index.lock          the project lock (and index.lock.json: who holds it)
     <root>/cache/neo4j/              the Neo4j sink's committed batches and last written ids
@@ -82,6 +83,8 @@ class ProjectPaths:
 
     answer_cache = _in_cache("llm_answers.sqlite", "every LLM answer and offline extraction answer")
     stages = _in_cache("stages", "stage checkpoints (storage/stages.py)")
+    extracted = _in_cache("extracted", "the text readers extracted, by file hash and reader version "
+                                       "(stages/load/extracted.py)")
     prefect_results = _in_cache("prefect-results", "Prefect's persisted task results")
     lock = _in_cache("index.lock", "the project lock (storage/project_lock.py)")
     lock_holder = _in_cache("index.lock.json", "who holds the lock, named when a second run finds it held")
