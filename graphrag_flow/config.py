@@ -118,6 +118,59 @@ class InputSettings(_Section):
         return value
 
 
+#: A URL's scheme: `s3://`, `gs://`, `az://`, `file://` (any fsspec protocol) in input.dir and output.dir.
+_URL_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+#: storage.options names that hold a secret: they come from the environment or a Prefect block,
+#: never from settings in clear (settings.yaml is committed, printed, copied).
+_SECRET_OPTION = re.compile(r"secret|token|password|passwd|credential|connection_string|sas|account_key|private",
+                            re.IGNORECASE)
+
+
+def is_url(value: str) -> bool:
+    """`value` names a store by URL (fsspec), not a local folder."""
+    return bool(_URL_SCHEME.match(value))
+
+
+class OutputSettings(_Section):
+    #: `output` (the project's output/ folder: a symlink may put it on another disk) or an
+    #: fsspec URL (`s3://bucket/prefix`): generations and a pointer there (storage/published.py).
+    dir: str = "output"
+
+    @field_validator("dir")
+    @classmethod
+    def _folder_or_url(cls, value: str) -> str:
+        _no_nul(value)
+        if value.rstrip("/") != "output" and not is_url(value):
+            raise ValueError("must be `output` (the project's output/ folder; make it a symlink to put it on another "
+                             "disk) or a storage URL such as s3://bucket/prefix or file:///srv/index")
+        return value.rstrip("/") if not is_url(value) else value
+
+
+class StorageSettings(_Section):
+    #: fsspec options of the store(s) in input.dir and output.dir (s3fs: endpoint_url,
+    #: client_kwargs.region_name, config_kwargs, ...). Credentials come from the environment
+    #: (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...), never from here.
+    options: dict[str, Any] = Field(default_factory=dict)
+    #: The output URL's lock object is renewed every third of this; another coordinator takes over
+    #: a lock not renewed for this long (a coordinator killed on another machine).
+    lock_lease_s: float = _finite(default=300.0, ge=10, le=86_400)
+
+    @field_validator("options")
+    @classmethod
+    def _no_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        def walk(options: dict[str, Any], prefix: str) -> None:
+            for name, item in options.items():
+                if _SECRET_OPTION.search(str(name)):
+                    shown = f"'{prefix}{name}'" if _SETTING_NAME.fullmatch(str(name)) else "an option"
+                    raise ValueError(f"{shown} holds a secret: put credentials in the environment (AWS_ACCESS_KEY_ID, "
+                                     "AWS_SECRET_ACCESS_KEY, ...), not in settings")
+                if isinstance(item, dict):
+                    walk(item, f"{prefix}{name}.")
+
+        walk(value, "")
+        return value
+
+
 class ChunkSettings(_Section):
     #: Bounded: a window is tokenized whole, and an embedding model sees a few thousand tokens.
     size: int = Field(1200, gt=0, le=1_000_000)
@@ -200,6 +253,8 @@ class Settings(BaseSettings):
     )
 
     input: InputSettings = Field(default_factory=InputSettings)
+    output: OutputSettings = Field(default_factory=OutputSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
     chunks: ChunkSettings = Field(default_factory=ChunkSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     embed: EmbedSettings = Field(default_factory=EmbedSettings)
@@ -271,7 +326,7 @@ def read_settings_yaml(path: Path) -> dict[str, Any]:
         if not isinstance(key, str) or key.startswith("_"):
             shown = f"'{key}' " if isinstance(key, str) and _SETTING_NAME.fullmatch(key) else ""
             raise SettingsError(f"unknown setting {shown}at the top level of {path.name}: expected sections "
-                                "(input, chunks, llm, embed, graph, neo4j)")
+                                "(input, output, storage, chunks, llm, embed, graph, neo4j)")
     return data
 
 
