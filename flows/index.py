@@ -47,6 +47,7 @@ from graphrag_flow.storage.paths import ProjectPaths
 from graphrag_flow.storage.lease import LeaseLock
 from graphrag_flow.storage.project_lock import project_lock
 from graphrag_flow.storage.published import hydrate, publish
+from graphrag_flow.storage.reach import check_stores
 from graphrag_flow.storage.stages import StageRef, StageStore
 from graphrag_flow.storage.store import Store, output_store
 from graphrag_flow.storage.writable import require_writable
@@ -124,6 +125,7 @@ async def index(
     settings = await resolve_secrets(load_settings(paths.root))  # a missing Secret block stops the run here
     await require_concurrency_limit(settings)  # a misspelt quota name must not mean no quota
     await asyncio.to_thread(require_writable, paths.written_by_a_run())  # not after hours of extraction
+    await asyncio.to_thread(check_stores, settings)  # input.dir / output.dir URLs: reachable, credentials accepted
     identities = llm_identities(settings, paths.root)  # a missing prompt file stops the run here
     # One run per project at a time (a nightly run still going when the next one starts): the
     # second stops here, before it touches anything, naming the run that holds the lock.

@@ -28,11 +28,12 @@ async def run_check(root: Path, settings: Settings, quick: bool) -> list[str]:
     from flows.secrets import resolve_secrets
     from graphrag_flow.prompts import describe_prompts
     from graphrag_flow.storage.paths import ProjectPaths
+    from graphrag_flow.storage.reach import check_stores
     from graphrag_flow.storage.writable import require_writable
 
     folders = ProjectPaths(root).written_by_a_run()
     await asyncio.to_thread(require_writable, folders)
-    stores = await asyncio.to_thread(check_stores, settings)
+    stores = await asyncio.to_thread(check_stores, settings)  # in seconds, naming input.dir / output.dir
     prompts = describe_prompts(settings.llm.prompts_dir, root)
     settings = await resolve_secrets(settings)  # a missing Secret block fails here, naming its setting
     lines = await _check_llm(root, settings, quick)
@@ -41,19 +42,6 @@ async def run_check(root: Path, settings: Settings, quick: bool) -> list[str]:
     lines.append(prompts)
     if settings.neo4j.uri and not quick:
         lines.append(await check_neo4j(settings))
-    return lines
-
-
-def check_stores(settings: Settings) -> list[str]:
-    """input.dir and output.dir when they are store URLs: listed, and written (graphrag_flow/storage/reach.py)."""
-    from graphrag_flow.config import is_url
-    from graphrag_flow.storage.reach import check_store
-    from graphrag_flow.storage.store import store_for
-
-    lines = []
-    for setting, url, write in (("input.dir", settings.input.dir, False), ("output.dir", settings.output.dir, True)):
-        if is_url(url):
-            lines.append(check_store(store_for(url, settings.storage), setting, write))
     return lines
 
 

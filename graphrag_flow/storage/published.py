@@ -96,6 +96,7 @@ def hydrate(store: Store, local_live: Path) -> str:
     source = generation(store, pointer["generation"])
     fs = store.fs()
     root = source.path()
+    fs.invalidate_cache(root)
     remote = sorted(p for p in fs.find(root, withdirs=False))
     tmp = local_live.with_name(local_live.name + ".from-store")
     if tmp.exists():
@@ -170,9 +171,9 @@ def _verify_on_store(target: Store, manifest: dict) -> None:
 def _remove_generations(store: Store, keep: set[str]) -> int:
     fs = store.fs()
     root = store.path(GENERATIONS)
+    fs.invalidate_cache(root)
     try:
-        names = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False, refresh=True)} \
-            if store.protocol in ("s3", "s3a") else {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)}
+        names = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)}
     except FileNotFoundError:
         return 0
     stale = sorted(names - keep)

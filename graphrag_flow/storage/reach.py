@@ -12,8 +12,9 @@ import secrets
 import time
 from typing import Any
 
+from graphrag_flow.config import Settings, is_url
 from graphrag_flow.errors import SettingsError
-from graphrag_flow.storage.store import S3_ENDPOINT_ENV, Store
+from graphrag_flow.storage.store import S3_ENDPOINT_ENV, Store, store_for
 
 #: Each of connect and read, per request; `check` makes two or three requests per store.
 CHECK_TIMEOUT_S = 2.0
@@ -77,3 +78,12 @@ def check_store(store: Store, setting: str, write: bool) -> str:
         raise _failure(store, setting, exc, write) from None
     what = "written" if write else "listed"
     return f"{store.shown} ({setting}) can be {what} ({time.monotonic() - started:.1f} s)"
+
+
+def check_stores(settings: Settings) -> list[str]:
+    """input.dir and output.dir, where they are store URLs: listed, and written."""
+    lines = []
+    for setting, url, write in (("input.dir", settings.input.dir, False), ("output.dir", settings.output.dir, True)):
+        if is_url(url):
+            lines.append(check_store(store_for(url, settings.storage), setting, write))
+    return lines

@@ -38,6 +38,7 @@ def list_store_input(store: Store, settings: InputSettings) -> InputListing:
     patterns = [_pattern_parts(p) for p in settings.patterns]
     fs = store.fs()
     root = store.path()
+    fs.invalidate_cache(root)  # fsspec keeps listings per filesystem, and one process may run many flows
     try:
         found = fs.find(root, detail=True, withdirs=False)
     except FileNotFoundError:
