@@ -150,10 +150,23 @@ class StorageSettings(_Section):
     #: fsspec options of the store(s) in input.dir and output.dir (s3fs: endpoint_url,
     #: client_kwargs.region_name, config_kwargs, ...). Credentials come from the environment
     #: (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...), never from here.
-    options: dict[str, Any] = Field(default_factory=dict)
+    #: NoDecode: `_json_object` decodes GRAPHRAG_FLOW_STORAGE__OPTIONS, so a bad value names this key.
+    options: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
     #: The output URL's lock object is renewed every third of this; another coordinator takes over
     #: a lock not renewed for this long (a coordinator killed on another machine).
     lock_lease_s: float = _finite(default=300.0, ge=10, le=86_400)
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError("must be a JSON object of fsspec options") from None
+            if not isinstance(value, dict):
+                raise ValueError("must be a JSON object of fsspec options")
+        return value
 
     @field_validator("options")
     @classmethod
