@@ -12,10 +12,17 @@ SETTINGS_TEMPLATE = """\
 # GRAPHRAG_FLOW_<SECTION>__<KEY>, e.g. GRAPHRAG_FLOW_LLM__API_BASE. Unknown keys are errors.
 
 input:
-  dir: input                 # documents to index, relative to this folder
+  dir: input                 # documents to index, relative to this folder, or a URL: s3://bucket/prefix
   patterns: ["**/*.txt", "**/*.md", "**/*.rst"]
   max_file_mb: null          # skip (with a warning) files larger than this; null = no limit
   follow_links_outside: false   # read links that lead out of the input folder (else: skipped with a warning)
+
+output:
+  dir: output                # this folder's output/, or a URL: s3://bucket/prefix (README, "Object storage")
+
+storage:                     # for input.dir / output.dir URLs; credentials come from the environment (AWS_*)
+  options: {}                # fsspec options, e.g. {endpoint_url: "http://127.0.0.1:9000"}; no secrets here
+  lock_lease_s: 300          # one coordinator per output URL: its lock object's lease
 
 chunks:                      # text units, in cl100k tokens
   size: 1200
