@@ -74,6 +74,16 @@ def edit_corpus(folder: Path, changed: str, removed: str, added: Path) -> None:
     shutil.copy2(added, folder / added.name)
 
 
+def assert_same_outputs(a: dict, b: dict, what: str) -> None:
+    """Two runs' outputs (name -> arrow table, sorted by id) are equal, else which table and columns differ."""
+    assert a.keys() == b.keys()
+    for name in a:
+        if not a[name].equals(b[name]):
+            da, db = a[name].to_pandas(), b[name].to_pandas()
+            differing = [c for c in da.columns if len(da) != len(db) or not da[c].astype(str).equals(db[c].astype(str))]
+            raise AssertionError(f"{what}: {name} differs ({len(da)} vs {len(db)} rows; columns {differing})")
+
+
 def cli_env(prefect_home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GRAPHRAG_FLOW_", "PREFECT_"))}
     env.update(

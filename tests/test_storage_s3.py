@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import CORPORA, PEPS_MINI, edit_corpus, make_project, run_cli, secret_leaks
+from conftest import CORPORA, PEPS_MINI, assert_same_outputs, edit_corpus, make_project, run_cli, secret_leaks
 from graphrag_flow.errors import ProjectBusyError, SettingsError
 from graphrag_flow.storage.lease import LeaseLock, LeaseLostError
 from graphrag_flow.storage.published import POINTER
@@ -106,15 +106,6 @@ def _served_outputs(s3: S3Server, prefix: str, into: Path) -> dict:
     return _local_outputs(into)
 
 
-def _assert_same(a: dict, b: dict, what: str) -> None:
-    assert a.keys() == b.keys()
-    for name in a:
-        if not a[name].equals(b[name]):
-            da, db = a[name].to_pandas(), b[name].to_pandas()
-            differing = [c for c in da.columns if len(da) != len(db) or not da[c].astype(str).equals(db[c].astype(str))]
-            raise AssertionError(f"{what}: {name} differs ({len(da)} vs {len(db)} rows; columns {differing})")
-
-
 def _s3_project(root: Path, prefix: str) -> Path:
     """Input and output on the store; no storage settings: the AWS environment says where and who."""
     return make_project(root, input={"dir": f"s3://{BUCKET}/{prefix}/input"},
@@ -145,7 +136,7 @@ def test_s3_outputs_equal_a_local_runs_survive_a_kill_and_stay_equal_incremental
     local = make_project(tmp_path / "local-project", input_dir=corpus)
     reference = _index(local, prefect_api, s3)
     assert reference.returncode == 0, reference.stdout[-3000:] + reference.stderr[-3000:]
-    _assert_same(served, _local_outputs(local / "output"), "S3 run vs local run")
+    assert_same_outputs(served, _local_outputs(local / "output"), "S3 run vs local run")
     assert len(served["entities"]) > 10
 
     # the night's edits on the store; the incremental run is killed after its pointer is written,
@@ -165,7 +156,7 @@ def test_s3_outputs_equal_a_local_runs_survive_a_kill_and_stay_equal_incremental
     fresh = make_project(tmp_path / "fresh-project", input_dir=corpus)
     result = _index(fresh, prefect_api, s3)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    _assert_same(incremental, _local_outputs(fresh / "output"), "incremental S3 run vs fresh local index")
+    assert_same_outputs(incremental, _local_outputs(fresh / "output"), "incremental S3 run vs fresh local index")
 
     # two generations are kept (the served one and the one before, for readers mid-switch)
     listed = s3.client().list_objects_v2(Bucket=BUCKET, Prefix="night/index/generations/", Delimiter="/")
