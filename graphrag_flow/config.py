@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings import SettingsError as EnvParseError
 
@@ -155,6 +155,23 @@ class StorageSettings(_Section):
     #: The output URL's lock object is renewed every third of this; another coordinator takes over
     #: a lock not renewed for this long (a coordinator killed on another machine).
     lock_lease_s: float = _finite(default=300.0, ge=10, le=86_400)
+    #: The name of a prefect-aws AwsCredentials block: its key pair (and region) reach s3fs and
+    #: LanceDB alike, resolved once at the start of a run or `check` (flows/secrets.py).
+    aws_credentials_block: str | None = None
+    #: What the block resolved to (key, secret, token, region): never a field, so never dumped,
+    #: fingerprinted or printed.
+    _credentials: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    _block = field_validator("aws_credentials_block")(classmethod(lambda cls, v: _block_name(v)))
+
+    def with_credentials(self, credentials: dict[str, str]) -> "StorageSettings":
+        copy = self.model_copy()
+        copy._credentials = dict(credentials)
+        return copy
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        return dict(self._credentials)
 
     @field_validator("options", mode="before")
     @classmethod

@@ -13,13 +13,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import CORPORA, PEPS_MINI, assert_same_outputs, edit_corpus, make_project, run_cli, secret_leaks
+from conftest import (CORPORA, PEPS_MINI, assert_same_outputs, cli_env, edit_corpus, make_project, run_cli,
+                      secret_leaks)
 from graphrag_flow.errors import ProjectBusyError, SettingsError
 from graphrag_flow.storage.lease import LeaseLock, LeaseLostError
 from graphrag_flow.storage.published import POINTER
@@ -244,3 +247,29 @@ def test_secrets_in_storage_options_are_refused_naming_the_option(tmp_path, pref
     assert result.returncode != 0
     assert "storage.options" in result.stdout + result.stderr and "'secret' holds a secret" in result.stdout + result.stderr
     assert "AKsecretvalue123" not in result.stdout + result.stderr
+
+
+def test_an_aws_credentials_block_reaches_s3fs_and_lancedb(tmp_path, s3, prefect_api):
+    """No key pair in the environment: the prefect-aws block's reach the store, for the listing,
+    the probe write and LanceDB's own client (status reads the vector tables through it)."""
+    home, api = prefect_api
+    save = ("from prefect_aws import AwsCredentials; import sys; "
+            "AwsCredentials(aws_access_key_id=sys.argv[1], aws_secret_access_key=sys.argv[2], region_name='us-east-1')"
+            ".save('moto-s3', overwrite=True)")
+    saved = subprocess.run([sys.executable, "-c", save, s3.access_key, s3.secret_key], env=cli_env(home), timeout=120,
+                           capture_output=True, text=True)
+    assert saved.returncode == 0, saved.stderr[-2000:]
+    s3.upload(CORPORA / "peps-extra", BUCKET, "blocked/input")
+    project = make_project(tmp_path / "project", input={"dir": f"s3://{BUCKET}/blocked/input"},
+                           output={"dir": f"s3://{BUCKET}/blocked/index"},
+                           storage={"aws_credentials_block": "moto-s3"})
+    endpoint_only = {"AWS_ENDPOINT_URL": s3.endpoint, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
+    checked = run_cli(["check", "--root", str(project)], home, timeout=120, **endpoint_only)
+    assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
+    assert "output.dir) can be written" in checked.stdout
+    indexed = run_cli(["index", "--root", str(project)], home, timeout=400, **endpoint_only)
+    assert indexed.returncode == 0, indexed.stdout[-3000:] + indexed.stderr[-3000:]
+    status = run_cli(["status", "--root", str(project)], home, timeout=120, **endpoint_only)
+    assert status.returncode == 0 and "verified" in status.stdout, status.stdout[-2000:] + status.stderr[-2000:]
+    texts = (checked.stdout, checked.stderr, indexed.stdout, indexed.stderr, status.stdout, status.stderr)
+    assert secret_leaks(s3.secret_key, project, home, texts=texts) == []

@@ -33,9 +33,9 @@ async def run_check(root: Path, settings: Settings, quick: bool) -> list[str]:
 
     folders = ProjectPaths(root).written_by_a_run()
     await asyncio.to_thread(require_writable, folders)
-    stores = await asyncio.to_thread(check_stores, settings)  # in seconds, naming input.dir / output.dir
     prompts = describe_prompts(settings.llm.prompts_dir, root)
     settings = await resolve_secrets(settings)  # a missing Secret block fails here, naming its setting
+    stores = await asyncio.to_thread(check_stores, settings)  # in seconds, naming input.dir / output.dir
     lines = await _check_llm(root, settings, quick)
     lines.append(f"{', '.join(str(f) for f in folders)} are writable")
     lines.extend(stores)

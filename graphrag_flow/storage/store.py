@@ -32,6 +32,9 @@ class Store:
 
     url: str
     options: dict[str, Any] = field(default_factory=dict)
+    #: From a Prefect AwsCredentials block (storage.aws_credentials_block), else empty and the
+    #: backends read the environment: key, secret, token, region.
+    credentials: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def protocol(self) -> str:
@@ -49,12 +52,23 @@ class Store:
                                 f"{', '.join(sorted(p for p in fsspec.available_protocols() if len(p) <= 5))})")
         try:
             defaults = {"auto_mkdir": True} if self.protocol in ("file", "local") else {}  # folders as S3 has none
-            return fsspec.filesystem(self.protocol, **{**defaults, **self.options, **overrides})
+            return fsspec.filesystem(self.protocol, **{**defaults, **self._s3_credentials(), **self.options,
+                                                       **overrides})
         except ImportError as exc:
             raise SettingsError(f"{self.shown}: the storage backend for {self.protocol}:// is not installed "
                                 f"({exc.name or exc}); install graphrag-flow[s3] for s3://") from None
         except TypeError as exc:
             raise SettingsError(f"storage.options: not accepted by the {self.protocol}:// backend ({exc})") from None
+
+    def _s3_credentials(self) -> dict[str, Any]:
+        if not self.credentials or self.protocol not in ("s3", "s3a"):
+            return {}
+        given = {"key": self.credentials.get("key"), "secret": self.credentials.get("secret"),
+                 "token": self.credentials.get("token")}
+        options: dict[str, Any] = {k: v for k, v in given.items() if v}
+        if self.credentials.get("region"):
+            options["client_kwargs"] = {"region_name": self.credentials["region"], **(self.options.get("client_kwargs") or {})}
+        return options
 
     def path(self, *parts: str) -> str:
         """A path inside the store, as its filesystem names it (`bucket/prefix/a/b`)."""
@@ -66,7 +80,7 @@ class Store:
         return posixpath.join(self.url.rstrip("/"), *parts) if parts else self.url.rstrip("/")
 
     def child(self, *parts: str) -> "Store":
-        return Store(self.uri(*parts), self.options)
+        return Store(self.uri(*parts), self.options, self.credentials)
 
     def lance_options(self) -> dict[str, str]:
         """LanceDB's `storage_options` for this store: the endpoint and region from the fsspec
@@ -87,11 +101,15 @@ class Store:
             options["allow_http"] = "true"
         if self.options.get("anon"):
             options["aws_skip_signature"] = "true"
+        for name, option in (("key", "aws_access_key_id"), ("secret", "aws_secret_access_key"),
+                             ("token", "aws_session_token"), ("region", "aws_region")):
+            if self.credentials.get(name):
+                options.setdefault(option, self.credentials[name])
         return options
 
 
 def store_for(url: str, storage: StorageSettings) -> Store:
-    return Store(url.rstrip("/") if not url.endswith("://") else url, dict(storage.options))
+    return Store(url.rstrip("/") if not url.endswith("://") else url, dict(storage.options), storage.credentials)
 
 
 def output_store(settings: Settings) -> Store | None:
