@@ -47,7 +47,7 @@ from graphrag_flow.storage.paths import ProjectPaths
 from graphrag_flow.storage.lease import LeaseLock
 from graphrag_flow.storage.project_lock import project_lock
 from graphrag_flow.storage.published import hydrate, publish
-from graphrag_flow.storage.reach import check_stores
+from graphrag_flow.storage.reach import check_stores, scrub_secrets
 from graphrag_flow.storage.stages import StageRef, StageStore
 from graphrag_flow.storage.store import Store, output_store
 from graphrag_flow.storage.writable import require_writable
@@ -84,6 +84,19 @@ async def _on_disk(step: str, work: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(work, *args)
     except OSError as exc:
         raise OutputWriteError(f"{step} failed at {exc.filename or '?'}: {exc.strerror or exc}") from None
+
+
+async def _on_store(step: str, work: Callable[..., Any], *args: Any) -> Any:
+    """Run a step on the output URL's store in a thread; any failure of the store (unreachable,
+    credentials refused, a full bucket) becomes an error naming the step and output.dir."""
+    try:
+        return await asyncio.to_thread(work, *args)
+    except GraphragFlowError:
+        raise
+    except Exception as exc:  # botocore, aiohttp and OS errors alike
+        raise OutputWriteError(
+            f"{step} failed (setting output.dir): {type(exc).__name__}: {scrub_secrets(str(exc))}; the store still "
+            "serves its last good generation, and the next run publishes again") from None
 
 
 async def run_cached_stage(run: RunContext, stage_task: Task, key: str, **inputs: Any) -> StageRef:
@@ -139,8 +152,8 @@ async def index(
         folders = OutputFolders(paths.root)
         await asyncio.to_thread(folders.recover)
         if store is not None:  # the local output/ is the coordinator's copy of what the store serves
-            logger.info("%s", await _on_disk(f"reading the generation {store.shown} serves", hydrate, store,
-                                             folders.live))
+            logger.info("%s", await _on_store(f"reading the generation {store.shown} serves", hydrate, store,
+                                              folders.live))
         # what the new run is compared with (documents, rows carried over): the served generation
         last_run = await asyncio.to_thread(read_last_run, folders.live)
         seeded = await _on_disk(f"preparing {folders.staging.name}/", folders.prepare_staging, full)
@@ -210,8 +223,8 @@ async def _index_stages(run: RunContext, folders: OutputFolders, seeded: SeedSta
         )
         published = None
         if store is not None:  # the store serves it once its pointer names it; then the local copy follows
-            published = await _on_disk(f"publishing to {store.shown}", publish, store, folders.staging,
-                                        str(flow_run.get_id() or ""), lease)
+            published = await _on_store(f"publishing to {store.shown}", publish, store, folders.staging,
+                                         str(flow_run.get_id() or ""), lease)
             logger.info("%s", published.line())
         switched = await _on_disk(f"switching {folders.staging.name}/ in as {folders.live.name}/", folders.switch_in)
         logger.info("outputs switched in (%s); the generation replaced is kept as %s until the next switch",

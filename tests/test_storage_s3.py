@@ -127,13 +127,9 @@ def test_s3_outputs_equal_a_local_runs_survive_a_kill_and_stay_equal_incremental
     _sync_input(corpus, s3, "night/input")
     project = _s3_project(tmp_path / "s3-project", "night")
 
-    # killed after uploading its generation, before the pointer names it: nothing is served
-    killed = _index(project, prefect_api, s3, GRAPHRAG_FLOW_TEST_KILL_AT="publish:uploaded")
-    assert killed.returncode != 0
-    assert _pointer(s3, "night/index") is None
-    resumed = _index(project, prefect_api, s3)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "s3://" in resumed.stdout and "index/generations/" in resumed.stdout
+    first = _index(project, prefect_api, s3)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "s3://" in first.stdout and "index/generations/" in first.stdout
     served = _served_outputs(s3, "night/index", tmp_path / "served-1")
 
     local = make_project(tmp_path / "local-project", input_dir=corpus)
@@ -142,11 +138,16 @@ def test_s3_outputs_equal_a_local_runs_survive_a_kill_and_stay_equal_incremental
     assert_same_outputs(served, _local_outputs(local / "output"), "S3 run vs local run")
     assert len(served["entities"]) > 10
 
-    # the night's edits on the store; the incremental run is killed after its pointer is written,
-    # before its local copy is switched in: readers already get the new generation, whole
+    # the night's edits on the store; the incremental run is killed once its generation is uploaded:
+    # readers still get the first generation, whole; killed again after its pointer is written,
+    # before its local copy is switched in: readers get the new generation, whole
     first_generation = _pointer(s3, "night/index")["generation"]
     edit_corpus(corpus, CHANGED, REMOVED, ADDED)
     _sync_input(corpus, s3, "night/input")
+    killed_early = _index(project, prefect_api, s3, GRAPHRAG_FLOW_TEST_KILL_AT="publish:verified")
+    assert killed_early.returncode != 0
+    assert _pointer(s3, "night/index")["generation"] == first_generation
+    assert_same_outputs(_served_outputs(s3, "night/index", tmp_path / "served-killed"), served, "served after a kill")
     killed = _index(project, prefect_api, s3, GRAPHRAG_FLOW_TEST_KILL_AT="publish:pointer")
     assert killed.returncode != 0
     assert _pointer(s3, "night/index")["generation"] != first_generation
@@ -168,7 +169,8 @@ def test_s3_outputs_equal_a_local_runs_survive_a_kill_and_stay_equal_incremental
                    for o in s3.client().list_objects_v2(Bucket=BUCKET, Prefix="night/index/").get("Contents", []))
 
     # the secret key reached every part that touched the store, and is nowhere it must not be
-    texts = (killed.stdout, killed.stderr, resumed.stdout, resumed.stderr, again.stdout, again.stderr)
+    texts = (first.stdout, first.stderr, killed_early.stdout, killed_early.stderr, killed.stdout, killed.stderr,
+             again.stdout, again.stderr)
     assert secret_leaks(s3.secret_key, project, prefect_home, tmp_path / "served-2", texts=texts) == []
 
 
@@ -249,9 +251,9 @@ def test_secrets_in_storage_options_are_refused_naming_the_option(tmp_path, pref
     assert "AKsecretvalue123" not in result.stdout + result.stderr
 
 
-def test_an_aws_credentials_block_reaches_s3fs_and_lancedb(tmp_path, s3, prefect_api):
-    """No key pair in the environment: the prefect-aws block's reach the store, for the listing,
-    the probe write and LanceDB's own client (status reads the vector tables through it)."""
+def test_an_aws_credentials_block_reaches_s3fs_and_lancedb(tmp_path, s3, prefect_api, monkeypatch):
+    """No key pair in the environment: the prefect-aws block's reach the store through `check`
+    (the listing and the probe write), and LanceDB's own client through the store's options."""
     home, api = prefect_api
     save = ("from prefect_aws import AwsCredentials; import sys; "
             "AwsCredentials(aws_access_key_id=sys.argv[1], aws_secret_access_key=sys.argv[2], region_name='us-east-1')"
@@ -266,10 +268,20 @@ def test_an_aws_credentials_block_reaches_s3fs_and_lancedb(tmp_path, s3, prefect
     endpoint_only = {"AWS_ENDPOINT_URL": s3.endpoint, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
     checked = run_cli(["check", "--root", str(project)], home, timeout=120, **endpoint_only)
     assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
-    assert "output.dir) can be written" in checked.stdout
-    indexed = run_cli(["index", "--root", str(project)], home, timeout=400, **endpoint_only)
-    assert indexed.returncode == 0, indexed.stdout[-3000:] + indexed.stderr[-3000:]
-    status = run_cli(["status", "--root", str(project)], home, timeout=120, **endpoint_only)
-    assert status.returncode == 0 and "verified" in status.stdout, status.stdout[-2000:] + status.stderr[-2000:]
-    texts = (checked.stdout, checked.stderr, indexed.stdout, indexed.stderr, status.stdout, status.stderr)
-    assert secret_leaks(s3.secret_key, project, home, texts=texts) == []
+    assert "input.dir) can be listed" in checked.stdout and "output.dir) can be written" in checked.stdout
+    without = make_project(tmp_path / "without", input={"dir": f"s3://{BUCKET}/blocked/input"})
+    refused = run_cli(["check", "--root", str(without)], home, timeout=120, **endpoint_only)
+    assert refused.returncode != 0 and "input.dir" in refused.stdout + refused.stderr
+    assert secret_leaks(s3.secret_key, project, home, texts=(checked.stdout, checked.stderr)) == []
+
+    # LanceDB with the block's keys in the store's options, and none in the environment
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+    store = Store(f"s3://{BUCKET}/blocked/lance", {}, {"key": s3.access_key, "secret": s3.secret_key,
+                                                      "region": "us-east-1"})
+    table = VectorTable(store.uri("lancedb"), "t", store.lance_options())
+    table.prepare(3)
+    table.merge(["a", "b"], [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], ["x", "y"], "m")
+    assert table.state().rows == 2
+    assert s3.secret_key not in repr(store)

@@ -18,8 +18,8 @@ from graphrag_flow.storage.store import S3_ENDPOINT_ENV, Store, store_for
 
 #: Each of connect and read, per request; `check` makes two or three requests per store.
 CHECK_TIMEOUT_S = 2.0
-_CREDENTIALS = ("the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment, or a profile) "
-                "were refused")
+_CREDENTIALS = ("the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment, a profile, or "
+                "storage.aws_credentials_block) were refused")
 
 
 def _quick_fs(store: Store) -> Any:
@@ -40,7 +40,8 @@ def _endpoint(store: Store) -> str:
     return f"{os.environ[env]} ({env})" if env else "AWS's default endpoint"
 
 
-def _scrubbed(text: str) -> str:
+def scrub_secrets(text: str) -> str:
+    """`text` without the environment's AWS secret key or session token (an error may echo a request)."""
     for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         value = os.environ.get(name)
         if value and len(value) >= 4:
@@ -49,7 +50,10 @@ def _scrubbed(text: str) -> str:
 
 
 def _failure(store: Store, setting: str, exc: BaseException, write: bool) -> SettingsError:
-    detail = _scrubbed(f"{type(exc).__name__}: {exc}")[:300]
+    detail = scrub_secrets(f"{type(exc).__name__}: {exc}")[:300]
+    if type(exc).__name__ == "NoCredentialsError":
+        return SettingsError(f"{setting}: {store.shown}: no credentials found (set AWS_ACCESS_KEY_ID and "
+                             "AWS_SECRET_ACCESS_KEY, a profile or an IAM role, or storage.aws_credentials_block)")
     if isinstance(exc, PermissionError):
         why = _CREDENTIALS if store.protocol in ("s3", "s3a") else "access was refused"
         return SettingsError(f"{setting}: {store.shown}: {why} ({detail})")
