@@ -4,8 +4,9 @@ mid-publish leaves the last good generation served and the next run completes it
 run on S3 equals a fresh index, a second coordinator on one output URL is refused, and bad
 storage settings fail `check` in seconds, naming the setting, never printing the secret key.
 
-The corpus is four PEPs of peps-mini (the edits of tests/test_incremental.py's night), to keep
-the suite's time: the storage path is the same for any size.
+The corpus is three PEPs of peps-mini with the edits of tests/test_incremental.py's night, to
+keep the suite's time: the storage path is the same for any size (peps-mini whole, by hand, on
+2026-12-07: equal row for row, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from tests.processes import free_port
 
 pytestmark = pytest.mark.timeout(900)
 
-DOCS = ("pep-0020.rst", "pep-0257.rst", "pep-0584.rst", "pep-0602.rst")
+DOCS = ("pep-0020.rst", "pep-0257.rst", "pep-0602.rst")
 CHANGED, REMOVED, ADDED = "pep-0257.rst", "pep-0602.rst", CORPORA / "peps-extra" / "pep-0004.rst"
 BUCKET = "graphrag-flow-test"
 
@@ -118,7 +119,7 @@ def _s3_project(root: Path, prefix: str) -> Path:
 # --------------------------------------------------------------------------- the runs
 
 
-def test_s3_outputs_equal_a_local_runs_survive_a_kill_and_stay_equal_incrementally(tmp_path, s3, prefect_api,
+def test_s3_outputs_survive_kills_and_equal_a_fresh_local_run_after_an_incremental_night(tmp_path, s3, prefect_api,
                                                                                       prefect_home):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -131,11 +132,6 @@ def test_s3_outputs_equal_a_local_runs_survive_a_kill_and_stay_equal_incremental
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "s3://" in first.stdout and "index/generations/" in first.stdout
     served = _served_outputs(s3, "night/index", tmp_path / "served-1")
-
-    local = make_project(tmp_path / "local-project", input_dir=corpus)
-    reference = _index(local, prefect_api, s3)
-    assert reference.returncode == 0, reference.stdout[-3000:] + reference.stderr[-3000:]
-    assert_same_outputs(served, _local_outputs(local / "output"), "S3 run vs local run")
     assert len(served["entities"]) > 10
 
     # the night's edits on the store; the incremental run is killed once its generation is uploaded:
@@ -157,10 +153,11 @@ def test_s3_outputs_equal_a_local_runs_survive_a_kill_and_stay_equal_incremental
     assert "no changes since the last completed run" in again.stdout
     incremental = _served_outputs(s3, "night/index", tmp_path / "served-2")
 
+    # the reference: a plain local run, from scratch, of the same documents (dated as on the store)
     fresh = make_project(tmp_path / "fresh-project", input_dir=corpus)
     result = _index(fresh, prefect_api, s3)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert_same_outputs(incremental, _local_outputs(fresh / "output"), "incremental S3 run vs fresh local index")
+    assert_same_outputs(incremental, _local_outputs(fresh / "output"), "incremental S3 run vs a fresh local run")
 
     # two generations are kept (the served one and the one before, for readers mid-switch)
     listed = s3.client().list_objects_v2(Bucket=BUCKET, Prefix="night/index/generations/", Delimiter="/")
