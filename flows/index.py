@@ -50,8 +50,12 @@ from graphrag_flow.stages.embed.backends import embedding_model_id
 from graphrag_flow.storage.faults import kill_point
 from graphrag_flow.storage.generations import OutputFolders, SeedStats
 from graphrag_flow.storage.paths import ProjectPaths
+from graphrag_flow.storage.lease import LeaseLock
 from graphrag_flow.storage.project_lock import project_lock
+from graphrag_flow.storage.published import hydrate, publish
+from graphrag_flow.storage.reach import check_stores, scrub_secrets
 from graphrag_flow.storage.stages import StageRef, StageStore
+from graphrag_flow.storage.store import Store, output_store
 from graphrag_flow.storage.writable import require_writable
 from graphrag_flow.summary import graph_notes, stage_rows
 from graphrag_flow.tables import VECTOR_FIELDS
@@ -86,6 +90,19 @@ async def _on_disk(step: str, work: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(work, *args)
     except OSError as exc:
         raise OutputWriteError(f"{step} failed at {exc.filename or '?'}: {exc.strerror or exc}") from None
+
+
+async def _on_store(step: str, work: Callable[..., Any], *args: Any) -> Any:
+    """Run a step on the output URL's store in a thread; any failure of the store (unreachable,
+    credentials refused, a full bucket) becomes an error naming the step and output.dir."""
+    try:
+        return await asyncio.to_thread(work, *args)
+    except GraphragFlowError:
+        raise
+    except Exception as exc:  # botocore, aiohttp and OS errors alike
+        raise OutputWriteError(
+            f"{step} failed (setting output.dir): {type(exc).__name__}: {scrub_secrets(str(exc))}; the store still "
+            "serves its last good generation, and the next run publishes again") from None
 
 
 async def run_cached_stage(run: RunContext, stage_task: Task, key: str, **inputs: Any) -> StageRef:
@@ -139,16 +156,22 @@ async def index(
     if settings.llm.max_run_cost_usd is not None and settings.llm.price_per_million_tokens is None:
         logger.warning("llm.max_run_cost_usd is set but llm.price_per_million_tokens is not: the cost budget "
                        "cannot be held (llm.max_run_tokens can)")
+    await asyncio.to_thread(check_stores, settings)  # input.dir / output.dir URLs: reachable, credentials accepted
     identities = llm_identities(settings, paths.root)  # a missing prompt file stops the run here
     # One run per project at a time (a nightly run still going when the next one starts): the
     # second stops here, before it touches anything, naming the run that holds the lock.
     run_id = str(flow_run.get_id() or "")
-    with project_lock(paths, run_id) as previous_holder:
+    store = output_store(settings)  # None: the outputs are the project's output/ folder
+    with project_lock(paths, run_id) as previous_holder, \
+            LeaseLock(store, paths.root, run_id, settings.storage.lock_lease_s) if store else nullcontext() as lease:
         await crash_dead_holder(previous_holder, run_id, paths.root, logger)  # a killed run still shown Running
         # The served output/ is never written: the run builds its generation in output.next
         # and switches it in once it verifies (graphrag_flow/storage/generations.py).
         folders = OutputFolders(paths.root)
         await asyncio.to_thread(folders.recover)
+        if store is not None:  # the local output/ is the coordinator's copy of what the store serves
+            logger.info("%s", await _on_store(f"reading the generation {store.shown} serves", hydrate, store,
+                                              folders.live))
         # what the new run is compared with (documents, rows carried over): the served generation
         last_run = await asyncio.to_thread(read_last_run, folders.live)
         seeded = await _on_disk(f"preparing {folders.staging.name}/", folders.prepare_staging, full)
@@ -175,7 +198,8 @@ async def index(
                 while True:
                     try:
                         with frozen_heap():  # no garbage-collector pauses on the loop serving requests
-                            return await _index_stages(run, folders, seeded, last_run, identities, logger, started)
+                            return await _index_stages(run, folders, seeded, last_run, identities, logger, started,
+                                                       store, lease)
                     except BudgetExceededError as exc:
                         if not deployment.get_id():
                             raise
@@ -189,7 +213,7 @@ async def index(
 
 async def _index_stages(run: RunContext, folders: OutputFolders, seeded: SeedStats, last_run: LastRun,
                         identities: dict[str, dict], logger: logging.Logger | logging.LoggerAdapter,
-                        started: float) -> dict:
+                        started: float, store: Store | None = None, lease: LeaseLock | None = None) -> dict:
     """The stages of one run, on the run state `index` opened for it."""
     settings, full = run.settings, run.full
     async with observed_run(str(run.paths.root)):  # progress artifacts; a summary artifact even on failure
@@ -233,6 +257,11 @@ async def _index_stages(run: RunContext, folders: OutputFolders, seeded: SeedSta
             graph_model="offline/rules" if settings.llm.provider == "offline" else settings.llm.chat_model,
             flow_run_id=str(flow_run.get_id() or ""),
         )
+        published = None
+        if store is not None:  # the store serves it once its pointer names it; then the local copy follows
+            published = await _on_store(f"publishing to {store.shown}", publish, store, folders.staging,
+                                         str(flow_run.get_id() or ""), lease)
+            logger.info("%s", published.line())
         switched = await _on_disk(f"switching {folders.staging.name}/ in as {folders.live.name}/", folders.switch_in)
         logger.info("outputs switched in (%s); the generation replaced is kept as %s until the next switch",
                     switched, folders.previous.name)
@@ -247,8 +276,9 @@ async def _index_stages(run: RunContext, folders: OutputFolders, seeded: SeedSta
         embeds = dict(zip(VECTOR_FIELDS, vectors))
         summary = {
             "root": str(run.paths.root),
-            "output": str(folders.live),
+            "output": published.url if published else str(folders.live),
             "staging": asdict(seeded) | {"switch": switched},
+            **({"published": asdict(published)} if published else {}),
             "tables": manifest["tables"],
             "vector_tables": manifest["vector_tables"],
             "warnings": documents.stats.get("warnings", []),

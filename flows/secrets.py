@@ -1,4 +1,5 @@
-"""Every secret of a run, resolved in one place: the LLM API key and the Neo4j password.
+"""Every secret of a run, resolved in one place: the LLM API key, the Neo4j password, and the
+storage credentials of a prefect-aws AwsCredentials block (`storage.aws_credentials_block`).
 
 Precedence, per secret:
 - `llm.api_key` (settings.yaml or GRAPHRAG_FLOW_LLM__API_KEY) > the Prefect Secret block named
@@ -23,7 +24,7 @@ import os
 
 from pydantic import SecretStr
 
-from graphrag_flow.config import Settings
+from graphrag_flow.config import Settings, is_url
 from graphrag_flow.errors import SettingsError
 
 #: The environment variable a provider's key is read from when no setting names one.
@@ -42,12 +43,36 @@ async def resolve_secrets(settings: Settings) -> Settings:
             llm_update["api_key"] = SecretStr(os.environ[env])
     if neo.uri and neo.password is None and neo.password_secret:
         neo_update["password"] = SecretStr(await _block_value(neo.password_secret, "neo4j.password_secret"))
-    if not llm_update and not neo_update:
+    storage = settings.storage
+    if storage.aws_credentials_block and (is_url(settings.input.dir) or is_url(settings.output.dir)):
+        storage = storage.with_credentials(await _aws_credentials(storage.aws_credentials_block))
+    if not llm_update and not neo_update and storage is settings.storage:
         return settings
     return settings.model_copy(update={
         "llm": llm.model_copy(update=llm_update),
         "neo4j": neo.model_copy(update=neo_update),
+        "storage": storage,
     })
+
+
+async def _aws_credentials(name: str) -> dict[str, str]:
+    """The key pair, session token and region of a prefect-aws AwsCredentials block."""
+    setting = "storage.aws_credentials_block"
+    try:
+        from prefect_aws import AwsCredentials
+    except ImportError:
+        raise SettingsError(f"setting {setting}: prefect-aws is not installed (pip install 'graphrag-flow[s3]')") from None
+    try:
+        block = await AwsCredentials.aload(name)
+    except ValueError:
+        raise SettingsError(f"setting {setting}: no AwsCredentials block of that name on the Prefect API in use "
+                            "(create it with `prefect block create aws-credentials`, or in the UI under Blocks)") from None
+    except Exception as exc:  # the API unreachable, or a block of another type under that name
+        raise SettingsError(f"setting {setting}: the AwsCredentials block could not be read ({type(exc).__name__})") from None
+    secret = block.aws_secret_access_key.get_secret_value() if block.aws_secret_access_key else None
+    given = {"key": block.aws_access_key_id, "secret": secret, "token": block.aws_session_token,
+             "region": block.region_name}
+    return {k: v for k, v in given.items() if v}
 
 
 async def _block_value(name: str, setting: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings import SettingsError as EnvParseError
 
@@ -132,6 +132,89 @@ class InputSettings(_Section):
                 raise ValueError(f"pattern {i + 1} is absolute: patterns are relative to input.dir")
             if ".." in PurePosixPath(pattern.replace("\\", "/")).parts:
                 raise ValueError(f"pattern {i + 1} has a '..' part: patterns stay inside input.dir")
+        return value
+
+
+#: A URL's scheme: `s3://`, `gs://`, `az://`, `file://` (any fsspec protocol) in input.dir and output.dir.
+_URL_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+#: storage.options names that hold a secret: they come from the environment or a Prefect block,
+#: never from settings in clear (settings.yaml is committed, printed, copied).
+_SECRET_OPTION = re.compile(r"secret|token|password|passwd|credential|connection_string|sas|account_key|private",
+                            re.IGNORECASE)
+
+
+def is_url(value: str) -> bool:
+    """`value` names a store by URL (fsspec), not a local folder."""
+    return bool(_URL_SCHEME.match(value))
+
+
+class OutputSettings(_Section):
+    #: `output` (the project's output/ folder: a symlink may put it on another disk) or an
+    #: fsspec URL (`s3://bucket/prefix`): generations and a pointer there (storage/published.py).
+    dir: str = "output"
+
+    @field_validator("dir")
+    @classmethod
+    def _folder_or_url(cls, value: str) -> str:
+        _no_nul(value)
+        if value.rstrip("/") != "output" and not is_url(value):
+            raise ValueError("must be `output` (the project's output/ folder; make it a symlink to put it on another "
+                             "disk) or a storage URL such as s3://bucket/prefix or file:///srv/index")
+        return value.rstrip("/") if not is_url(value) else value
+
+
+class StorageSettings(_Section):
+    #: fsspec options of the store(s) in input.dir and output.dir (s3fs: endpoint_url,
+    #: client_kwargs.region_name, config_kwargs, ...). Credentials come from the environment
+    #: (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...), never from here.
+    #: NoDecode: `_json_object` decodes GRAPHRAG_FLOW_STORAGE__OPTIONS, so a bad value names this key.
+    options: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
+    #: The output URL's lock object is renewed every third of this; another coordinator takes over
+    #: a lock not renewed for this long (a coordinator killed on another machine).
+    lock_lease_s: float = _finite(default=300.0, ge=10, le=86_400)
+    #: The name of a prefect-aws AwsCredentials block: its key pair (and region) reach s3fs and
+    #: LanceDB alike, resolved once at the start of a run or `check` (flows/secrets.py).
+    aws_credentials_block: str | None = None
+    #: What the block resolved to (key, secret, token, region): never a field, so never dumped,
+    #: fingerprinted or printed.
+    _credentials: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    _block = field_validator("aws_credentials_block")(classmethod(lambda cls, v: _block_name(v)))
+
+    def with_credentials(self, credentials: dict[str, str]) -> "StorageSettings":
+        copy = self.model_copy()
+        copy._credentials = dict(credentials)
+        return copy
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        return dict(self._credentials)
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError("must be a JSON object of fsspec options") from None
+            if not isinstance(value, dict):
+                raise ValueError("must be a JSON object of fsspec options")
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _no_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        def walk(options: dict[str, Any], prefix: str) -> None:
+            for name, item in options.items():
+                if _SECRET_OPTION.search(str(name)):
+                    shown = f"'{prefix}{name}'" if _SETTING_NAME.fullmatch(str(name)) else "an option"
+                    raise ValueError(f"{shown} holds a secret: put credentials in the environment (AWS_ACCESS_KEY_ID, "
+                                     "AWS_SECRET_ACCESS_KEY, ...), not in settings")
+                if isinstance(item, dict):
+                    walk(item, f"{prefix}{name}.")
+
+        walk(value, "")
         return value
 
 
@@ -274,6 +357,8 @@ class Settings(BaseSettings):
     )
 
     input: InputSettings = Field(default_factory=InputSettings)
+    output: OutputSettings = Field(default_factory=OutputSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
     chunks: ChunkSettings = Field(default_factory=ChunkSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     embed: EmbedSettings = Field(default_factory=EmbedSettings)
@@ -349,7 +434,7 @@ def read_settings_yaml(path: Path) -> dict[str, Any]:
         if not isinstance(key, str) or key.startswith("_"):
             shown = f"'{key}' " if isinstance(key, str) and _SETTING_NAME.fullmatch(key) else ""
             raise SettingsError(f"unknown setting {shown}at the top level of {path.name}: expected sections "
-                                "(input, chunks, llm, embed, graph, neo4j)")
+                                "(input, output, storage, chunks, llm, embed, graph, neo4j)")
     return data
 
 

@@ -12,7 +12,7 @@ SETTINGS_TEMPLATE = """\
 # GRAPHRAG_FLOW_<SECTION>__<KEY>, e.g. GRAPHRAG_FLOW_LLM__API_BASE. Unknown keys are errors.
 
 input:
-  dir: input                 # documents to index, relative to this folder
+  dir: input                 # documents to index, relative to this folder, or a URL: s3://bucket/prefix
   patterns: ["**/*.txt", "**/*.md", "**/*.rst", "**/*.pdf", "**/*.docx", "**/*.html", "**/*.htm", "**/*.csv", "**/*.json", "**/*.jsonl"]
   max_file_mb: null          # skip (with a warning) files larger than this; null = no limit
   text_column: text          # CSV/JSON records: the column with the text (one document per record)
@@ -21,6 +21,13 @@ input:
   reader_memory_mb: 2048     # memory one PDF/DOCX/HTML file may take to parse (else skipped with a warning)
   reader_timeout_s: 600      # seconds one PDF/DOCX/HTML file may take to parse (else skipped with a warning)
   follow_links_outside: false   # read links that lead out of the input folder (else: skipped with a warning)
+
+output:
+  dir: output                # this folder's output/, or a URL: s3://bucket/prefix (README, "Object storage")
+
+storage:                     # for input.dir / output.dir URLs; credentials come from the environment (AWS_*)
+  options: {}                # fsspec options, e.g. {endpoint_url: "http://127.0.0.1:9000"}; no secrets here
+  lock_lease_s: 300          # one coordinator per output URL: its lock object's lease
 
 chunks:                      # text units, in cl100k tokens
   size: 1200

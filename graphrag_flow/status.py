@@ -3,15 +3,17 @@ and, per stage and per vector field, how far the stage checkpoints and vector ta
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from graphrag_flow.config import Settings
 from graphrag_flow.hashing import sha256_text
-from graphrag_flow.storage.outputs import LANCEDB_DIR, check_vectors, read_manifest, read_table
+from graphrag_flow.storage.outputs import LANCEDB_DIR, MANIFEST, check_vectors, read_manifest, read_table
 from graphrag_flow.storage.atomic import read_json
 from graphrag_flow.storage.paths import ProjectPaths
 from graphrag_flow.storage.stages import DONE_FILE, StageRef, StageStore
+from graphrag_flow.storage.store import Store, output_store
 from graphrag_flow.storage.vectors import VectorTable
 from graphrag_flow.tables import TABLE_NAMES, embedding_inputs
 
@@ -48,8 +50,11 @@ def project_status(root: Path, settings: Settings) -> ProjectStatus:
     paths = ProjectPaths(root)
     out_dir = paths.output
     status = ProjectStatus()
-    manifest = read_manifest(out_dir)
     unfinished = paths.staging.is_dir()
+    store = output_store(settings)
+    if store is not None:  # what readers of the store get: the generation its pointer names
+        return _store_status(root, settings, store, status, paths.staging if unfinished else None)
+    manifest = read_manifest(out_dir)
     if manifest is None:
         status.headline = "no completed run yet: run `graphrag-flow index --root " + str(root) + "`"
         _stage_rows(root, settings, status, staging=paths.staging if unfinished else None)
@@ -82,6 +87,33 @@ def project_status(root: Path, settings: Settings) -> ProjectStatus:
     if unfinished:
         status.headline += (f"; a later run is unfinished (killed, or still going) in {paths.staging.name}/: "
                             "`graphrag-flow index` resumes it")
+    return status
+
+
+def _store_status(root: Path, settings: Settings, store: Store, status: ProjectStatus,
+                  staging: Path | None) -> ProjectStatus:
+    """Per table and vector table of the generation the store's pointer names, read from the store."""
+    from graphrag_flow.storage.published import generation, read_pointer, read_store_tables
+
+    pointer = read_pointer(store)
+    if pointer is None:
+        status.headline = f"no generation published in {store.shown} yet: run `graphrag-flow index --root {root}`"
+        _stage_rows(root, settings, status, staging=staging)
+        return status
+    served = generation(store, pointer["generation"])
+    manifest = json.loads(served.fs().cat_file(served.path(MANIFEST)))
+    tables = read_store_tables(served)
+    for name in TABLE_NAMES:
+        rows, expected = len(tables[name]), manifest["tables"].get(name)
+        status.rows.append(StatusRow(f"table {name}", f"{rows}/{expected}", rows == expected, served=True))
+    for check in check_vectors(tables, served.uri(LANCEDB_DIR), manifest["embedding_model"], unit_length=True,
+                               storage_options=served.lance_options()):
+        status.rows.append(StatusRow(f"vectors {check.field}", f"{check.rows - len(check.stale)}/{check.source_rows}",
+                                     check.ok, "" if check.ok else check.problem(), served=True))
+    _stage_rows(root, settings, status, staging=staging)
+    state = "verified" if status.verified else "NOT verified"
+    status.headline = (f"{served.shown}, served by {store.shown}/_current.json: run {manifest.get('run_id') or '-'} "
+                       f"finished {manifest['finished_at']}: {state}")
     return status
 
 

@@ -19,7 +19,7 @@ from tasks.retries import uncached_stage
 async def load_stage(run: RunContext) -> StageRef:
     logger = get_run_logger()
     with run.timed("load"):
-        loaded = await asyncio.to_thread(load_documents, run.paths.root, run.settings.input)
+        loaded = await asyncio.to_thread(load_documents, run.paths.root, run.settings.input, run.settings.storage)
         for warning in loaded.warnings:
             logger.warning("input file %s", warning)
         for line in loaded.not_matched:

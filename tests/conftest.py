@@ -27,8 +27,8 @@ API_URL_FILE = "graphrag-flow-test-api-url"
 #: Modules by measured wall time, slowest first: pytest-xdist hands whole modules (--dist
 #: loadfile) to its two workers in collection order, and a long module started last would leave
 #: one worker idle while the other finishes it. Modules not named run after these.
-SLOWEST_FIRST = ("test_resume", "test_graphrag_query", "test_provider_faults", "test_providers_cli", "test_atomic_output",
-                 "test_index_offline", "test_deployment", "test_neo4j_live", "test_neo4j_flow", "test_incremental",
+SLOWEST_FIRST = ("test_resume", "test_graphrag_query", "test_storage_s3", "test_provider_faults", "test_providers_cli",
+                 "test_atomic_output", "test_index_offline", "test_deployment", "test_neo4j_live", "test_neo4j_flow", "test_incremental",
                  "test_embedding_identity")
 
 
@@ -72,6 +72,16 @@ def edit_corpus(folder: Path, changed: str, removed: str, added: Path) -> None:
     os.utime(path, ns=(mtime, mtime))
     (folder / removed).unlink()
     shutil.copy2(added, folder / added.name)
+
+
+def assert_same_outputs(a: dict, b: dict, what: str) -> None:
+    """Two runs' outputs (name -> arrow table, sorted by id) are equal, else which table and columns differ."""
+    assert a.keys() == b.keys()
+    for name in a:
+        if not a[name].equals(b[name]):
+            da, db = a[name].to_pandas(), b[name].to_pandas()
+            differing = [c for c in da.columns if len(da) != len(db) or not da[c].astype(str).equals(db[c].astype(str))]
+            raise AssertionError(f"{what}: {name} differs ({len(da)} vs {len(db)} rows; columns {differing})")
 
 
 def cli_env(prefect_home: Path, **extra: str) -> dict[str, str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import CORPORA, edit_corpus, make_project, run_cli
+from conftest import CORPORA, assert_same_outputs as _assert_same_outputs, edit_corpus, make_project, run_cli
 from fake_openai import fetch_stats, reset_remote
 from graphrag_flow.summary import SUMMARY_COLUMNS
 from graphrag_flow.stages.reports import report_id
@@ -103,15 +103,6 @@ def _outputs(root: Path) -> dict:
     for field in VECTOR_FIELDS:
         out[f"lancedb/{field}"] = VectorTable(root / "output" / "lancedb", field).read().sort_by("id")
     return out
-
-
-def _assert_same_outputs(a: dict, b: dict, what: str) -> None:
-    assert a.keys() == b.keys()
-    for name in a:
-        if not a[name].equals(b[name]):
-            da, db = a[name].to_pandas(), b[name].to_pandas()
-            differing = [c for c in da.columns if len(da) != len(db) or not da[c].astype(str).equals(db[c].astype(str))]
-            raise AssertionError(f"{what}: {name} differs ({len(da)} vs {len(db)} rows; columns {differing})")
 
 
 def _ids(table) -> set[str]:

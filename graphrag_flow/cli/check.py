@@ -28,14 +28,17 @@ async def run_check(root: Path, settings: Settings, quick: bool) -> list[str]:
     from flows.secrets import resolve_secrets
     from graphrag_flow.prompts import describe_prompts
     from graphrag_flow.storage.paths import ProjectPaths
+    from graphrag_flow.storage.reach import check_stores
     from graphrag_flow.storage.writable import require_writable
 
     folders = ProjectPaths(root).written_by_a_run()
     await asyncio.to_thread(require_writable, folders)
     prompts = describe_prompts(settings.llm.prompts_dir, root)
     settings = await resolve_secrets(settings)  # a missing Secret block fails here, naming its setting
+    stores = await asyncio.to_thread(check_stores, settings)  # in seconds, naming input.dir / output.dir
     lines = await _check_llm(root, settings, quick)
     lines.append(f"{', '.join(str(f) for f in folders)} are writable")
+    lines.extend(stores)
     lines.append(prompts)
     if settings.neo4j.uri and not quick:
         lines.append(await check_neo4j(settings))

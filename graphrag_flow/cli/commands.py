@@ -163,6 +163,10 @@ def status(root: RootOption) -> None:
     from graphrag_flow.status import project_status
 
     try:
+        if settings.storage.aws_credentials_block:  # the outputs' store is read with the block's key
+            from flows.secrets import resolve_secrets
+
+            settings = asyncio.run(resolve_secrets(settings))
         report = project_status(root, settings)
     except GraphragFlowError as exc:  # e.g. llm.prompts_dir gone since the run
         _fail(str(exc))

@@ -76,13 +76,15 @@ class VectorCheck:
         return f"vector table {self.field}: " + "; ".join(parts)
 
 
-def check_vectors(tables: dict[str, pd.DataFrame], lancedb_dir: Path, model: str, unit_length: bool) -> list[VectorCheck]:
-    """One vector per source row, current text, right model, no duplicates, one dimension."""
+def check_vectors(tables: dict[str, pd.DataFrame], lancedb_dir: Path | str, model: str, unit_length: bool,
+                  storage_options: dict[str, str] | None = None) -> list[VectorCheck]:
+    """One vector per source row, current text, right model, no duplicates, one dimension.
+    `lancedb_dir` is a folder or a store URL (read with `storage_options`)."""
     checks = []
     for field, source in VECTOR_FIELDS.items():
         inputs = embedding_inputs(field, tables[source])
         expected = dict(zip(inputs["id"], (sha256_text(t) for t in inputs["text"])))
-        table = VectorTable(lancedb_dir, field)
+        table = VectorTable(lancedb_dir, field, storage_options)
         if not table.exists():
             checks.append(VectorCheck(field, len(expected), 0, None, sorted(expected), [], [], 0, 0))
             continue
@@ -132,8 +134,9 @@ def add_empty_vector_tables(tables: dict[str, pd.DataFrame], lancedb_dir: Path) 
     return wanted
 
 
-def verify_outputs(tables: dict[str, pd.DataFrame], lancedb_dir: Path, model: str, unit_length: bool) -> list[VectorCheck]:
-    checks = check_vectors(tables, lancedb_dir, model, unit_length)
+def verify_outputs(tables: dict[str, pd.DataFrame], lancedb_dir: Path | str, model: str, unit_length: bool,
+                   storage_options: dict[str, str] | None = None) -> list[VectorCheck]:
+    checks = check_vectors(tables, lancedb_dir, model, unit_length, storage_options)
     bad = [c.problem() for c in checks if not c.ok]
     for name, frame in tables.items():
         if frame["id"].duplicated().any():

@@ -42,18 +42,25 @@ class VectorTableState:
 class VectorTable:
     """One field's table under `output/lancedb/`; safe to call from one writer thread at a time."""
 
-    def __init__(self, db_dir: Path, name: str):
-        self.db_dir = Path(db_dir)
+    def __init__(self, db_dir: Path | str, name: str, storage_options: dict[str, str] | None = None):
+        #: A local folder, or a store URL (`s3://…/lancedb`, read with `storage_options`).
+        self.remote = isinstance(db_dir, str) and "://" in db_dir
+        self.db_dir = db_dir if self.remote else Path(db_dir)
+        self.storage_options = storage_options or {}
         self.name = name
         self._lock = threading.Lock()
         self._merges = 0
 
     def _db(self) -> lancedb.DBConnection:
+        if self.remote:
+            return lancedb.connect(str(self.db_dir), storage_options=self.storage_options)
         self.db_dir.mkdir(parents=True, exist_ok=True)
         return lancedb.connect(str(self.db_dir))
 
     def exists(self) -> bool:
-        return self.db_dir.is_dir() and self.name in self._db().list_tables().tables
+        if not self.remote and not self.db_dir.is_dir():
+            return False
+        return self.name in self._db().list_tables().tables
 
     def _open(self):
         return self._db().open_table(self.name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from graphrag_flow.config import InputSettings
+from graphrag_flow.config import InputSettings, StorageSettings, is_url
 from graphrag_flow.stages.load.listing import InputFile, InputListing, InputWarning, list_input
 from graphrag_flow.stages.load.extracted import ExtractedTextCache
 from graphrag_flow.stages.load.readers.text import decode_text
@@ -23,8 +23,16 @@ __all__ = [
 ]
 
 
-def load_documents(root: Path, settings: InputSettings) -> LoadedInput:
-    """Documents of `<root>/<input.dir>`, one row per distinct content, in title order; what the
-    readers extract is cached in the project's cache/extracted/."""
+def load_documents(root: Path, settings: InputSettings, storage: StorageSettings | None = None) -> LoadedInput:
+    """Documents of `<root>/<input.dir>` (or of the store input.dir names by URL, reached with
+    `storage.options`), one row per distinct content, in title order; what the readers extract is
+    cached in the project's cache/extracted/."""
     paths = ProjectPaths(root)
-    return read_listed(list_input(paths.input(settings), settings), settings, ExtractedTextCache(paths.extracted))
+    if is_url(settings.dir):
+        from graphrag_flow.stages.load.store_input import list_store_input
+        from graphrag_flow.storage.store import store_for
+
+        listing = list_store_input(store_for(settings.dir, storage or StorageSettings()), settings)
+    else:
+        listing = list_input(paths.input(settings), settings)
+    return read_listed(listing, settings, ExtractedTextCache(paths.extracted))

@@ -16,9 +16,13 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from graphrag_flow.config import InputSettings
 from graphrag_flow.errors import InputError
+
+if TYPE_CHECKING:
+    from graphrag_flow.storage.store import Store
 
 #: Names of files no pattern matches, shown per extension in the run summary.
 UNMATCHED_EXAMPLES = 3
@@ -41,8 +45,12 @@ class InputFile:
     """A file to read: its title (its path under input.dir, as listed) and where it really is."""
 
     title: str
-    path: Path  # links resolved: what the reader opens (without following any link)
+    path: Path  # links resolved: what the reader opens (without following any link); on a store, its key
     via_link: bool  # reached through a link (a file or a folder on its path)
+    #: Set for a file on a store (store_input.py), with its listed size and modification time.
+    store: "Store | None" = None
+    size: int | None = None
+    mtime: float | None = None
 
 
 @dataclass

@@ -76,6 +76,10 @@ def _open_error(exc: OSError) -> str:
 
 def _read_bytes(file: InputFile, max_file_mb: float | None) -> tuple[bytes | None, float, str | None]:
     """(contents, mtime, None) or (None, 0, why not): the file as it is now, checked again."""
+    if file.store is not None:
+        from graphrag_flow.stages.load.store_input import read_store_bytes
+
+        return read_store_bytes(file, max_file_mb)
     try:
         fd = os.open(file.path, _OPEN_FLAGS)
     except OSError as exc:
