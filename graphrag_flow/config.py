@@ -133,6 +133,10 @@ class ChunkSettings(_Section):
         return v
 
 
+#: Where provider openai sends requests when llm.api_base is not set.
+OPENAI_API_BASE = "https://api.openai.com/v1"
+
+
 class LLMSettings(_Section):
     provider: Literal["offline", "openai"] = "offline"
     api_base: str | None = None
@@ -159,6 +163,12 @@ class LLMSettings(_Section):
     _url = field_validator("api_base")(classmethod(lambda cls, v: _http_url(v)))
     _block = field_validator("api_key_secret")(classmethod(lambda cls, v: _block_name(v)))
     _prompts_no_nul = field_validator("prompts_dir")(classmethod(lambda cls, v: v if v is None else _no_nul(v)))
+
+    @property
+    def base_url(self) -> str | None:
+        """Where requests go: `api_base`, else OpenAI's API for provider openai. The setting
+        itself stays unset, so GraphRAG's query blocks (whose default is OpenAI too) agree."""
+        return self.api_base or (OPENAI_API_BASE if self.provider == "openai" else None)
 
 
 class EmbedSettings(_Section):

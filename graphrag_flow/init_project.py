@@ -23,7 +23,7 @@ chunks:                      # text units, in cl100k tokens
 
 llm:
   provider: offline          # offline (no network, no key) | openai (any OpenAI-compatible API)
-  api_base: null             # e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1
+  api_base: null             # unset: https://api.openai.com/v1; a local server: http://127.0.0.1:8000/v1
   api_key: null              # prefer OPENAI_API_KEY or a Prefect Secret block (api_key_secret)
   api_key_secret: null       # name of a Prefect Secret block that holds the key
   chat_model: gpt-4.1-mini

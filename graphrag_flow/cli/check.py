@@ -68,7 +68,8 @@ async def _check_llm(root: Path, settings: Settings, quick: bool) -> list[str]:
         embedder = get_offline_embedder(settings.embed.long_text)
         lines.append(f"offline provider: local embedding model {embedder.model_name} loaded ({embedder.dimension}-d)")
         return lines
-    if not settings.llm.api_base:
+    base_url = settings.llm.base_url
+    if not base_url:
         raise SettingsError("llm.api_base is not set (e.g. https://api.openai.com/v1)")
     from graphrag_flow.config import secret_value
     from graphrag_flow.llm import LLMStats, OpenAICompatibleClient, RequestLimiter
@@ -78,7 +79,7 @@ async def _check_llm(root: Path, settings: Settings, quick: bool) -> list[str]:
         llm, api_key=secret_value(settings.llm.api_key), limiter=RequestLimiter(2), stats=LLMStats(), cache=None,
         timeout_cap=(CHECK_TIMEOUT_S, "`graphrag-flow check` and the index preflight"),
     )
-    api_base = safe_url(settings.llm.api_base)
+    api_base = safe_url(base_url)
     async with client:
         try:
             models = await client.list_models()
@@ -86,7 +87,7 @@ async def _check_llm(root: Path, settings: Settings, quick: bool) -> list[str]:
             raise
         except Exception as exc:  # connection refused, timeout, bad answer
             raise FatalLLMError(f"cannot reach {api_base} (setting llm.api_base): "
-                                f"{scrub_url(str(exc), settings.llm.api_base)}") from None
+                                f"{scrub_url(str(exc), base_url)}") from None
         lines.append(f"{api_base} answered GET /models; the key was accepted")
         for setting, model in (("llm.chat_model", llm.chat_model), ("llm.embedding_model", llm.embedding_model)):
             if models and model not in models:

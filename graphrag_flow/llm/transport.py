@@ -26,7 +26,7 @@ import aiohttp
 from pydantic import SecretStr
 from yarl import URL
 
-from graphrag_flow.config import LLMSettings
+from graphrag_flow.config import OPENAI_API_BASE, LLMSettings
 from graphrag_flow.errors import FatalLLMError, ItemFailedError, SettingsError
 from graphrag_flow.llm.connections import ConnectionPool, proxy_for
 from graphrag_flow.llm.deadlines import adaptive_deadline, p95
@@ -51,10 +51,13 @@ class Transport:
     def __init__(self, settings: LLMSettings, api_key: str | None, limiter: RequestLimiter, stats: LLMStats,
                  budget: Budget, backoff: Backoff, *, pool: ConnectionPool | None = None,
                  priority: int = DEFAULT_PRIORITY):
-        if not settings.api_base:
+        if not settings.base_url:
             raise SettingsError("llm.api_base is not set (e.g. https://api.openai.com/v1)")
+        if not api_key and settings.base_url == OPENAI_API_BASE:
+            raise SettingsError(f"no API key set (llm.api_key, llm.api_key_secret or OPENAI_API_KEY); "
+                                f"{OPENAI_API_BASE} requires one")
         self._settings = settings
-        self._api_base = settings.api_base.rstrip("/")
+        self._api_base = settings.base_url.rstrip("/")
         #: What messages show: without any user:password@ the URL may carry.
         self.shown_base = safe_url(self._api_base)
         if api_key and url_userinfo(self._api_base):
@@ -219,7 +222,7 @@ class Transport:
                 raise Retryable("invalid_answer", self.scrub(str(exc))) from None
             self._stats.latency(kind, latency)  # shared by the run's transports (see LLMStats)
             return result
-        raise status_failure(response, self.shown_base, model_setting, self.scrub)
+        raise status_failure(response, self.shown_base, model_setting, self.scrub, key_sent=self.has_key)
 
     def _connect_timeout_s(self) -> float:
         return min(10.0, self.budget.timeout_s)
