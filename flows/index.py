@@ -31,7 +31,7 @@ from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 from pydantic import Field
 
-from flows.artifacts import observed_run, publish_summary
+from flows.artifacts import progress_artifacts, publish_summary, summary_on_failure
 from flows.dead_runs import crash_dead_holder
 from flows.quota import require_concurrency_limit
 from flows.secrets import resolve_secrets
@@ -118,6 +118,14 @@ async def index(
     logger = get_run_logger()
     started = time.time()
     paths = ProjectPaths(Path(root).resolve())
+    # a summary artifact for every run: failed (a settings error too) or stopped
+    async with summary_on_failure(str(paths.root), logger):
+        return await _index_run(paths, full, logger, started)
+
+
+async def _index_run(paths: ProjectPaths, full: bool, logger: logging.Logger | logging.LoggerAdapter,
+                     started: float) -> dict:
+    """One run of the project at `paths`, from its settings to its summary."""
     settings = await resolve_secrets(load_settings(paths.root))  # a missing Secret block stops the run here
     await require_concurrency_limit(settings)  # a misspelt quota name must not mean no quota
     await asyncio.to_thread(require_writable, paths.written_by_a_run())  # not after hours of extraction
@@ -161,7 +169,7 @@ async def _index_stages(run: RunContext, folders: OutputFolders, seeded: SeedSta
                         started: float) -> dict:
     """The stages of one run, on the run state `index` opened for it."""
     settings, full = run.settings, run.full
-    async with observed_run(str(run.paths.root)):  # progress artifacts; a summary artifact even on failure
+    async with progress_artifacts(str(run.paths.root)):
         documents = await load_stage(quote(run))
         docs = await asyncio.to_thread(run.store.load, documents, "documents")
         delta = document_delta(
