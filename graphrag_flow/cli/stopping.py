@@ -4,9 +4,12 @@ A run is safe to stop at any moment (everything it finished is saved: answers in
 cache, vectors in output.next, stages in their checkpoints; output/ is switched only whole), so
 a stop only has to let Prefect record the flow run as stopped and leave:
 
-- SIGINT and SIGTERM cancel the flow's task; Prefect's own SIGTERM handler, installed while the
-  flow runs, raises `TerminationSignal` instead, which ends up the same way. The flow engine
-  sees the cancellation, marks the run Crashed in Prefect and returns.
+- SIGINT and SIGTERM cancel the flow's task; the flow engine sees the cancellation, marks the
+  run Crashed in Prefect and returns. Prefect's engine installs its own SIGTERM handler while a
+  flow runs, which raises `TerminationSignal` wherever the main thread is: inside one of asyncio's
+  callbacks asyncio logs it and goes on (the run would not stop at all). So the CLI's handler is
+  put back every `REINSTALL_S` while the flow runs; a `TerminationSignal` that still comes (the
+  moment before that) is handled wherever it surfaces: out of the loop, or in a callback.
 - The worker threads still busy (the offline model embedding a batch, a LanceDB merge) are not
   waited for: `asyncio.run` would wait for every queued thread job, tens of seconds. The process
   ends with `os._exit` once the atexit hooks (Prefect's temporary server, the log files) ran: to
@@ -23,6 +26,8 @@ import sys
 from typing import Any, Coroutine, NoReturn, TypeVar
 
 T = TypeVar("T")
+#: How often the CLI's SIGTERM handler is put back over Prefect's while the flow runs.
+REINSTALL_S = 0.2
 
 
 class RunStopped(Exception):
@@ -47,7 +52,22 @@ def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
         received.append(signum)
         loop.call_soon_threadsafe(task.cancel)
 
+    def keep_ours() -> None:
+        if signal.getsignal(signal.SIGTERM) is not stop:
+            signal.signal(signal.SIGTERM, stop)
+        if not task.done():
+            loop.call_later(REINSTALL_S, keep_ours)
+
+    def on_callback_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        error = context.get("exception")
+        if isinstance(error, TerminationSignal):
+            stop(error.signal)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(on_callback_error)
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    loop.call_soon(keep_ours)
     try:
         try:
             return loop.run_until_complete(task)
