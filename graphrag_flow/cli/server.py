@@ -52,6 +52,7 @@ def prefect_api(console: Console) -> Iterator[str | None]:
         yield configured
         return
     if os.environ.get(MODE_ENV, "") == "temporary":
+        console.print(f"[dim]{MODE_ENV}=temporary: Prefect starts a temporary server for this run[/]", highlight=False)
         yield None
         return
     url = ensure_server(prefect_home(), console)
