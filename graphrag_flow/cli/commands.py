@@ -1,8 +1,9 @@
-"""The `graphrag-flow` command line: init, index, status, check.
+"""The `graphrag-flow` command line: init, index, status, check, server.
 
-`index` runs the Prefect flow in this process (Prefect starts a temporary server when no
-PREFECT_API_URL is set) and shows a progress bar per stage; exit code 0 only when every
-stage finished and the outputs verified.
+`index` runs the Prefect flow in this process, recorded on the configured Prefect API or else
+on a background server it starts once and reuses (server.py), and shows a progress bar per
+stage (console.py); exit code 0 only when every stage finished and the outputs verified, 130 or
+143 when Ctrl-C or SIGTERM stopped it (stopping.py).
 """
 
 from __future__ import annotations
