@@ -51,7 +51,9 @@ def index_peps_mini(work: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "settings.yaml").write_text(yaml.safe_dump({"input": {"dir": str(PEPS_MINI)}}))
     env = {"PREFECT_HOME": str(work / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_LOGGING_LEVEL": "WARNING"}
+           "PREFECT_LOGGING_LEVEL": "WARNING",
+           # Prefect's temporary server for this one run, not a background server left running
+           "GRAPHRAG_FLOW_PREFECT_SERVER": "temporary"}
     done = subprocess.run([sys.executable, "-m", "graphrag_flow.cli", "index", "--root", str(root)], cwd=REPO,
                           env=os.environ | env, capture_output=True, text=True)
     if done.returncode != 0:

@@ -65,7 +65,9 @@ def index(corpus: Path, root: Path, prefect_home: Path) -> float:
     # The user's GRAPHRAG_FLOW_* would change the settings and PREFECT_* the server: neither applies.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GRAPHRAG_FLOW_", "PREFECT_"))}
     env |= {"PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_LOGGING_LEVEL": "WARNING", "COLUMNS": "160"}
+            "PREFECT_LOGGING_LEVEL": "WARNING", "COLUMNS": "160",
+            # Prefect's temporary server for this one run, not a background server left running
+            "GRAPHRAG_FLOW_PREFECT_SERVER": "temporary"}
     start = time.monotonic()
     proc = subprocess.run([cli(), "index", "--root", str(root)], cwd=root, env=env, capture_output=True, text=True)
     wall = time.monotonic() - start

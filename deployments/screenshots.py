@@ -5,7 +5,11 @@
 
 Needs Debian's `chromium` (`apt-get install -y chromium`); the test suite does not. Writes one
 PNG per page (the run's task graph and logs, the artifacts index, the history of
-`graphrag-flow-summary` across runs, this run's summary and its stage table, and its usage table) and checks from the rendered
+    usage_key = next((k for k in artifacts if k.endswith("-usage")), None)
+    if usage_key is not None:
+        pages["usage-artifact"] = (f"{ui}/artifacts/artifact/{artifacts[usage_key]['id']}",
+                                   ["embed-entity_description", "completion_tokens", "cost_usd"])
+the project's summary artifact across runs, this run's summary and its stage table) and checks from the rendered
 DOM that each page shows what it should (exit code 1 otherwise). Start the server with
 PREFECT_API_URL set to its own address, or the UI calls port 4200 ("Can't connect to Server API").
 """
@@ -70,21 +74,25 @@ def main() -> int:
     ui = args.api_url.rstrip("/").removesuffix("/api")
     artifacts = {a["key"]: a for a in api(args.api_url, "/artifacts/filter",
                                           {"flow_runs": {"id": {"any_": [run["id"]]}}}) if a.get("key")}
+    # the project's keys (flows/artifacts.py artifact_key): graphrag-flow-<name>-<hash>-summary / -stages
+    summary_key = next((k for k in artifacts if k.endswith("-summary")), "graphrag-flow-summary")
+    stages_key = next((k for k in artifacts if k.endswith("-stages")), "graphrag-flow-stages")
     pages = {
         "flow-run": (f"{ui}/runs/flow-run/{run['id']}", [run["name"], "Completed" if run["state_type"] == "COMPLETED"
                                                         else "Failed"]),
-        "artifacts": (f"{ui}/artifacts", ["graphrag-flow-summary", "graphrag-flow-stages"]),
-        # one entry per run that published a summary: the nightly history
-        "artifact-history": (f"{ui}/artifacts/key/graphrag-flow-summary", [run["name"]]),
+        "artifacts": (f"{ui}/artifacts", [summary_key, stages_key]),
+        # one entry per run that published a summary: the project's nightly history
+        "artifact-history": (f"{ui}/artifacts/key/{summary_key}", [run["name"]]),
     }
-    if "graphrag-flow-summary" in artifacts:
-        pages["summary-artifact"] = (f"{ui}/artifacts/artifact/{artifacts['graphrag-flow-summary']['id']}",
+    if summary_key in artifacts:
+        pages["summary-artifact"] = (f"{ui}/artifacts/artifact/{artifacts[summary_key]['id']}",
                                      ["graphrag-flow index of"])
-    if "graphrag-flow-usage" in artifacts:
-        pages["usage-artifact"] = (f"{ui}/artifacts/artifact/{artifacts['graphrag-flow-usage']['id']}",
+    usage_key = next((k for k in artifacts if k.endswith("-usage")), None)
+    if usage_key is not None:
+        pages["usage-artifact"] = (f"{ui}/artifacts/artifact/{artifacts[usage_key]['id']}",
                                    ["embed-entity_description", "completion_tokens", "cost_usd"])
-    if "graphrag-flow-stages" in artifacts:
-        pages["stages-artifact"] = (f"{ui}/artifacts/artifact/{artifacts['graphrag-flow-stages']['id']}",
+    if stages_key in artifacts:
+        pages["stages-artifact"] = (f"{ui}/artifacts/artifact/{artifacts[stages_key]['id']}",
                                     ["embed-entity_description", "cache_hits"])
     args.out.mkdir(parents=True, exist_ok=True)
     browser = chromium()

@@ -5,20 +5,27 @@
   listener only records counts, and one coroutine on the flow's event loop publishes the
   changes every `interval_s` (so a 30k-item stage costs a few dozen API calls, not 30k).
 - When a run ends, its summary (graphrag_flow/summary.py) as a table artifact
-  (`graphrag-flow-stages`) and a markdown one (`graphrag-flow-summary`), under stable keys, so
-  the artifact page shows the history across runs.
-- When a run fails, a markdown artifact under the same key as a finished run's summary
-  (`graphrag-flow-summary`), naming the stage, the failed items and their reasons, so the
-  artifact page's history shows the failed night next to the good ones.
+  (`graphrag-flow-<project>-stages`) and a markdown one (`graphrag-flow-<project>-summary`),
+  under stable keys, so the artifact page shows the project's history across runs.
+- When a run fails, a markdown artifact under the same key as a finished run's summary, naming
+  the stage, the failed items and their reasons, so the artifact page's history shows the
+  failed night next to the good ones.
+
+Every key is `artifact_key(root, kind)`: `<project>` is a slug of the project folder's name and
+a short hash of its full path, so two projects (or two folders named `docs`) never share a
+history, and the same folder keeps its own across runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import re
 import threading
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import AsyncIterator
 from uuid import UUID
 
@@ -34,9 +41,22 @@ def usage_description(usage: dict) -> str:
 
 log = logging.getLogger(__name__)
 
-SUMMARY_KEY = "graphrag-flow-summary"
-#: Per stage, the tokens and cost of the run's answers: one key, so the UI lists every night's side by side.
-USAGE_KEY = "graphrag-flow-usage"
+#: Characters of the project folder's name kept in its artifact keys.
+SLUG_CHARS = 32
+
+
+def artifact_key(root: str | Path, kind: str) -> str:
+    """The project's artifact key for `kind` ("summary", "stages", "progress-extract", ...): a
+    valid Prefect key (lowercase letters, digits, dashes), `graphrag-flow-<name>-<hash>-<kind>`."""
+    path = Path(root).resolve()
+    slug = _slug(path.name)[:SLUG_CHARS].strip("-") or "project"
+    digest = hashlib.sha256(str(path).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"graphrag-flow-{slug}-{digest}-{_slug(kind)}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
 #: Failed items listed in the failure artifact (the rest are counted).
 MAX_FAILED_ITEMS = 50
 
@@ -53,7 +73,8 @@ class _Stage:
 class ProgressArtifacts:
     """A graphrag_flow.progress listener that keeps one Prefect progress artifact per stage."""
 
-    def __init__(self, interval_s: float = 2.0):
+    def __init__(self, root: str, interval_s: float = 2.0):
+        self.root = root
         self.interval_s = interval_s
         self._stages: dict[str, _Stage] = {}
         self._lock = threading.Lock()
@@ -92,7 +113,9 @@ class ProgressArtifacts:
             description = f"graphrag-flow {name}: {min(done, total) if not finished else total} of {total} items"
             try:
                 if stage.artifact_id is None:
-                    stage.artifact_id = await acreate_progress_artifact(progress=pct, description=description)
+                    stage.artifact_id = await acreate_progress_artifact(
+                        progress=pct, description=description, key=artifact_key(self.root, f"progress-{name}")
+                    )
                 else:
                     await aupdate_progress_artifact(stage.artifact_id, progress=pct, description=description)
                 stage.published = pct
@@ -107,9 +130,9 @@ class ProgressArtifacts:
 
 
 @asynccontextmanager
-async def progress_artifacts(interval_s: float = 2.0) -> AsyncIterator[ProgressArtifacts]:
+async def progress_artifacts(root: str, interval_s: float = 2.0) -> AsyncIterator[ProgressArtifacts]:
     """Listen for the duration of a flow run; the last flush shows where each stage ended."""
-    listener = ProgressArtifacts(interval_s)
+    listener = ProgressArtifacts(root, interval_s)
     progress_events.add_listener(listener)
     publisher = asyncio.create_task(listener.publish_every_interval())
     try:
@@ -124,10 +147,18 @@ async def progress_artifacts(interval_s: float = 2.0) -> AsyncIterator[ProgressA
         await listener.flush()
 
 
+#: How long a stopped run may take to publish its summary (the stop must stay quick).
+STOPPED_PUBLISH_S = 5.0
+
+
 def failure_markdown(root: str, exc: BaseException) -> str:
-    """The summary of a failed run: which stage, which items and why, and what a re-run does."""
-    lines = [f"# graphrag-flow index of `{root}` FAILED", ""]
-    if isinstance(exc, StageFailedError):
+    """The summary of a failed or stopped run: which stage, which items and why, and what a re-run does."""
+    stopped = not isinstance(exc, Exception)
+    lines = [f"# graphrag-flow index of `{root}` {'STOPPED' if stopped else 'FAILED'}", ""]
+    if stopped:  # cancelled in Prefect, or the process got SIGTERM or Ctrl-C
+        lines += [f"The run was stopped before it finished ({type(exc).__name__}: cancelled in Prefect, "
+                  "or the process was sent SIGTERM or Ctrl-C)."]
+    elif isinstance(exc, StageFailedError):
         lines += [f"Stage **{exc.stage}**: {len(exc.failures)} item(s) failed.", "",
                   "| item | reason |", "|---|---|"]
         for failure in exc.failures[:MAX_FAILED_ITEMS]:
@@ -148,50 +179,63 @@ def _cell(text: str) -> str:
 
 
 async def publish_failure(root: str, exc: BaseException) -> None:
-    """Best effort: a failure to publish must not hide the run's own error."""
+    """Best effort: a failure to publish must not hide the run's own error, nor hold up a stop."""
     from prefect.artifacts import acreate_markdown_artifact
 
+    stopped = not isinstance(exc, Exception)
     try:
-        await acreate_markdown_artifact(
-            key=SUMMARY_KEY, markdown=failure_markdown(root, exc), description="graphrag-flow run summary (failed)"
-        )
+        await asyncio.wait_for(acreate_markdown_artifact(
+            key=artifact_key(root, "summary"), markdown=failure_markdown(root, exc),
+            description=f"graphrag-flow run summary ({'stopped' if stopped else 'failed'})",
+        ), STOPPED_PUBLISH_S if stopped else None)
     except Exception as publish_exc:
         log.warning("could not publish the failure summary artifact: %s", publish_exc)
 
 
 @asynccontextmanager
-async def observed_run(root: str) -> AsyncIterator[None]:
-    """Around a run's stages: progress artifacts, and a summary artifact even on failure.
+async def summary_on_failure(root: str, logger: logging.Logger | logging.LoggerAdapter) -> AsyncIterator[None]:
+    """Around a whole run, from its settings on: a summary artifact when it fails (a settings
+    error included) or is stopped (cancelled in Prefect, SIGTERM, Ctrl-C). A failure's reason is
+    also the run's last log line, which `prefect deployment run --watch` shows before the state.
 
     A Neo4j sink error is left out: that run already published its summary (the outputs
     are written and verified), with the sink's error in it.
     """
-    async with progress_artifacts():
-        try:
-            yield
-        except Exception as exc:
-            if not isinstance(exc, Neo4jSinkError):
-                await publish_failure(root, exc)
-            raise
+    try:
+        yield
+    except Neo4jSinkError:
+        raise
+    except Exception as exc:
+        logger.error("index of %s failed: %s", root, exc if isinstance(exc, GraphragFlowError)
+                     else f"{type(exc).__name__}: {exc}")
+        await publish_failure(root, exc)
+        raise
+    except BaseException as exc:  # CancelledError, Prefect's TerminationSignal
+        if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            await publish_failure(root, exc)
+        raise
 
 
 async def publish_summary(summary: dict) -> None:
     """Artifacts with stable keys, so the UI's artifact page shows the history across runs."""
     from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
+    # seconds second: the UI gives each column a minimum width and cuts the last ones of a wide
+    # table at 1,400 px, and a stage's time is what a person looks for first
     await acreate_table_artifact(
-        key="graphrag-flow-stages",
-        table=summary["stages"],
+        key=artifact_key(summary["root"], "stages"),
+        table=[{"stage": row["stage"], "seconds": row["seconds"], **row} for row in summary["stages"]],
         description="Per stage: items, reused vs recomputed, requests, retries, cache hits, failures, seconds",
     )
     usage = summary.get("usage")
     if usage:
         await acreate_table_artifact(
-            key=USAGE_KEY,
+            key=artifact_key(summary["root"], "usage"),  # one key per project: every night's side by side
             table=[{"stage": stage} | record for stage, record in usage["stages"].items()]
             + [{"stage": "total"} | {k: v for k, v in usage.items() if k != "stages"}],
             description=usage_description(usage),
         )
     await acreate_markdown_artifact(
-        key="graphrag-flow-summary", markdown=summary_markdown(summary), description="graphrag-flow run summary"
+        key=artifact_key(summary["root"], "summary"), markdown=summary_markdown(summary),
+        description="graphrag-flow run summary",
     )

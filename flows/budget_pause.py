@@ -18,7 +18,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import Field
 
-from flows.artifacts import SUMMARY_KEY
+from flows.artifacts import artifact_key
 from graphrag_flow.errors import BudgetExceededError
 from graphrag_flow.llm.spend import SpendGate
 
@@ -34,7 +34,7 @@ class BudgetApproval(RunInput):
 
 
 async def wait_for_new_budget(gate: SpendGate | None, exc: BudgetExceededError,
-                              logger: logging.Logger | logging.LoggerAdapter) -> None:
+                              logger: logging.Logger | logging.LoggerAdapter, root: str) -> None:
     """Pause until a person submits a new budget; raises `exc` again when there is no gate to
     raise (a run refused before it started stays refused: its estimate is the figure to act on)."""
     if gate is None or not gate.exhausted:
@@ -42,7 +42,7 @@ async def wait_for_new_budget(gate: SpendGate | None, exc: BudgetExceededError,
     message = f"{exc} -- paused: approve a new budget in the Prefect UI (Resume) to go on"
     logger.warning("%s", message)
     try:
-        await acreate_markdown_artifact(key=SUMMARY_KEY, markdown=f"# Paused at its budget\n\n{message}\n",
+        await acreate_markdown_artifact(key=artifact_key(root, "summary"), markdown=f"# Paused at its budget\n\n{message}\n",
                                         description="graphrag-flow run summary (paused at its budget)")
     except Exception as publish_exc:  # the UI is a view: the pause itself must still happen
         logger.warning("could not publish the pause artifact: %s", publish_exc)

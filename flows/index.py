@@ -31,7 +31,7 @@ from prefect.runtime import deployment, flow_run
 from prefect.utilities.annotations import quote
 from pydantic import Field
 
-from flows.artifacts import observed_run, publish_summary
+from flows.artifacts import progress_artifacts, publish_summary, summary_on_failure
 from flows.budget_pause import wait_for_new_budget
 from flows.dead_runs import crash_dead_holder
 from flows.quota import require_concurrency_limit
@@ -145,6 +145,14 @@ async def index(
     logger = get_run_logger()
     started = time.time()
     paths = ProjectPaths(Path(root).resolve())
+    # a summary artifact for every run: failed (a settings error too) or stopped
+    async with summary_on_failure(str(paths.root), logger):
+        return await _index_run(paths, full, max_cost_usd, logger, started)
+
+
+async def _index_run(paths: ProjectPaths, full: bool, max_cost_usd: float | None,
+                     logger: logging.Logger | logging.LoggerAdapter, started: float) -> dict:
+    """One run of the project at `paths`, from its settings to its summary."""
     settings = await resolve_secrets(load_settings(paths.root))  # a missing Secret block stops the run here
     if max_cost_usd is not None:
         settings.llm.max_run_cost_usd = max_cost_usd
@@ -205,7 +213,7 @@ async def index(
                             raise
                         # A scheduled run waits for a person to approve a new budget in the UI,
                         # then goes on from the answers it has (flows/budget_pause.py).
-                        await wait_for_new_budget(run.gate, exc, logger)
+                        await wait_for_new_budget(run.gate, exc, logger, str(run.paths.root))
                         run = replace(run, channels=Channels(), stage_seconds={})
             finally:
                 run.close()
@@ -216,7 +224,7 @@ async def _index_stages(run: RunContext, folders: OutputFolders, seeded: SeedSta
                         started: float, store: Store | None = None, lease: LeaseLock | None = None) -> dict:
     """The stages of one run, on the run state `index` opened for it."""
     settings, full = run.settings, run.full
-    async with observed_run(str(run.paths.root)):  # progress artifacts; a summary artifact even on failure
+    async with progress_artifacts(str(run.paths.root)):
         documents = await load_stage(quote(run))
         docs = await asyncio.to_thread(run.store.load, documents, "documents")
         delta = document_delta(

@@ -243,6 +243,10 @@ class TokenPrices(_Section):
     embedding: float = _finite(ge=0)
 
 
+#: Where provider openai sends requests when llm.api_base is not set.
+OPENAI_API_BASE = "https://api.openai.com/v1"
+
+
 class LLMSettings(_Section):
     #: offline (no network), openai (any OpenAI-compatible API: OpenAI, vLLM, Ollama, a proxy) or
     #: azure (Azure OpenAI: deployments, api-version, `api-key` or Microsoft Entra ID).
@@ -316,6 +320,12 @@ class LLMSettings(_Section):
             raise ValueError("llm.azure_auth is entra_id, which sends no key: remove llm.api_key and "
                              "llm.api_key_secret, or set llm.azure_auth: api_key")
         return self
+
+    @property
+    def base_url(self) -> str | None:
+        """Where requests go: `api_base`, else OpenAI's API for provider openai. The setting
+        itself stays unset, so GraphRAG's query blocks (whose default is OpenAI too) agree."""
+        return self.api_base or (OPENAI_API_BASE if self.provider == "openai" else None)
 
 
 class EmbedSettings(_Section):

@@ -35,7 +35,7 @@ chunks:                      # text units, in cl100k tokens
 
 llm:
   provider: offline          # offline (no network, no key) | openai (any OpenAI-compatible API) | azure (Azure OpenAI)
-  api_base: null             # e.g. https://api.openai.com/v1, http://127.0.0.1:8000/v1, https://NAME.openai.azure.com
+  api_base: null             # unset: https://api.openai.com/v1; a local server: http://127.0.0.1:8000/v1; azure: https://NAME.openai.azure.com
   api_version: null          # azure: the api-version every request carries, e.g. 2024-10-21
   azure_auth: api_key        # azure: api_key | entra_id (a Microsoft Entra ID token; pip install 'graphrag-flow[azure]')
   api_key: null              # prefer OPENAI_API_KEY (azure: AZURE_OPENAI_API_KEY) or a Prefect Secret block

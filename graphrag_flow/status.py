@@ -123,7 +123,7 @@ _STAGES: tuple[tuple[str, str | None, str | None, str | None], ...] = (
     ("load", "documents", None, None),
     ("chunk", "text_units", "load", "documents"),
     ("extract", None, "chunk", "text_units"),
-    ("summarize", "entities", None, None),
+    ("summarize", None, None, None),  # entities and relationships, as the run summary counts them
     ("communities", "communities", None, None),
     ("reports", "community_reports", "communities", "communities"),
 )
@@ -161,7 +161,10 @@ def _stage_rows(root: Path, settings: Settings, status: ProjectStatus, staging: 
         ref = checkpoints.get(stage)
         if ref is not None:
             rows = ref.stats.get("items", 0) if frame is None else ref.rows.get(frame, sum(ref.rows.values()))
-            status.rows.append(StatusRow(f"stage {stage}", f"{rows}/{rows}", True, "checkpoint finished"))
+            note = "checkpoint finished"
+            if stage == "summarize":
+                note += f" ({ref.rows.get('entities', 0)} entities, {ref.rows.get('relationships', 0)} relationships)"
+            status.rows.append(StatusRow(f"stage {stage}", f"{rows}/{rows}", True, note))
             continue
         up = checkpoints.get(upstream) if upstream else None
         if stage == "extract" and up is not None:

@@ -181,10 +181,12 @@ def prefect_api(served_prefect) -> tuple[Path, str]:
 
 
 @pytest.fixture(scope="session")
-def unserved_prefect_home(tmp_path_factory) -> Path:
-    """A PREFECT_HOME with no server: a CLI run there starts Prefect's temporary server, as a
-    user's first `graphrag-flow index` does."""
-    return tmp_path_factory.mktemp("prefect-unserved-home")
+def unserved_prefect_home(tmp_path_factory) -> Iterator[Path]:
+    """A PREFECT_HOME with no server: the first CLI run there starts one in the background and
+    later ones reuse it, as a user's `graphrag-flow index` does; stopped with the session."""
+    home = tmp_path_factory.mktemp("prefect-unserved-home")
+    yield home
+    run_cli(["server", "stop"], home, timeout=60)
 
 
 @pytest.fixture(scope="session")

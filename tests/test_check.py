@@ -88,3 +88,36 @@ def test_a_read_only_output_or_cache_fails_index_and_check_at_once_naming_the_fo
         for folder in ("output", "cache"):
             if (root / folder).exists():
                 (root / folder).chmod(0o755)
+
+
+def test_provider_openai_sends_to_openai_by_default_and_needs_a_key_before_any_request(tmp_path, monkeypatch):
+    """README "Use a real model": `provider: openai` alone means OpenAI's API; without any key,
+    check says which settings take one (no request: OpenAI would only answer 401)."""
+    from graphrag_flow.config import OPENAI_API_BASE
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    root = make_project(tmp_path / "p", files=FILES, llm={"provider": "openai"})
+    assert load_settings(root).llm.base_url == OPENAI_API_BASE == "https://api.openai.com/v1"
+    with pytest.raises(SettingsError, match=r"^no API key set \(llm.api_key, llm.api_key_secret or OPENAI_API_KEY\)"):
+        check(root)
+
+
+def test_a_server_that_wants_a_key_and_got_none_says_no_key_is_set(tmp_path, monkeypatch, fake):
+    """A local server needs no key, so none is required up front; when the server answers 401 to
+    a request that carried none, the error says no key is set, not that a key was rejected."""
+    from fake_openai import configure_remote
+
+    from graphrag_flow.errors import FatalLLMError
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    root = make_project(tmp_path / "p", files=FILES, llm={"provider": "openai", "api_base": fake})
+    configure_remote(fake, api_key="sk-wanted")
+    try:
+        with pytest.raises(FatalLLMError, match=r"^no API key set \(llm.api_key, llm.api_key_secret or "
+                                                r"OPENAI_API_KEY\), and .* requires one \(HTTP 401\)"):
+            check(root)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong")
+        with pytest.raises(FatalLLMError, match=r"^API key rejected by"):
+            check(root)
+    finally:
+        configure_remote(fake, api_key=None)

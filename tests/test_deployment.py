@@ -384,8 +384,12 @@ def test_summary_artifacts_carry_the_numbers_of_the_outputs(deployment_run, depl
     out = deployment_run["project"] / "output"
     artifacts = _artifacts(deployed, deployment_run["flow_run"].id)
     by_key = {a.key: a for a in artifacts if a.key}
-    assert {"graphrag-flow-stages", "graphrag-flow-summary"} <= set(by_key)
-    rows = {row["stage"]: row for row in json.loads(by_key["graphrag-flow-stages"].data)}
+    from flows.artifacts import artifact_key
+
+    stages_key, summary_key = (artifact_key(deployment_run["project"], kind) for kind in ("stages", "summary"))
+    assert {stages_key, summary_key} <= set(by_key)
+    assert stages_key.startswith(f"graphrag-flow-{deployment_run['project'].name.lower()}-")
+    rows = {row["stage"]: row for row in json.loads(by_key[stages_key].data)}
     parquet_rows = {n: pq.read_metadata(out / f"{n}.parquet").num_rows for n in ("documents", "text_units", "entities")}
     assert rows["load"]["items"] == parquet_rows["documents"] == 3
     assert rows["chunk"]["items"] == parquet_rows["text_units"]
@@ -393,12 +397,14 @@ def test_summary_artifacts_carry_the_numbers_of_the_outputs(deployment_run, depl
     for row in rows.values():
         assert set(row) >= {"items", "requests", "retries", "cache_hits", "failures", "seconds"}
         assert row["failures"] == 0
-    summary = by_key["graphrag-flow-summary"].data
+    summary = by_key[summary_key].data
     assert f"| documents | {parquet_rows['documents']} |" in summary
     assert f"| entities | {parquet_rows['entities']} |" in summary
     assert str(out) in summary
     # the long stages left progress artifacts, each at 100 % at the end
     progress = [a for a in artifacts if a.type == "progress"]
+    assert all(a.key == stages_key.removesuffix("stages") + "progress-" + a.description.split(":")[0]
+               .removeprefix("graphrag-flow ").replace("_", "-") for a in progress), [a.key for a in progress]
     described = {a.description.split(":")[0].removeprefix("graphrag-flow ") for a in progress}
     assert {"embed-text_unit_text", "embed-entity_description", "embed-community_full_content"} <= described
     assert all(float(a.data) == 100.0 for a in progress), [(a.description, a.data) for a in progress]
@@ -578,7 +584,9 @@ def test_a_failed_run_publishes_a_summary_naming_the_stage_and_items(two_runs_on
     run = _flow_run_named(deployed, f"index-{r['roots']['b']}")
     assert run.state.is_failed(), run.state
     assert "extract" in (run.state.message or "")
-    summaries = [a for a in _artifacts(deployed, run.id) if a.key == "graphrag-flow-summary"]
+    from flows.artifacts import artifact_key
+
+    summaries = [a for a in _artifacts(deployed, run.id) if a.key == artifact_key(r["roots"]["b"], "summary")]
     assert len(summaries) == 1
     text = summaries[0].data
     assert "FAILED" in text and "Stage **extract**" in text
@@ -711,5 +719,7 @@ def test_a_deployment_run_at_its_budget_pauses_and_goes_on_once_a_new_budget_is_
     assert before["requests"] < final["billing"]["billed_total"]["requests"]
     manifest = json.loads((project / "output" / "_manifest.json").read_text())
     assert manifest["usage"]["requests"] == final["billing"]["billed_delivered"]["requests"]  # both attempts
+    from flows.artifacts import artifact_key
+
     keys = {a.key for a in _artifacts(srv, flow_run.id)}
-    assert {"graphrag-flow-usage", "graphrag-flow-summary"} <= keys
+    assert {artifact_key(project, "usage"), artifact_key(project, "summary")} <= keys

@@ -220,15 +220,18 @@ def test_the_summary_states_documents_added_changed_removed_unchanged_and_reuse_
     assert int(rows["extract"][5]) >= unchanged_units  # cache hits: unchanged text is not re-extracted
 
     # the Prefect artifact carries the same delta
+    from flows.artifacts import artifact_key
+
     _home, api = prefect_api
+    key = artifact_key(incremental.project, "summary")
     request = urllib.request.Request(
         api + "/artifacts/filter",
-        data=json.dumps({"artifacts": {"key": {"any_": ["graphrag-flow-summary"]}}, "limit": 50}).encode(),
+        data=json.dumps({"artifacts": {"key": {"any_": [key]}}, "limit": 50}).encode(),
         headers={"Content-Type": "application/json"}, method="POST",
     )
     with urllib.request.urlopen(request, timeout=30) as resp:
         markdowns = [a["data"] for a in json.loads(resp.read())]
-    assert markdowns, "no graphrag-flow-summary artifact"
+    assert markdowns, f"no {key} artifact"
     delta_row = "| documents added | changed | removed | unchanged |\n|---|---|---|---|\n| 1 | 1 | 1 | 10 |"
     mine = [m for m in markdowns if delta_row in m]
     assert mine, "no summary artifact shows the incremental run's delta:\n" + markdowns[0]

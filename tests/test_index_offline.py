@@ -36,8 +36,8 @@ def corpus(tmp_path_factory, peps_mini):
 
 @pytest.fixture(scope="module")
 def mini_index(tmp_path_factory, corpus, unserved_prefect_home):
-    """Indexed the way a user's first run is: no Prefect server running, so the CLI starts
-    Prefect's temporary one (every other run here uses the session's server)."""
+    """Indexed the way a user's first run is: no Prefect server configured, so the CLI starts one
+    in the background for later runs (every other run here uses the session's server)."""
     root = make_project(tmp_path_factory.mktemp("mini") / "project", input_dir=corpus)
     result = _index(root, unserved_prefect_home)
     return root, result
@@ -101,19 +101,26 @@ def test_graph_is_linked_and_every_entity_has_a_level_0_community(mini_index):
     assert t["community_reports"]["full_content"].str.startswith("# ").all()
 
 
-def test_status_reports_verified(mini_index, prefect_home):
+def test_status_reports_verified(mini_index, tmp_path):
     root, _ = mini_index
-    result = run_cli(["status", "--root", str(root)], prefect_home)
+    home = tmp_path / "no-prefect-yet"
+    home.mkdir()
+    result = run_cli(["status", "--root", str(root)], home)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert not list(home.iterdir()), "status started or set up Prefect"
     assert "verified" in result.stdout and "NOT verified" not in result.stdout
     for field in VECTOR_FIELDS:
         assert field in result.stdout
 
 
-def test_a_second_run_recomputes_nothing(mini_index, prefect_home):
-    root, _ = mini_index
+def test_a_second_run_reuses_the_first_runs_prefect_server_and_recomputes_nothing(mini_index, unserved_prefect_home):
+    root, first = mini_index
+    started = " ".join(first.stderr.split())
+    assert "starting a Prefect server in the background, for this run and the next ones: UI at http://127.0.0.1:" \
+        in started, started[-2000:]
     before = _vectors(root)
-    result = _index(root, prefect_home)
+    result = _index(root, unserved_prefect_home)
+    assert "Prefect server: http://127.0.0.1:" in result.stderr and "starting" not in result.stderr, result.stderr
     summary = result.stdout
     assert "recomputed" in summary
     after = _vectors(root)

@@ -3,7 +3,7 @@ pattern matches, and legal input that makes an empty graph (issue #19, items 3, 
 
 Against the real fake server (its own process, every chat message logged) and the session's
 Prefect server; the run summary is checked in the CLI's output and in the
-`graphrag-flow-summary` artifact.
+project's summary artifact.
 """
 
 from __future__ import annotations
@@ -63,8 +63,10 @@ def _status_verified(root: Path, prefect_home: Path) -> None:
 
 
 def _summary_artifact(prefect_api, root: Path) -> str:
-    """The markdown of the `graphrag-flow-summary` artifact of the run that wrote `root`'s outputs."""
+    """The markdown of the project's summary artifact of the run that wrote `root`'s outputs."""
     from prefect.client.orchestration import get_client
+
+    from flows.artifacts import artifact_key
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -74,7 +76,7 @@ def _summary_artifact(prefect_api, root: Path) -> str:
         with temporary_settings(updates={PREFECT_API_URL: prefect_api[1]}):
             async with get_client() as client:
                 return await client.read_artifacts(
-                    artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["graphrag-flow-summary"])),
+                    artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[artifact_key(root, "summary")])),
                     flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
                 )
 

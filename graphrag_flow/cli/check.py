@@ -72,7 +72,8 @@ async def _check_llm(root: Path, settings: Settings, quick: bool) -> list[str]:
         lines.append(f"offline provider: local embedding model {embedder.model_name} loaded ({embedder.dimension}-d)")
         return lines
     azure = settings.llm.provider == "azure"
-    if not settings.llm.api_base:
+    base_url = settings.llm.base_url
+    if not base_url:
         example = "https://NAME.openai.azure.com" if azure else "https://api.openai.com/v1"
         raise SettingsError(f"llm.api_base is not set (e.g. {example})")
     from graphrag_flow.config import secret_value
@@ -84,7 +85,7 @@ async def _check_llm(root: Path, settings: Settings, quick: bool) -> list[str]:
         llm, api_key=secret_value(settings.llm.api_key), limiter=RequestLimiter(2), stats=LLMStats(), cache=None,
         timeout_cap=(CHECK_TIMEOUT_S, "`graphrag-flow check` and the index preflight"), entra=run_token(llm),
     )
-    api_base = safe_url(settings.llm.api_base)
+    api_base = safe_url(base_url)
     async with client:
         try:
             if azure:  # Azure lists no deployments to a key: each deployment is probed instead
@@ -96,7 +97,7 @@ async def _check_llm(root: Path, settings: Settings, quick: bool) -> list[str]:
             raise
         except Exception as exc:  # connection refused, timeout, bad answer
             raise FatalLLMError(f"cannot reach {api_base} (setting llm.api_base): "
-                                f"{scrub_url(str(exc), settings.llm.api_base)}") from None
+                                f"{scrub_url(str(exc), base_url)}") from None
         if azure:
             credential = "the Entra ID token" if llm.uses_entra_id else "the key"
             lines.append(f"{api_base} (Azure OpenAI, api-version {llm.api_version}) has deployments "

@@ -1,8 +1,9 @@
-"""The `graphrag-flow` command line: init, index, status, check.
+"""The `graphrag-flow` command line: init, index, status, check, server.
 
-`index` runs the Prefect flow in this process (Prefect starts a temporary server when no
-PREFECT_API_URL is set) and shows a progress bar per stage; exit code 0 only when every
-stage finished and the outputs verified.
+`index` runs the Prefect flow in this process, recorded on the configured Prefect API or else
+on a background server it starts once and reuses (server.py), and shows a progress bar per
+stage (console.py); exit code 0 only when every stage finished and the outputs verified, 130 or
+143 when Ctrl-C or SIGTERM stopped it (stopping.py).
 """
 
 from __future__ import annotations
@@ -18,16 +19,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from graphrag_flow import progress as progress_events
-from graphrag_flow.cli.console import RichProgress, console_without_known_tracebacks
-from graphrag_flow.config import Settings, load_settings
+from graphrag_flow.cli.console import RichProgress, route_logging
+from graphrag_flow.config import SETTINGS_FILE, Settings, load_settings
 from graphrag_flow.errors import GraphragFlowError
 from graphrag_flow.init_project import init_project
 
 # No local variables in tracebacks: one may hold a key or a password.
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, rich_markup_mode=None,
                   help="Resumable GraphRAG indexing as a Prefect flow.")
 console = Console(stderr=True)
-out = Console(width=max(Console().width, 150))
+# A terminal gets its own width (wider lines would wrap and garble the tables); a pipe or a file
+# gets the whole table rather than rich's default 80 columns.
+out = Console() if Console().is_terminal else Console(width=max(Console().width, 150))
 
 RootOption = Annotated[Path, typer.Option("--root", help="The project folder (settings.yaml, input/, output/)")]
 
@@ -39,10 +42,31 @@ def _fail(message: str, code: int = 1) -> None:
 
 def _settings(root: Path) -> Settings:
     try:
-        return load_settings(root)
+        settings = load_settings(root)
     except GraphragFlowError as exc:
         _fail(str(exc), 2)
         raise  # unreachable
+    if root.is_dir() and not (root / SETTINGS_FILE).exists():
+        console.print(f"[yellow]note:[/] {root} has no {SETTINGS_FILE}: running on the defaults (provider "
+                      f"{settings.llm.provider}, documents in {settings.input.dir}/) and GRAPHRAG_FLOW_* variables; "
+                      f"`graphrag-flow init --root {root}` writes one with every key", highlight=False)
+    return settings
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"graphrag-flow {version('graphrag-flow')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Resumable GraphRAG indexing as a Prefect flow."""
 
 
 @app.command()
@@ -61,6 +85,8 @@ def index(
     full: Annotated[bool, typer.Option("--full", help="Ignore caches and checkpoints; rebuild everything")] = False,
     max_cost: Annotated[float | None, typer.Option(
         "--max-cost", min=0, help="This run's budget in US dollars (overrides llm.max_run_cost_usd)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the run's INFO log lines above the bars "
+                                                                   "(the log file under cache/logs/ always has them)")] = False,
 ) -> None:
     """Index the project's input folder (resumes from checkpoints unless --full)."""
     if not root.is_dir():
@@ -72,13 +98,16 @@ def index(
     if settings.llm.provider != "offline":
         _preflight(root, settings)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # Prefect's temporary server gives up after 20 s; on a busy machine it takes longer to start
-    # (docs/stack-notes.md), which would fail a run that did no work yet.
+    # With GRAPHRAG_FLOW_PREFECT_SERVER=temporary: Prefect's temporary server gives up after 20 s;
+    # on a busy machine it takes longer to start (docs/stack-notes.md), which would fail a run
+    # that did no work yet.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from flows.index import index as index_flow
     from graphrag_flow.cli.render import render_summary
 
-    console_without_known_tracebacks()
+    from graphrag_flow.storage.paths import ProjectPaths
+
+    log_file = route_logging(console, ProjectPaths(root).logs, verbose)
 
     bars = Progress(
         TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -86,14 +115,29 @@ def index(
     )
     listener = RichProgress(bars)
     progress_events.add_listener(listener)
+    from graphrag_flow.cli.server import prefect_api
+    from graphrag_flow.cli.stopping import RunStopped, exit_now, run_stoppable
+
     try:
-        with bars:
-            summary = asyncio.run(index_flow(root=str(root.resolve()), full=full, max_cost_usd=max_cost))
+        with prefect_api(console), bars:
+            summary = run_stoppable(index_flow(root=str(root.resolve()), full=full, max_cost_usd=max_cost))
+    except RunStopped as stopped:
+        console.print(f"[yellow]stopped[/] by {stopped}: what this run finished is saved; the next "
+                      f"`graphrag-flow index --root {root}` resumes from it", highlight=False)
+        exit_now(128 + stopped.signum)
     except GraphragFlowError as exc:
-        _fail(str(exc))
+        _fail(f"{exc}{_log_note(log_file)}")
+    except Exception as exc:  # not one of ours: its traceback is in the log file and the Prefect UI
+        _fail(f"{type(exc).__name__}: {exc}{_log_note(log_file)}")
     finally:
         progress_events.remove_listener(listener)
     render_summary(summary, out)
+    if log_file is not None:
+        out.print(f"log: {log_file}", highlight=False)
+
+
+def _log_note(log_file: Path | None) -> str:
+    return f"\n(the full log: {log_file})" if log_file is not None else ""
 
 
 def _within_budget(root: Path, settings: Settings) -> None:
@@ -179,3 +223,23 @@ def status(root: RootOption) -> None:
     out.print(report.headline)
     if not report.verified:
         raise typer.Exit(1)
+
+
+server_app = typer.Typer(no_args_is_help=True, help="The Prefect server `index` starts in the background and reuses.")
+app.add_typer(server_app, name="server")
+
+
+@server_app.command("start")
+def server_start() -> None:
+    """Start the background Prefect server now (index starts it when no PREFECT_API_URL is set)."""
+    from graphrag_flow.cli.server import ensure_server, prefect_home
+
+    ensure_server(prefect_home(), out)
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the background Prefect server (the next index starts it again)."""
+    from graphrag_flow.cli.server import prefect_home, stop_server
+
+    out.print(stop_server(prefect_home()), highlight=False)

@@ -1,44 +1,112 @@
-"""What the CLI adds to the terminal while `index` runs: a progress bar per stage, and Prefect's
-console log without the tracebacks of errors the CLI prints itself."""
+"""What the CLI adds to the terminal while `index` runs: a progress bar per stage that stays
+put, the run's warnings above it, and the full log in a file.
+
+Prefect's console handler writes to the stream it was given when logging was configured, past
+rich's live display: its lines land between the redrawn bars, the block of bars is printed again
+below each, and long lines are cut at the terminal's edge. The CLI replaces that handler with one
+that prints through the console the bars are drawn on (rich prints it above them and wraps it),
+at WARNING unless `--verbose`; the full log, at INFO, goes to `cache/logs/index-<time>.log`, and a
+flow run's log still goes to the Prefect API (the UI) through Prefect's own handler.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from pathlib import Path
 
+from rich.console import Console
 from rich.progress import Progress
+from rich.text import Text
 
-from graphrag_flow.errors import GraphragFlowError
+#: The engine's loggers of flow and task runs: their ERROR records say again what the CLI prints
+#: once when the run ends (the run's error), each with a traceback.
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+#: Prefect's background services, whose shutdown notes ("Still processing items") are no
+#: action for the person at the terminal; they stay in the log file.
+SERVICE_LOGGERS = ("EventsWorker", "APILogWorker")
+#: Log files of earlier runs kept in cache/logs/.
+KEEP_LOGS = 20
+LOG_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s"
 
 
-class NoTracebackForKnownErrors(logging.Formatter):
-    """Wraps a console handler's formatter: a graphrag-flow error (a stage's failed items, a
-    rejected key, a bad setting) already says what failed and what to do, and the CLI prints
-    it once at the end; Prefect's engine logged it twice more with a 20-line traceback each.
-    Only the console's copy loses the traceback: the run's logs in the Prefect UI keep it."""
+class ConsoleLogHandler(logging.Handler):
+    """Prints log records through `console`, above its live progress bars, wrapped to its width."""
 
-    def __init__(self, inner: logging.Formatter | None):
-        super().__init__()
-        self.inner = inner or logging.Formatter()
+    STYLES = {logging.WARNING: "yellow", logging.ERROR: "red", logging.CRITICAL: "bold red"}
 
-    def format(self, record: logging.LogRecord) -> str:
-        error = record.exc_info[1] if record.exc_info else None
-        if not isinstance(error, GraphragFlowError):
-            return self.inner.format(record)
-        saved = record.exc_info, record.exc_text
-        record.exc_info, record.exc_text = None, None
+    def __init__(self, console: Console, level: int):
+        super().__init__(level)
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name in SERVICE_LOGGERS or (record.name in RUN_LOGGERS and record.levelno >= logging.ERROR):
+            return
         try:
-            return self.inner.format(record)
-        finally:
-            record.exc_info, record.exc_text = saved
+            where = getattr(record, "task_run_name", None)
+            line = Text(f"{record.levelname.lower()}: ", style=self.STYLES.get(record.levelno, "dim"))
+            line.append(f"{where}: " if where else "")
+            line.append(record.getMessage())
+            if record.exc_info and record.levelno >= logging.ERROR and not record.name.startswith("prefect"):
+                line.append(f" ({type(record.exc_info[1]).__name__}; the traceback is in the log file)")
+            self.console.print(line, overflow="fold", highlight=False)
+        except Exception:
+            self.handleError(record)
 
 
-def console_without_known_tracebacks() -> None:
+def route_logging(console: Console, log_dir: Path, verbose: bool) -> Path | None:
+    """Send every console log handler's records through `console` (at WARNING, INFO when
+    `verbose`), and the full log to a new file in `log_dir`, returned (None when the folder
+    cannot be written: the run is not stopped for its log file)."""
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.formatter, NoTracebackForKnownErrors):
-            handler.setFormatter(NoTracebackForKnownErrors(handler.formatter))
+    ours = ConsoleLogHandler(console, logging.INFO if verbose else logging.WARNING)
+    loggers = [logging.getLogger()] + [
+        logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)
+    ]
+    for logger in loggers:
+        replaced = [h for h in logger.handlers if isinstance(h, PrefectConsoleHandler)]
+        for handler in replaced:
+            logger.removeHandler(handler)
+        if replaced:
+            logger.addHandler(ours)
+    # graphrag_flow's own INFO lines (what a stage did) belong in the file; the root stays at WARNING.
+    logging.getLogger("graphrag_flow").setLevel(logging.INFO)
+    log_file = _open_log_file(log_dir)
+    if log_file is not None:
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setLevel(logging.INFO)
+        handler.setFormatter(_file_formatter())
+        logging.getLogger().addHandler(handler)
+        for name in ("uvicorn", "fastapi", *SERVICE_LOGGERS):  # loggers that do not propagate to the root
+            if not logging.getLogger(name).propagate:
+                logging.getLogger(name).addHandler(handler)
+    return log_file
+
+
+def _file_formatter() -> logging.Formatter:
+    """Prefect's own line format, which names the flow or task run of each line."""
+    from prefect.logging.formatters import PrefectFormatter
+
+    return PrefectFormatter(
+        format=LOG_FORMAT,
+        flow_run_fmt="%(asctime)s.%(msecs)03d | %(levelname)-7s | Flow run %(flow_run_name)r - %(message)s",
+        task_run_fmt="%(asctime)s.%(msecs)03d | %(levelname)-7s | Task run %(task_run_name)r - %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+    )
+
+
+def _open_log_file(log_dir: Path) -> Path | None:
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        for old in sorted(log_dir.glob("index-*.log"))[:-(KEEP_LOGS - 1)]:
+            old.unlink(missing_ok=True)
+        path = log_dir / time.strftime("index-%Y%m%d-%H%M%S.log")
+        path.touch()
+        return path
+    except OSError:
+        return None
 
 
 class RichProgress:

@@ -26,13 +26,42 @@ def render_neo4j(result: dict | None, console: Console) -> None:
     )
 
 
-def render_summary(summary: dict, console: Console) -> None:
+#: Counters left out of the stage table on a narrow terminal when they are 0 (or, for the cost,
+#: unknown) for every stage.
+OPTIONAL_COLUMNS = ("requests", "retries", "cache hits", "failures", "tokens", "cost")
+#: What a cell holds when it says nothing: 0, empty, or a cost without prices (`-`).
+_NOTHING = ("0", "", "-", "$0.0000")
+#: Below this width the whole stage table does not fit (the stage names alone take 28 columns).
+WIDE_TABLE = 120
+
+
+def stage_table(stages: list[dict], width: int) -> tuple[Table, list[str]]:
+    """The stage table, and the counters left out: on a terminal narrower than `WIDE_TABLE`, the
+    counters that are 0 for every stage (offline: all of them). Numbers are never cut; a stage name
+    that does not fit wraps."""
+    def cell(row: dict, col: str) -> str:
+        return str(row.get(col.replace(" ", "_"), ""))
+
+    dropped = [] if width >= WIDE_TABLE else [
+        col for col in OPTIONAL_COLUMNS if all(cell(row, col) in _NOTHING for row in stages)
+    ]
+    columns = [col for col in SUMMARY_COLUMNS if col not in dropped]
     table = Table(title="graphrag-flow index")
-    for col in SUMMARY_COLUMNS:
-        table.add_column(col, justify="left" if col == "stage" else "right")
-    for row in summary.get("stages", []):
-        table.add_row(*(str(row.get(c.replace(" ", "_"), "")) for c in SUMMARY_COLUMNS))
+    for col in columns:
+        if col == "stage":
+            table.add_column(col, overflow="fold")
+        else:
+            table.add_column(col, justify="right", no_wrap=True)
+    for row in stages:
+        table.add_row(*(cell(row, col) for col in columns))
+    return table, dropped
+
+
+def render_summary(summary: dict, console: Console) -> None:
+    table, dropped = stage_table(summary.get("stages", []), console.width)
     console.print(table)
+    if dropped:
+        console.print(f"(0 for every stage: {', '.join(dropped)})", highlight=False)
     budget = rate_budget_line(summary.get("rate_budget"))
     if budget:
         console.print(budget, highlight=False)

@@ -32,7 +32,7 @@ ENTRA_ROLE = "Cognitive Services OpenAI User"
 
 
 def azure_failure(reply: Reply, shown_base: str, model_setting: tuple[str, str] | None,
-                  scrub: Callable[[str], str], *, settings: LLMSettings) -> Exception:
+                  scrub: Callable[[str], str], *, settings: LLMSettings, key_sent: bool = True) -> Exception:
     """The error table's outcome of a non-200 reply from Azure OpenAI, to raise."""
     status = reply.status
     payload = _json(reply)
@@ -63,7 +63,7 @@ def azure_failure(reply: Reply, shown_base: str, model_setting: tuple[str, str] 
     if status == 400 and names_version and not says_json_schema_unsupported(message):
         return FatalLLMError(f"{shown_base} refused api-version {settings.api_version} (setting llm.api_version): "
                              f"{message}")
-    return status_failure(reply, shown_base, model_setting, scrub)
+    return status_failure(reply, shown_base, model_setting, scrub, key_sent=key_sent)
 
 
 def content_filter_message(error: dict) -> str:

@@ -80,14 +80,18 @@ class Reply:
 
 
 def status_failure(reply: Reply, shown_base: str, model_setting: tuple[str, str] | None,
-                   scrub: Callable[[str], str]) -> Exception:
+                   scrub: Callable[[str], str], key_sent: bool = True) -> Exception:
     """The error table's outcome of a non-200 reply, to raise.
 
     `model_setting` (setting, model) names what a 404 points to; None for GET /models,
-    whose 404 can only mean a wrong `llm.api_base`.
+    whose 404 can only mean a wrong `llm.api_base`. `key_sent` tells a 401 to a request without
+    a key (none was set: a local server needs none, a hosted API does) from a rejected key.
     """
     status = reply.status
     message = server_message(reply, scrub)
+    if status == 401 and not key_sent:
+        return FatalLLMError(f"no API key set (llm.api_key, llm.api_key_secret or OPENAI_API_KEY), and {shown_base} "
+                             f"requires one (HTTP 401)")
     if status in (401, 403):
         return FatalLLMError(f"API key rejected by {shown_base}; set llm.api_key, llm.api_key_secret or "
                              f"OPENAI_API_KEY (HTTP {status})")

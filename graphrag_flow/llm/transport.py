@@ -29,7 +29,7 @@ from typing import Any, AsyncIterator, Callable, TypeVar
 import aiohttp
 from pydantic import SecretStr
 
-from graphrag_flow.config import LLMSettings
+from graphrag_flow.config import OPENAI_API_BASE, LLMSettings
 from graphrag_flow.errors import FatalLLMError, ItemFailedError, SettingsError
 from graphrag_flow.llm.azure import azure_failure
 from graphrag_flow.llm.connections import ConnectionPool, proxy_for
@@ -57,11 +57,14 @@ class Transport:
                  budget: Budget, backoff: Backoff, *, pool: ConnectionPool | None = None,
                  priority: int = DEFAULT_PRIORITY, entra: EntraToken | None = None,
                  pacer: RateBudget | None = None):
-        if not settings.api_base:
+        if not settings.base_url:
             example = "https://NAME.openai.azure.com" if settings.provider == "azure" else "https://api.openai.com/v1"
             raise SettingsError(f"llm.api_base is not set (e.g. {example})")
+        if not api_key and entra is None and settings.base_url == OPENAI_API_BASE:
+            raise SettingsError(f"no API key set (llm.api_key, llm.api_key_secret or OPENAI_API_KEY); "
+                                f"{OPENAI_API_BASE} requires one")
         self._settings = settings
-        self._api_base = settings.api_base.rstrip("/")
+        self._api_base = settings.base_url.rstrip("/")
         #: What messages show: without any user:password@ the URL may carry.
         self.shown_base = safe_url(self._api_base)
         if api_key and url_userinfo(self._api_base):
@@ -252,7 +255,7 @@ class Transport:
                 raise Retryable("invalid_answer", self.scrub(str(exc))) from None
             self._stats.latency(kind, latency)  # shared by the run's transports (see LLMStats)
             return result
-        failure = self._failure(response, self.shown_base, model_setting, self.scrub)
+        failure = self._failure(response, self.shown_base, model_setting, self.scrub, key_sent=self.has_key)
         if self._pacer is not None and isinstance(failure, Retryable) and failure.kind == "rate_limit" and failure.wait:
             self._pacer.pause(failure.wait)  # the others would only be refused too
         raise failure

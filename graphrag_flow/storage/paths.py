@@ -11,6 +11,7 @@
     <root>/cache/prefect-results/    Prefect's persisted task results (small StageRefs)
     <root>/cache/index.lock          the project lock (and index.lock.json: who holds it)
     <root>/cache/neo4j/              the Neo4j sink's committed batches and last written ids
+    <root>/cache/logs/               the full log of each CLI `index` run (the terminal shows warnings)
 
 When `output` is a symlink (the outputs on a disk of their own), the generations are built and
 switched where it points (`<target>.next`, `<target>.previous`): the staging folder is then on
@@ -91,6 +92,7 @@ class ProjectPaths:
     neo4j_state = _in_cache("neo4j/state.json", "the ids the last successful Neo4j sink wrote: the next deletes "
                                                 "those that left the index")
     neo4j_batches = _in_cache("neo4j/batches", "the Neo4j sink's committed batches, for its resume")
+    logs = _in_cache("logs", "the full log of each CLI `index` run, one file per run (graphrag_flow/cli/console.py)")
 
     def written_by_a_run(self) -> list[Path]:
         """The folders an index run writes to: the project folder (where the output generations

@@ -30,16 +30,25 @@ def embedding_model_id(settings: Settings) -> str:
 
 
 class OfflineBackend:
-    """The ONNX model shipped in a wheel, run in a worker thread (never on the event loop)."""
+    """The ONNX model shipped in a wheel, run in a worker thread (never on the event loop).
+
+    The model is loaded when the first text is planned or embedded (~1-2 s): a run with nothing
+    new to embed, such as a re-run on unchanged documents, never loads it."""
 
     concurrency = 1
 
     def __init__(self, settings: Settings):
+        from graphrag_flow.stages.embed.offline_model import DIMENSION
+
+        self._long_text = settings.embed.long_text
+        self.model = embedding_model_id(settings)
+        self.dimension = DIMENSION
+
+    @property
+    def _embedder(self):
         from graphrag_flow.stages.embed.offline_model import get_offline_embedder
 
-        self._embedder = get_offline_embedder(settings.embed.long_text)
-        self.model = embedding_model_id(settings)
-        self.dimension = self._embedder.dimension
+        return get_offline_embedder(self._long_text)  # the process's one instance, loaded on first use
 
     def plan(self, texts: list[str]) -> list[list[int]]:
         """Batches of texts of similar length (shortest first), so the model pads little.
