@@ -5,8 +5,9 @@
   listener only records counts, and one coroutine on the flow's event loop publishes the
   changes every `interval_s` (so a 30k-item stage costs a few dozen API calls, not 30k).
 - When a run ends, its summary (graphrag_flow/summary.py) as a table artifact
-  (`graphrag-flow-<project>-stages`) and a markdown one (`graphrag-flow-<project>-summary`),
-  under stable keys, so the artifact page shows the project's history across runs.
+  (`graphrag-flow-<project>-stages`), its usage per stage as another (`graphrag-flow-<project>-usage`,
+  its total in the description) and a markdown one (`graphrag-flow-<project>-summary`, opening with
+  the run's cost), under stable keys, so the artifact page shows the project's history across runs.
 - When a run fails, a markdown artifact under the same key as a finished run's summary, naming
   the stage, the failed items and their reasons, so the artifact page's history shows the
   failed night next to the good ones.
@@ -33,11 +34,6 @@ from graphrag_flow import progress as progress_events
 from graphrag_flow.errors import GraphragFlowError, Neo4jSinkError, StageFailedError
 from graphrag_flow.summary import summary_markdown
 from graphrag_flow.usage import cost_text, tokens_of
-
-
-def usage_description(usage: dict) -> str:
-    return (f"graphrag-flow run usage: {tokens_of(usage):,} tokens, {usage['requests']} answers, "
-            f"cost {cost_text(usage['cost_usd']) if usage['cost_usd'] is not None else 'unknown (no prices set)'}")
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +210,12 @@ async def summary_on_failure(root: str, logger: logging.Logger | logging.LoggerA
         if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
             await publish_failure(root, exc)
         raise
+
+
+def usage_description(usage: dict) -> str:
+    """The usage artifact's description: the run's total, what the artifact list shows per run."""
+    cost = cost_text(usage["cost_usd"]) if usage["cost_usd"] is not None else "unknown (no prices set)"
+    return f"graphrag-flow run usage: {tokens_of(usage):,} tokens, {usage['requests']} answers, cost {cost}"
 
 
 async def publish_summary(summary: dict) -> None:

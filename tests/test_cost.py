@@ -82,7 +82,7 @@ def indexed(tmp_path_factory, peps_mini, fake, prefect_api) -> Indexed:
 
 def test_the_manifest_usage_is_exactly_what_the_provider_billed_per_stage_and_in_total(indexed):
     usage, billing = indexed.manifest["usage"], indexed.billing
-    assert billing["billed_total"] == billing["billed_delivered"]  # a clean run: every answer arrived
+    # what arrived; a hedge's loser, cancelled, is in `billed_total` only (README, "Estimate and budget")
     billed = billing["billed_delivered"]
     assert usage["requests"] == billed["requests"]
     assert usage["prompt_tokens"] + usage["embedding_tokens"] == billed["prompt_tokens"]
@@ -224,7 +224,7 @@ def test_a_run_killed_partway_then_resumed_counts_only_what_the_resumed_run_was_
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     billing = fetch_stats(fake, with_log=False)["billing"]
     usage, billed = _manifest(root)["usage"], billing["billed_delivered"]
-    assert billing["billed_total"] == billed
     assert (usage["requests"], usage["prompt_tokens"] + usage["embedding_tokens"], usage["completion_tokens"]) == (
         billed["requests"], billed["prompt_tokens"], billed["completion_tokens"])
-    assert killed["requests"] >= 25 and usage["stages"]["extract"]["requests"] < _units(root) - 20
+    # answers stored before the kill are not asked again (those in flight at the kill may be)
+    assert killed["requests"] >= 25 and usage["stages"]["extract"]["requests"] < _units(root)

@@ -29,7 +29,7 @@ import asyncio
 import logging
 import sqlite3
 from contextlib import AsyncExitStack
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
@@ -218,9 +218,9 @@ class OpenAICompatibleClient:
                 json_object = self.json_object_mode
                 body = chat_body(s, schema_name, messages, json_object)
                 try:
-                    answer = await self._metered("chat", stage, item, body, "chat/completions", parse, budget,
-                                                 ("llm.chat_model", s.chat_model), meter,
-                                                 lambda: sum(len(m.get("content") or "") for m in body["messages"]))
+                    answer = await self._send("chat", stage, item, body, "chat/completions", parse, budget,
+                                              ("llm.chat_model", s.chat_model), meter,
+                                              lambda: sum(len(m.get("content") or "") for m in body["messages"]))
                     break
                 except BadRequest as exc:
                     if not json_object and says_json_schema_unsupported(exc.message):
@@ -254,13 +254,20 @@ class OpenAICompatibleClient:
         log.warning(note)
         self._stats.warning(stage, note)
 
+    def _send(self, kind: str, stage: str, item: str, body: dict, path: str, parse, budget: Budget,
+              model_setting: tuple[str, str], meter: _RequestUsage, size: Callable[[], int]) -> Awaitable[Any]:
+        """`Transport.send`, through the spend gate when the run has a budget (a plain function:
+        without a budget no coroutine frame is added to the request's path)."""
+        if self._gate is None:
+            return self._transport.send(kind, stage, item, "POST", path, body, parse, budget, model_setting)
+        return self._metered(kind, stage, item, body, path, parse, budget, model_setting, meter, size)
+
     async def _metered(self, kind: str, stage: str, item: str, body: dict, path: str, parse, budget: Budget,
                        model_setting: tuple[str, str], meter: _RequestUsage, size: Callable[[], int]):
-        """`Transport.send`, once the spend gate admits the request (when the run has a budget);
-        `size()`: the request's characters, what the gate forecasts its cost from."""
+        """`Transport.send` once the spend gate admits the request; `size()`: the request's
+        characters, what the gate forecasts its cost from."""
         gate = self._gate
-        if gate is None:
-            return await self._transport.send(kind, stage, item, "POST", path, body, parse, budget, model_setting)
+        assert gate is not None
         chars = size()
         try:
             reservation = await gate.admit(kind, chars, item)
@@ -362,8 +369,8 @@ class OpenAICompatibleClient:
         def parse(response: Reply) -> np.ndarray:
             return parse_embeddings(response, len(texts), self._embedding_dim, meter)
 
-        vectors = await self._metered("embeddings", stage, item, body, "embeddings", parse, budget,
-                                      ("llm.embedding_model", s.embedding_model), meter, lambda: sum(map(len, texts)))
+        vectors = await self._send("embeddings", stage, item, body, "embeddings", parse, budget,
+                                   ("llm.embedding_model", s.embedding_model), meter, lambda: sum(map(len, texts)))
         if meter.missing:  # no `usage` from the server: our own count, marked as counted
             meter.add(await asyncio.to_thread(lambda: sum(map(count_text_tokens, texts))), 0, counted=True)
         if self._embedding_dim is None:
