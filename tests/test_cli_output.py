@@ -105,18 +105,20 @@ def test_the_readme_openai_steps_work_against_a_server_at_another_api_base(tmp_p
 
 
 def test_the_stage_table_fits_80_columns_without_cutting_a_number():
-    """At 80 columns all nine columns cut every number ('144.…') and stage name ('embed…'); the
+    """At 80 columns all eleven columns cut every number ('144.…') and stage name ('embed…'); the
     counters that are 0 everywhere make room, and a stage name wraps rather than being cut."""
     from rich.console import Console
 
     from graphrag_flow.cli.render import stage_table
 
     stages = [{"stage": s, "items": 1433, "reused": 0, "recomputed": 1433, "requests": r, "retries": 0,
-               "cache_hits": h, "failures": 0, "seconds": 569.12}
+               "cache_hits": h, "failures": 0, "tokens": 0, "cost": "-", "seconds": 569.12}
               for s, r, h in (("embed-community_full_content", 0, 0), ("extract", 0, 0))]
-    for requests, wanted in ((0, ["stage", "items", "reused", "recomputed", "seconds"]),
-                             (8339, ["stage", "items", "reused", "recomputed", "requests", "seconds"])):
-        rows = [dict(row, requests=requests) for row in stages]
+    # offline (nothing sent, no prices), then a provider run with its tokens and cost
+    for requests, tokens, cost, wanted in (
+            (0, 0, "-", ["stage", "items", "reused", "recomputed", "seconds"]),
+            (8339, 555707, "$0.2929", ["stage", "items", "reused", "requests", "tokens", "cost", "seconds"])):
+        rows = [dict(row, requests=requests, tokens=tokens, cost=cost) for row in stages]
         console = Console(width=80, record=True, file=open("/dev/null", "w"))
         table, dropped = stage_table(rows, console.width)
         console.print(table)
@@ -124,6 +126,7 @@ def test_the_stage_table_fits_80_columns_without_cutting_a_number():
         assert [c.header for c in table.columns] == wanted
         assert max(len(line) for line in text.splitlines()) <= 80
         assert "…" not in text and text.count("569.12") == 2 and "1433" in text, text
+        assert requests == 0 or (text.count("555707") == 2 and text.count("$0.2929") == 2), text
         assert "extract" in text
     wide, dropped = stage_table(stages, 200)
-    assert len(wide.columns) == 9 and dropped == []  # a wide terminal, a pipe: every column
+    assert len(wide.columns) == 11 and dropped == []  # a wide terminal, a pipe: every column

@@ -33,18 +33,23 @@ OPTIONAL_COLUMNS = ("requests", "retries", "cache hits", "failures", "tokens", "
 _NOTHING = ("0", "", "-", "$0.0000")
 #: Below this width the whole stage table does not fit (the stage names alone take 28 columns).
 WIDE_TABLE = 120
+#: Columns a narrow stage table keeps at most, so a stage name keeps ~17 characters at 80 columns.
+NARROW_COLUMNS = 7
 
 
 def stage_table(stages: list[dict], width: int) -> tuple[Table, list[str]]:
-    """The stage table, and the counters left out: on a terminal narrower than `WIDE_TABLE`, the
-    counters that are 0 for every stage (offline: all of them). Numbers are never cut; a stage name
-    that does not fit wraps."""
+    """The stage table, and the columns left out: on a terminal narrower than `WIDE_TABLE`, the
+    counters that are 0 for every stage (offline: all of them), and `recomputed` (items - reused)
+    when the rest would still squeeze the stage names. Numbers are never cut; a stage name that
+    does not fit wraps."""
     def cell(row: dict, col: str) -> str:
         return str(row.get(col.replace(" ", "_"), ""))
 
     dropped = [] if width >= WIDE_TABLE else [
         col for col in OPTIONAL_COLUMNS if all(cell(row, col) in _NOTHING for row in stages)
     ]
+    if width < WIDE_TABLE and len(SUMMARY_COLUMNS) - len(dropped) > NARROW_COLUMNS:
+        dropped.append("recomputed")
     columns = [col for col in SUMMARY_COLUMNS if col not in dropped]
     table = Table(title="graphrag-flow index")
     for col in columns:
@@ -57,11 +62,25 @@ def stage_table(stages: list[dict], width: int) -> tuple[Table, list[str]]:
     return table, dropped
 
 
+def dropped_note(dropped: list[str]) -> str | None:
+    """The line under a narrow stage table naming what it leaves out, and why."""
+    parts = []
+    zeros = [col for col in dropped if col not in ("cost", "recomputed")]
+    if zeros:
+        parts.append(f"0 for every stage: {', '.join(zeros)}")
+    if "cost" in dropped:
+        parts.append("cost: none known (llm.price_per_million_tokens not set, or nothing sent)")
+    if "recomputed" in dropped:
+        parts.append("recomputed = items - reused")
+    return f"({'; '.join(parts)})" if parts else None
+
+
 def render_summary(summary: dict, console: Console) -> None:
     table, dropped = stage_table(summary.get("stages", []), console.width)
     console.print(table)
-    if dropped:
-        console.print(f"(0 for every stage: {', '.join(dropped)})", highlight=False)
+    note = dropped_note(dropped)
+    if note:
+        console.print(note, highlight=False)
     budget = rate_budget_line(summary.get("rate_budget"))
     if budget:
         console.print(budget, highlight=False)
