@@ -33,6 +33,7 @@ from pydantic import Field
 
 from flows.artifacts import observed_run, publish_summary
 from flows.dead_runs import crash_dead_holder
+from flows.execution import batch_runner
 from flows.quota import require_concurrency_limit
 from flows.secrets import resolve_secrets
 from graphrag_flow.aio import frozen_heap, gather_fatal_first
@@ -49,6 +50,7 @@ from graphrag_flow.storage.stages import StageRef, StageStore
 from graphrag_flow.storage.writable import require_writable
 from graphrag_flow.summary import graph_notes, stage_rows
 from graphrag_flow.tables import VECTOR_FIELDS
+from tasks.batches import BatchCluster
 from tasks.chunk import chunk_stage
 from tasks.communities import communities_stage
 from tasks.context import RunContext
@@ -137,7 +139,10 @@ async def index(
         logger.info("%s", seeded.line())
         offline = settings.llm.provider == "offline"
         # The run's connections outlive each stage's client; opened and closed on this loop, around every stage.
-        async with nullcontext() if offline else ConnectionPool(settings.llm.max_concurrency) as pool:
+        # The batch work of an offline run goes to the Dask cluster, when one is set
+        # (flows/execution.py); LLM stages keep to this process (README, "Execution").
+        async with (nullcontext() if offline else ConnectionPool(settings.llm.max_concurrency) as pool,
+                    batch_runner(settings) as (runner, workers)):
             run = RunContext(
                 paths=paths,
                 settings=settings,
@@ -148,6 +153,7 @@ async def index(
                 limiter=RequestLimiter(settings.llm.max_concurrency, extra=_prefect_limit(settings)),
                 stats=LLMStats(),
                 pool=pool,
+                cluster=None if runner is None else BatchCluster(runner, workers, paths.prefect_results, full),
             )
             try:
                 with frozen_heap():  # no garbage-collector pauses on the loop serving requests

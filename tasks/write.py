@@ -9,7 +9,7 @@ import asyncio
 from prefect import task
 
 from graphrag_flow.errors import OutputWriteError
-from graphrag_flow.stages.write import write_generation
+from graphrag_flow.stages.write import LOCAL_EXECUTION, write_generation
 from graphrag_flow.storage.stages import StageRef
 from tasks.context import RunContext
 from tasks.keys import CODE_VERSION
@@ -29,7 +29,8 @@ def _write(run: RunContext, refs: dict[str, StageRef], embedding_model: str, gra
     frames = {name: run.store.load(refs[stage], frame) for name, (stage, frame) in FRAMES.items()}
     return write_generation(
         run.out_dir, frames, graph_model=graph_model, embedding_model=embedding_model,
-        run={"run_id": flow_run_id, "settings_sha256": run.settings.fingerprint(), "code_version": CODE_VERSION},
+        run={"run_id": flow_run_id, "settings_sha256": run.settings.fingerprint(), "code_version": CODE_VERSION,
+             "execution": run.cluster.manifest_block() if run.cluster is not None else LOCAL_EXECUTION},
     )
 
 
