@@ -228,6 +228,7 @@ async def _index_stages(run: RunContext, folders: OutputFolders, seeded: SeedSta
             "changes": changes,
             "llm_warnings": [w for row in run.stats.as_rows() for w in row["warnings"]],
             "max_in_flight": run.limiter.max_in_flight,
+            "execution": manifest["execution"] if run.cluster is None else run.cluster.summary(),
         }
         neo4j_error = None
         if settings.neo4j.uri:

@@ -24,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections import Counter
+import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -78,7 +79,9 @@ def extract_batch(key: str, number: int, texts: list[str]) -> dict:
     """The offline rules' answer (GraphExtraction JSON) for each text, in order."""
     from graphrag_flow.stages.extract.rules import extract_offline
 
-    return {"worker": _worker_name(), "answers": [extract_offline(text).model_dump_json() for text in texts]}
+    started = time.perf_counter()
+    answers = [extract_offline(text).model_dump_json() for text in texts]
+    return {"worker": _worker_name(), "seconds": time.perf_counter() - started, "answers": answers}
 
 
 @task(**_batch_task("embed-batch", "embed-batch-{label}"))
@@ -88,17 +91,21 @@ def embed_batch(key: str, label: str, texts: list[str], long_text: str) -> dict:
     from graphrag_flow.stages.embed.offline_model import get_offline_embedder
 
     threads = int(os.environ.get(EMBED_THREADS_ENV, "0")) or None
-    return {"worker": _worker_name(), "vectors": get_offline_embedder(long_text, threads).embed(texts)}
+    embedder = get_offline_embedder(long_text, threads)
+    started = time.perf_counter()
+    vectors = embedder.embed(texts)
+    return {"worker": _worker_name(), "seconds": time.perf_counter() - started, "vectors": vectors}
 
 
 @task(**_batch_task("report-batch", "report-batch-{number}"))
 def report_batch(key: str, number: int, communities: list[tuple[list[Member], list[Rel]]]) -> dict:
     """An extractive report (CommunityReportAnswer JSON) and its material's sha256 per community."""
+    started = time.perf_counter()
     reports = []
     for members, rels in communities:
         answer, material = offline_report_and_material(members, rels)
         reports.append((answer.model_dump_json(), material))
-    return {"worker": _worker_name(), "reports": reports}
+    return {"worker": _worker_name(), "seconds": time.perf_counter() - started, "reports": reports}
 
 
 def batch_key(kind: str, identity: Any, inputs: list[str]) -> str:
@@ -148,6 +155,8 @@ class BatchCluster:
     #: `--full`: batches are recomputed, not served from Prefect's cache.
     refresh: bool
     batches_per_worker: Counter = field(default_factory=Counter)
+    #: Seconds of work of each batch that came back, by batch task: what a bigger cluster divides.
+    batch_seconds: defaultdict = field(default_factory=lambda: defaultdict(list))
     _configured: dict[str, Task] = field(default_factory=dict)
 
     async def run(self, batch: Task, **parameters: Any) -> dict:
@@ -162,11 +171,18 @@ class BatchCluster:
         finally:
             future.wrapped_future.release()  # read: the scheduler must not recompute it if its worker dies
         self.batches_per_worker[result["worker"]] += 1
+        self.batch_seconds[batch.name].append(result["seconds"])
         return result
 
     def manifest_block(self) -> dict:
         return {"task_runner": "dask", "workers": self.workers,
                 "batches_per_worker": dict(sorted(self.batches_per_worker.items()))}
+
+    def summary(self) -> dict:
+        """The manifest's block and, per batch task, its batches and their seconds (run summary)."""
+        seconds = {name: {"batches": len(times), "total": round(sum(times), 2), "max": round(max(times), 2)}
+                   for name, times in sorted(self.batch_seconds.items())}
+        return self.manifest_block() | {"batch_seconds": seconds}
 
 
 async def extract_on_cluster(cluster: BatchCluster, units: pd.DataFrame, cache: Any, full: bool,
