@@ -40,9 +40,9 @@ import asyncio, sys
 from flows.index import index
 asyncio.run(index(root=sys.argv[1]))
 """
-#: Manifest keys that name the run or the code rather than what it made (a refactor changes the
+#: Manifest keys that name the run, where it ran or the code rather than what it made (a refactor changes the
 #: code's hash by definition).
-RUN_KEYS = ("run_id", "finished_at", "code_version")
+RUN_KEYS = ("run_id", "finished_at", "code_version", "execution")
 
 
 def checkout(rev: str | None, work: Path, name: str) -> Path:

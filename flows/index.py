@@ -34,6 +34,7 @@ from pydantic import Field
 from flows.artifacts import progress_artifacts, publish_summary, summary_on_failure
 from flows.budget_pause import wait_for_new_budget
 from flows.dead_runs import crash_dead_holder
+from flows.execution import batch_runner
 from flows.quota import require_concurrency_limit
 from flows.secrets import resolve_secrets
 from graphrag_flow.aio import frozen_heap, gather_fatal_first
@@ -59,6 +60,7 @@ from graphrag_flow.storage.store import Store, output_store
 from graphrag_flow.storage.writable import require_writable
 from graphrag_flow.summary import graph_notes, stage_rows
 from graphrag_flow.tables import VECTOR_FIELDS
+from tasks.batches import BatchCluster
 from tasks.chunk import chunk_stage
 from tasks.communities import communities_stage
 from tasks.context import RunContext
@@ -186,7 +188,10 @@ async def _index_run(paths: ProjectPaths, full: bool, max_cost_usd: float | None
         logger.info("%s", seeded.line())
         offline = settings.llm.provider == "offline"
         # The run's connections outlive each stage's client; opened and closed on this loop, around every stage.
-        async with nullcontext() if offline else ConnectionPool(settings.llm.max_concurrency) as pool:
+        # The batch work of an offline run goes to the Dask cluster, when one is set
+        # (flows/execution.py); LLM stages keep to this process (README, "Execution").
+        async with (nullcontext() if offline else ConnectionPool(settings.llm.max_concurrency) as pool,
+                    batch_runner(settings) as (runner, workers)):
             run = RunContext(
                 paths=paths,
                 settings=settings,
@@ -201,6 +206,7 @@ async def _index_run(paths: ProjectPaths, full: bool, max_cost_usd: float | None
                                settings.llm.price_per_million_tokens),
                 pacer=RateBudget.from_settings(settings.llm),
                 entra=entra,
+                cluster=None if runner is None else BatchCluster(runner, workers, paths.prefect_results, full),
             )
             try:
                 while True:
@@ -297,6 +303,7 @@ async def _index_stages(run: RunContext, folders: OutputFolders, seeded: SeedSta
             "changes": changes,
             "llm_warnings": [w for row in run.stats.as_rows() for w in row["warnings"]],
             "max_in_flight": run.limiter.max_in_flight,
+            "execution": manifest["execution"] if run.cluster is None else run.cluster.summary(),
         }
         if run.pacer is not None:
             summary["rate_budget"] = run.pacer.summary()

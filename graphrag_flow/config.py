@@ -356,6 +356,31 @@ class Neo4jSettings(_Section):
         return value
 
 
+#: Schemes of a Dask scheduler address (distributed's comm protocols).
+DASK_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+
+
+class ExecutionSettings(_Section):
+    """Where the CPU-heavy batch work runs (offline extraction, offline embedding, reports).
+
+    `local`: in the flow's process. `dask`: as Prefect task runs on a Dask cluster through
+    prefect-dask (the `graphrag-flow[dask]` extra): the scheduler at `dask_address`, or else a
+    `LocalCluster` of `dask_workers` worker processes started for the run. Outputs are the same
+    either way, so this is not part of the settings fingerprint.
+    """
+
+    task_runner: Literal["local", "dask"] = "local"
+    dask_address: str | None = None
+    dask_workers: int = Field(2, gt=0, le=256)
+
+    @field_validator("dask_address")
+    @classmethod
+    def _scheduler_address(cls, value: str | None) -> str | None:
+        if value is not None and value.partition("://")[0].lower() not in DASK_SCHEMES:
+            raise ValueError(f"must start with one of {', '.join(s + '://' for s in DASK_SCHEMES)}")
+        return value
+
+
 class Settings(BaseSettings):
     """All settings of one project directory: `load_settings(root)` reads them."""
 
@@ -374,6 +399,7 @@ class Settings(BaseSettings):
     embed: EmbedSettings = Field(default_factory=EmbedSettings)
     graph: GraphSettings = Field(default_factory=GraphSettings)
     neo4j: Neo4jSettings = Field(default_factory=Neo4jSettings)
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -388,8 +414,11 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
     def fingerprint(self) -> str:
-        """sha256 of the settings without secrets: goes into the manifest, never a key itself."""
-        return sha256_json(self.public_dict())
+        """sha256 of the settings without secrets: goes into the manifest, never a key itself.
+        Where the work runs (`execution`) changes no output, so it is left out."""
+        data = self.public_dict()
+        data.pop("execution", None)
+        return sha256_json(data)
 
     def public_dict(self) -> dict[str, Any]:
         """The settings as plain data, with every secret removed (not masked: removed), and
@@ -444,7 +473,7 @@ def read_settings_yaml(path: Path) -> dict[str, Any]:
         if not isinstance(key, str) or key.startswith("_"):
             shown = f"'{key}' " if isinstance(key, str) and _SETTING_NAME.fullmatch(key) else ""
             raise SettingsError(f"unknown setting {shown}at the top level of {path.name}: expected sections "
-                                "(input, output, storage, chunks, llm, embed, graph, neo4j)")
+                                "(input, output, storage, chunks, llm, embed, graph, neo4j, execution)")
     return data
 
 

@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pandas as pd
 
@@ -29,6 +29,9 @@ from graphrag_flow.prompts import load_prompt
 from graphrag_flow.storage.outputs import LANCEDB_DIR
 from graphrag_flow.storage.paths import ProjectPaths
 from graphrag_flow.storage.stages import StageRef, StageStore
+
+if TYPE_CHECKING:
+    from tasks.batches import BatchCluster
 
 
 @dataclass
@@ -56,6 +59,8 @@ class RunContext:
     pacer: RateBudget | None = None
     #: Azure with llm.azure_auth entra_id: the run's one token source, refreshed before expiry.
     entra: EntraToken | None = None
+    #: The Dask cluster the offline batch work runs on (`execution.task_runner: dask`), else None.
+    cluster: "BatchCluster | None" = None
     #: Seconds each stage worked, for the run summary (waiting for its inputs not counted).
     stage_seconds: dict[str, float] = field(default_factory=dict)
     _embed_slots: asyncio.Semaphore | None = None

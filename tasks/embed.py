@@ -28,6 +28,7 @@ from graphrag_flow.stages.embed.backends import OfflineBackend, OpenAIBackend
 from graphrag_flow.stages.embed.field import BatchMerger, embed_field, embed_streamed
 from graphrag_flow.storage.vectors import VectorTable
 from graphrag_flow.tables import embedding_inputs, embedding_text
+from tasks.batches import ClusterEmbedBackend
 from tasks.context import RunContext
 from tasks.llm_stage import llm_client
 from tasks.retries import STAGE_RETRIES, uncached_stage
@@ -53,7 +54,10 @@ async def embed_stage(run: RunContext, field: str) -> dict:
     async with llm_client(run, stage) as client:
         if client is None:
             source = await source_rows.get()
-            backend, slots = await asyncio.to_thread(OfflineBackend, run.settings), None
+            if run.cluster is None:
+                backend, slots = await asyncio.to_thread(OfflineBackend, run.settings), None
+            else:
+                backend, slots = await asyncio.to_thread(ClusterEmbedBackend, run.settings, run.cluster, field), None
             merger = BatchMerger(table, backend.model)
         else:
             backend = OpenAIBackend(run.settings, client, stage)

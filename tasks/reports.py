@@ -18,6 +18,7 @@ from prefect import task
 from graphrag_flow.llm import get_encoding
 from graphrag_flow.stages.reports import build_reports, communities_with_periods, llm_reporter, offline_reporter
 from graphrag_flow.storage.stages import StageRef
+from tasks.batches import cluster_reporter
 from tasks.context import RunContext
 from tasks.llm_stage import item_stage
 from tasks.retries import cached_stage
@@ -33,9 +34,15 @@ async def reports_stage(run: RunContext, key: str, documents: StageRef, text_uni
         comms, degree = await asyncio.to_thread(communities_with_periods, found, degrees, units, docs)
         del units, docs
         published = run.channels.of("reports", "community_reports")
-        async with item_stage(run, "reports", len(comms), streams=[published]) as work:
-            reporter = (offline_reporter() if work.client is None else
-                        llm_reporter(work.client, run.prompt("community_report"), run.settings.llm.report_max_input_tokens))
+        # On a cluster every community is in progress at once, so its reports fill batches.
+        offline_concurrency = max(1, len(comms)) if run.cluster is not None else 1
+        async with item_stage(run, "reports", len(comms), streams=[published],
+                              offline_concurrency=offline_concurrency) as work:
+            if work.client is not None:
+                reporter = llm_reporter(work.client, run.prompt("community_report"),
+                                        run.settings.llm.report_max_input_tokens)
+            else:
+                reporter = offline_reporter() if run.cluster is None else cluster_reporter(run.cluster)
             reports, work.failures = await build_reports(
                 comms, degree, run.channels.of("summarize", "entities").rows,
                 run.channels.of("summarize", "relationships").rows, reporter, work.concurrency, work.progress,

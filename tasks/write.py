@@ -9,7 +9,7 @@ import asyncio
 from prefect import task
 
 from graphrag_flow.errors import OutputWriteError
-from graphrag_flow.stages.write import write_generation
+from graphrag_flow.stages.write import LOCAL_EXECUTION, write_generation
 from graphrag_flow.storage.stages import StageRef
 from tasks.context import RunContext
 from graphrag_flow.tables import VECTOR_FIELDS
@@ -37,7 +37,8 @@ def _write(run: RunContext, refs: dict[str, StageRef], embedding_model: str, gra
         run.out_dir, frames, graph_model=graph_model, embedding_model=embedding_model,
         run={"run_id": flow_run_id, "settings_sha256": run.settings.fingerprint(), "code_version": CODE_VERSION,
              "usage": run_usage(run.stats.usage_by_stage(), run.settings.llm.price_per_million_tokens,
-                                LLM_STAGES)},
+                                LLM_STAGES),
+             "execution": run.cluster.manifest_block() if run.cluster is not None else LOCAL_EXECUTION},
     )
 
 

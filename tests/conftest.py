@@ -28,7 +28,7 @@ API_URL_FILE = "graphrag-flow-test-api-url"
 #: loadfile) to its two workers in collection order, and a long module started last would leave
 #: one worker idle while the other finishes it. Modules not named run after these.
 SLOWEST_FIRST = ("test_resume", "test_graphrag_query", "test_storage_s3", "test_provider_faults", "test_providers_cli",
-                 "test_atomic_output", "test_index_offline", "test_deployment", "test_neo4j_live", "test_neo4j_flow", "test_incremental",
+                 "test_atomic_output", "test_index_offline", "test_dask_execution", "test_deployment", "test_neo4j_live", "test_neo4j_flow", "test_incremental",
                  "test_embedding_identity")
 
 

@@ -184,15 +184,20 @@ SubReports = Callable[[], Awaitable[list[str]]]
 ReportOne = Callable[[list[Member], list[Rel], SubReports], Awaitable[tuple[CommunityReportAnswer, str]]]
 
 
+def offline_report_and_material(members: list[Member], rels: list[Rel]) -> tuple[CommunityReportAnswer, str]:
+    """An extractive report and the sha256 of the material it was made from."""
+    material = sha256_json(
+        [[[m["title"], m["type"], m["description"], m["degree"]] for m in members],
+         [[r["source"], r["target"], r["description"], r["weight"]] for r in rels]]
+    )
+    return offline_report(members, rels), material
+
+
 def offline_reporter() -> ReportOne:
     """Extractive reports read only the community's own material: they never wait for others."""
 
     async def report_one(members: list[Member], rels: list[Rel], sub_reports: SubReports):
-        material = sha256_json(
-            [[[m["title"], m["type"], m["description"], m["degree"]] for m in members],
-             [[r["source"], r["target"], r["description"], r["weight"]] for r in rels]]
-        )
-        return offline_report(members, rels), material
+        return offline_report_and_material(members, rels)
 
     return report_one
 

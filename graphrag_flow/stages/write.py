@@ -94,6 +94,9 @@ def assemble_tables(
     tables["community_reports"] = reps
     return {name: conform(name, frame) for name, frame in tables.items()}
 
+#: The manifest's `execution` for a run whose batch work ran in the flow's process.
+LOCAL_EXECUTION = {"task_runner": "local", "workers": 1, "batches_per_worker": {}}
+
 
 def write_generation(out_dir: Path, frames: dict[str, pd.DataFrame], *, graph_model: str, embedding_model: str,
                      run: dict) -> dict:
@@ -102,7 +105,7 @@ def write_generation(out_dir: Path, frames: dict[str, pd.DataFrame], *, graph_mo
 
     `frames`: documents, text_units, entities, relationships, communities, degrees,
     community_reports. `run`: what the manifest says of the run (run_id, settings_sha256,
-    code_version, and its `usage`). Raises VerifyError when the outputs do not verify, OSError when a file cannot
+    code_version, its `usage`, execution). Raises VerifyError when the outputs do not verify, OSError when a file cannot
     be written (the caller names it).
     """
     lancedb_dir = Path(out_dir) / LANCEDB_DIR
@@ -137,6 +140,8 @@ def write_generation(out_dir: Path, frames: dict[str, pd.DataFrame], *, graph_mo
         "embedding_model": embedding_model,
         # what this run's LLM requests were billed (graphrag_flow/usage.py), when the run says
         **({"usage": run["usage"]} if "usage" in run else {}),
+        # where the batch work ran: {"task_runner", "workers", "batches_per_worker": {worker: n}}
+        "execution": run.get("execution", LOCAL_EXECUTION),
         "documents": [
             {"id": i, "title": t, "content_sha256": s}
             for i, t, s in zip(docs["id"], docs["title"], docs["content_sha256"])
