@@ -42,6 +42,7 @@ from graphrag_flow.stages.extract.rules.header import header_graph, parse_header
 from graphrag_flow.stages.extract.rules.mentions import find_mentions
 from graphrag_flow.stages.extract.rules.patterns import THIS_PEP
 from graphrag_flow.stages.extract.rules.sentences import Mention, split_sentences
+from graphrag_flow.stages.extract.rules.vocabulary import UnitWords, unit_words
 from graphrag_flow.stages.extract.rules.text import MAX_DESCRIPTION, cap_description, overlaps
 from graphrag_flow.stages.extract.rules.words import NAME_PARTICLES, STOP_CAPS, TECH_CAPS
 
@@ -70,8 +71,10 @@ def extract_offline(text: str) -> GraphExtraction:
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", " ")
     lines = text.split("\n")
     header = parse_header(lines)
-    sentences = split_sentences(lines[header.end :])
+    sentences = split_sentences(lines[: header.start] + lines[header.end :])
+    unit = unit_words("\n\n".join(s.raw for s in sentences if not s.heading))
     lower_vocab = frozenset(re.findall(r"\b[a-z][a-z'-]+\b", text))
+    unit = UnitWords(lower=lower_vocab, terms=unit.terms, names=unit.names)
 
     entities: dict[str, tuple[str, str, str]] = {}  # NAME -> (name, type, description)
     pairs: dict[tuple[str, str], list] = {}  # (a, b) -> [count, description]
@@ -96,7 +99,7 @@ def extract_offline(text: str) -> GraphExtraction:
         relate(entities[a.upper()][0], entities[b.upper()][0], cap_description(desc))
 
     for s in sentences:
-        find_mentions(s, lower_vocab)
+        find_mentions(s, unit)
 
     # Persons named in full somewhere in the unit are also recognised by surname ("van Rossum",
     # "DeVito") or, away from a sentence start, by a distinctive given name ("Guido").
