@@ -32,7 +32,7 @@ from collections import Counter
 from pathlib import Path
 
 WORDS = Path(__file__).resolve().parents[1] / "graphrag_flow/stages/extract/rules/words"
-VERB_DOMINANCE = 4
+VERB_DOMINANCE = 3
 MIN_VERB_COUNT = 3
 COMMON_COUNT = 6
 WORD = re.compile(r"[a-z]{3,}")

@@ -74,7 +74,7 @@ def extract_offline(text: str) -> GraphExtraction:
     sentences = split_sentences(lines[: header.start] + lines[header.end :])
     unit = unit_words("\n\n".join(s.raw for s in sentences if not s.heading))
     lower_vocab = frozenset(re.findall(r"\b[a-z][a-z'-]+\b", text))
-    unit = UnitWords(lower=lower_vocab, terms=unit.terms, names=unit.names)
+    unit = UnitWords(lower=lower_vocab, terms=unit.terms, names=unit.names, compounds=unit.compounds)
 
     entities: dict[str, tuple[str, str, str]] = {}  # NAME -> (name, type, description)
     pairs: dict[tuple[str, str], list] = {}  # (a, b) -> [count, description]

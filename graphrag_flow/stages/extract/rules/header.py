@@ -67,15 +67,37 @@ def parse_header(lines: list[str]) -> Header:
         start = next((i for i in range(first_blank, min(len(lines), TOP_LINES)) if lines[i].strip()), None)
         header = _field_block(lines, start) if start is not None else Header()
         if header.fields:
+            header.title = header.title or document_title(lines[:start], True)
             return header
     header = Header()
     top = [line.strip() for line in lines[:TOP_LINES] if line.strip()]
+    byline = False
     for line in top[:5]:
         m = _BYLINE.match(line) or _DATELINE.match(line)
         if m:
             header.people += [(n, "author") for n in person_names(m.group(1))]
+            byline = True
             break
+    header.title = document_title(lines[:TOP_LINES], byline)
     return header
+
+
+def document_title(lines: list[str], byline: bool) -> str:
+    """A document's own title: its first line, when that is one (a markdown ``# `` heading, all
+    capitals, or a byline or field block below it: a text unit cut from the middle of a document
+    may start with a section heading, which is no title); the part after " -- " when there is
+    one ("PEP 20 -- The Zen of Python"), without a trailing parenthesis."""
+    rest = [line.strip() for line in lines]
+    first = next((i for i, line in enumerate(rest) if line), None)
+    if first is None or first > 2:
+        return ""
+    line = rest[first]
+    shouting = line.isupper() and len(line.split()) > 1
+    heading = (line.startswith("# ") or byline or shouting) and re.match(r"#?\s*[A-Z]", line) is not None
+    title = re.sub(r"\s*\([^)]*\)$", "", line.lstrip("#").strip()).split(" -- ")[-1].strip()
+    if not heading or not title or len(title.split()) > 12 or re.search(r"[.:,;!?]$|,|--", title):
+        return ""
+    return clean(title)
 
 
 def _field_block(lines: list[str], start: int) -> Header:
@@ -140,7 +162,7 @@ def header_graph(header: Header) -> tuple[list[tuple[str, str, str]], list[tuple
         if authors:
             bits.append("by " + ", ".join(authors))
         entities.append((pep, "PEP", " ".join(bits).rstrip(",") + "."))
-    subject = pep or (f'"{header.title}"' if header.title else "the document")
+    subject = pep or (f'"{header.title}"' if header.title else "the document")  # fmt: skip
     roles = {"bdfl-delegate": "BDFL-Delegate", "pep-delegate": "PEP-Delegate"}
     for name, role in header.people:
         what = "an author" if role.startswith("author") else f"the {roles.get(role, role)}"
@@ -161,6 +183,11 @@ def header_graph(header: Header) -> tuple[list[tuple[str, str, str]], list[tuple
         entities.append((header.python_version, "SOFTWARE", desc))
         if pep:
             rels.append((pep, header.python_version, desc))
+    if header.title and not pep:
+        desc = f'"{header.title}" is a document' + (f" by {', '.join(n for n, _ in header.people)}." if header.people else ".")
+        entities.append((header.title, "DOCUMENT", desc))
+        for name, _role in header.people:
+            rels.append((name, header.title, f"{name} is an author of \"{header.title}\"."))
     if pep and header.title:
         for name in noun_phrases(header.title.lower(), [])[:3]:
             desc = f'{pep} is titled "{header.title}".'

@@ -106,34 +106,48 @@ def _module_prefix(parts: list[str]) -> str | None:
 
 
 
+#: words after which an -ing word modifies a noun rather than heads a clause ("the trailing
+#: comma"; but "using type hints").
+_DETERMINERS = frozenset("the a an this that these those its their our your his her each every no any some".split())
+
+
 def noun_phrases(
-    prose: str, covered: list[tuple[int, int]], tokens: list[tuple[str, int, int]] | None = None
+    prose: str, covered: list[tuple[int, int]], tokens: list[tuple[str, int, int]] | None = None,
+    terms: dict[str, str] | None = None,
 ) -> list[str]:
     """Technical noun phrases: up to two modifiers plus a run of head nouns, lower case.
 
     A phrase ends at the last of consecutive head nouns ("type checker", "global interpreter
     lock") and its last word is singularised, so "type checkers" and "Type Checker" are one
-    entity. Modifiers stop at determiners, verbs and vague adjectives, so "the valid type"
-    gives nothing.
+    entity. Modifiers stop at determiners, verbs and vague adjectives, so "the valid type" and
+    "represent function" give nothing; a plain verb right before a construct's head is the
+    construct's keyword ("match statement") and stays, and an -ing word right after a
+    determiner modifies ("the trailing comma"). The unit's own terms (`terms`) are heads too.
     """
+    heads = HEADS if not terms else {**HEADS, **{t: t for t in terms.values()}}
     toks = word_tokens(prose) if tokens is None else tokens
     lows = [t[0].lower() for t in toks]
     out: list[str] = []
     n = len(toks)
     i = 0
     while i < n:
-        if lows[i] not in HEADS:
+        if lows[i] not in heads:
             i += 1
             continue
         j = i  # extend over following heads joined by a single space
-        while j + 1 < n and lows[j + 1] in HEADS and toks[j + 1][1] == toks[j][2] + 1 and prose[toks[j][2]] == " ":
+        while j + 1 < n and lows[j + 1] in heads and toks[j + 1][1] == toks[j][2] + 1 and prose[toks[j][2]] == " ":
             j += 1
         mods: list[str] = []
         k = i - 1
         while k >= 0 and len(mods) < 2 and toks[k][2] + 1 == toks[k + 1][1] and prose[toks[k][2]] == " ":
             raw, w = toks[k][0], lows[k]
-            if w in PLAIN_VERBS and (mods or i != j or HEADS[lows[j]] not in QUOTING_HEADS):
+            if w in PLAIN_VERBS and (mods or i != j or heads[lows[j]] not in QUOTING_HEADS):
                 break  # "represent function" is a clause; "match statement" quotes a keyword
+            participle = w.endswith("ing") and w not in ING_OK
+            if participle and not mods and k > 0 and lows[k - 1] in _DETERMINERS and w.isalpha() and w not in MODIFIER_STOP:
+                mods.insert(0, w)  # "the trailing comma": nothing may come before it
+                k -= 1
+                break
             if (
                 w in MODIFIER_STOP
                 or w in EVALUATIVE
@@ -153,7 +167,7 @@ def noun_phrases(
         i = j + 1
         if not mods and any(w[0].isupper() for w in run_raw):
             continue  # "Type Hints" heading words alone
-        phrase_words = mods + run[:-1] + [HEADS[run[-1]]]
+        phrase_words = mods + run[:-1] + [heads[run[-1]]]
         if len(phrase_words) < 2 or overlaps(span, covered):
             continue
         if len(set(phrase_words)) < len(phrase_words):
@@ -203,7 +217,7 @@ def _caps_runs(prose: str) -> list[tuple[list[str], int, int]]:
 
 _HONORIFIC_NAME = re.compile(
     r"(?<![\w.])(" + "|".join(sorted(HONORIFICS, key=len, reverse=True)) + r")(\.?)[ \t]+"
-    r"((?:[A-Z][a-z][\w'’-]*)(?:[ \t]+(?:(?:" + "|".join(sorted(NAME_PARTICLES)) + r")[ \t]+)*[A-Z][a-z][\w'’-]*){0,2})"
+    r"([A-Z][a-z]\w*(?:['’-]\w+)?(?:[ \t]+(?:(?:" + "|".join(sorted(NAME_PARTICLES)) + r")[ \t]+)*[A-Z][a-z]\w*(?:['’-]\w+)?){0,2})"
 )
 #: honorifics that are never an ordinary word before a capital: any name may follow them.
 _PLAIN_HONORIFICS = frozenset({"Mr", "Mrs", "Ms", "Mx", "Dr", "Miss", "Mme", "Mlle", "Rev", "Capt", "Col", "Lt", "Sgt"})
@@ -385,10 +399,15 @@ def find_mentions(s: Sentence, unit: UnitWords) -> None:
         covered.append(m.span())
 
     # 6. technical noun phrases
-    for phrase in noun_phrases(prose, covered, tokens):
+    for phrase in noun_phrases(prose, covered, tokens, unit.terms):
         add(phrase, "CONCEPT")
 
-    # 7. the unit's own one-word terms ("docstring", "metaclass")
+    # 7. the unit's own compounds ("stub file") and one-word terms ("docstring", "metaclass")
+    if unit.compounds:
+        for (a, sa, ea), (b, sb, eb) in zip(tokens, tokens[1:]):
+            compound = unit.compounds.get((a, b))
+            if compound and sb == ea + 1 and not overlaps((sa, eb), covered):
+                add(compound, "CONCEPT")
     if unit.terms:
         for w, start, end in tokens:
             term = unit.terms.get(w.lower())

@@ -8,6 +8,9 @@ one corpus's words:
 - a **term** ("docstring", "decorator", "metaclass") is a noun that general English rarely uses
   (not among the words SemCor saw often, not only a verb or adjective) that the unit uses at
   least `MIN_TERM_COUNT` times, singular and plural counted together;
+- a **compound** ("stub file", "forward reference", "thread safety") is two words, a modifier
+  and a noun, that the unit writes together at least `MIN_COMPOUND_COUNT` times, neither a
+  function word, a plain verb, a vague adjective nor an adverb;
 - a **name** ("Darcy", "Longbourn", "London") is a capitalised word the unit never writes in
   lower case and general English does not know in lower case; it is a place (GEO) when WordNet
   knows it as one, or when most of its uses follow a preposition of place, and a person
@@ -25,10 +28,13 @@ from graphrag_flow.stages.extract.rules.words import (
 )
 
 #: uses of a rare noun in one text unit that make it a term of the unit.
-MIN_TERM_COUNT = 3
+MIN_TERM_COUNT = 2
+#: uses of the same two-word compound in one text unit that make it a term of the unit.
+MIN_COMPOUND_COUNT = 3
 #: uses away from a sentence start that make an unknown capitalised word a name.
 MIN_NAME_COUNT = 2
 _TERM = re.compile(r"(?<![\w'’-])[a-z]{4,}(?![\w'’-])")
+_PAIR = re.compile(r"(?<![\w'’-])(?=([a-z]{3,}) ([a-z]{3,})(?![\w'’-]))")
 _NAME = re.compile(r"(?<![\w.'’-])([A-Z][a-z]{2,})\b(?![’'-]\w|\.\w)")
 _PLACE_BEFORE = re.compile(r"\b(?:in|at|to|from|near|into|through|towards|toward|reach|reached|left|visit|visited)\s+$")
 _SENTENCE_START = re.compile(r"(?:^|[!?:;\"“”(]\s*|(?<!\b(?:Mr|Dr|Ms|St))(?<!\bMrs)\.\s*|\n\s*\n\s*)$")
@@ -41,6 +47,7 @@ class UnitWords:
     lower: frozenset[str] = frozenset()  # every lower-case word the unit writes
     terms: dict[str, str] = field(default_factory=dict)  # lower-case form -> the term (singular)
     names: dict[str, str] = field(default_factory=dict)  # capitalised word -> PERSON or GEO
+    compounds: dict[tuple[str, str], str] = field(default_factory=dict)  # (word, word) -> the compound
 
 
 def _rare_noun(word: str) -> bool:
@@ -54,7 +61,9 @@ def _rare_noun(word: str) -> bool:
 
 def _verb_stem(stem: str) -> bool:
     """Whether an -ing/-ed word's stem is an English word ("checking", "named"; not "docstring")."""
-    return any(s in ENGLISH_WORDS for s in (stem, stem + "e", stem[:-1] if stem[-1:] == stem[-2:-1] else stem))
+    candidates = (stem, stem + "e", stem[:-1] if stem[-1:] == stem[-2:-1] else stem,
+                  stem[:-1] + "y" if stem.endswith("i") else stem)  # "cried"
+    return any(c in ENGLISH_WORDS for c in candidates)
 
 
 #: plural endings and their singular, tried in order against the unit's words and English.
@@ -88,6 +97,21 @@ def unit_words(prose: str) -> UnitWords:
         if term_counts[single] >= MIN_TERM_COUNT and _rare_noun(single) and _rare_noun(word):
             terms[word] = single
 
+    pairs: dict[tuple[str, str], int] = {}
+    for m in _PAIR.finditer(prose):
+        pair = (m.group(1), m.group(2))
+        pairs[pair] = pairs.get(pair, 0) + 1
+    seen_words = seen | {w for pair in pairs for w in pair}
+    compound_counts: dict[tuple[str, str], int] = {}
+    for (a, b), n in pairs.items():
+        key = (a, _singular(b, seen_words))
+        compound_counts[key] = compound_counts.get(key, 0) + n
+    compounds = {}
+    for (a, b), n in sorted(pairs.items()):
+        single = _singular(b, seen_words)
+        if compound_counts[(a, single)] >= MIN_COMPOUND_COUNT and _modifier(a) and _noun(single) and _noun(b):
+            compounds[(a, b)] = f"{a} {single}"
+
     uses: dict[str, list[bool]] = {}  # name -> after a preposition of place, per use mid-sentence
     for m in _NAME.finditer(prose):
         word = m.group(1)
@@ -109,4 +133,17 @@ def unit_words(prose: str) -> UnitWords:
             names[word] = "GEO"
         elif len(after_place) >= MIN_NAME_COUNT:
             names[word] = "GEO" if 2 * sum(after_place) > len(after_place) else "PERSON"
-    return UnitWords(lower=lower, terms=terms, names=names)
+    return UnitWords(lower=lower, terms=terms, names=names, compounds=compounds)
+
+
+def _modifier(word: str) -> bool:
+    return not (
+        word in MODIFIER_STOP or word in EVALUATIVE or word in PLAIN_VERBS or word.endswith("ly")
+        or (word.endswith("ing") and word not in ING_OK) or (word.endswith("ed") and word not in ED_OK)
+    )  # fmt: skip
+
+
+def _noun(word: str) -> bool:
+    return not (word in NOT_NOUNS or word in PLAIN_VERBS or word in MODIFIER_STOP or word in EVALUATIVE
+                or word.endswith("ly") or (word.endswith("ing") and word not in ING_OK and _verb_stem(word[:-3]))
+                or (word.endswith("ed") and _verb_stem(word[:-2])))
