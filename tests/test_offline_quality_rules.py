@@ -130,3 +130,9 @@ def test_sparse_clustering_removes_the_hub_and_homes_hubs_and_unlinked_entities(
     assert all(len(g) > 1 for g in groups)
     assert degree["HUB"] == 10, "the hub keeps its relationships"
     assert dense["entity_ids"].apply(lambda ids: entity_id("NOWHERE") in ids).any(), "the default keeps GraphRAG's rule"
+
+
+def test_sparse_clustering_of_a_graph_without_relationships_keeps_one_community_per_entity():
+    entities, relationships = _graph([], lonely=["A", "B"])
+    comms, _ = compute_communities(entities, relationships, 10, 42, Clustering(sparse=True))
+    assert sorted(comms["size"]) == [1, 1], "local search must still see them"

@@ -13,7 +13,9 @@ GraphRAG's NLP graph does (`remove_ego_nodes`): an entity in a large share of th
 the unlinked entities are then given a home: the level-0 community they are most strongly
 linked to, or, for an entity with no relationship, the one whose text units they share most
 (GraphRAG's local search sees only entities in a community). An entity with neither stays in
-entities.parquet without a community, and gets no report of its own.
+entities.parquet without a community, and gets no report of its own. A graph with no
+relationship at all is clustered the default way (each entity a community of its own), so
+that local search still sees its entities.
 """
 
 from __future__ import annotations
@@ -153,7 +155,7 @@ def compute_communities(
     """The communities table (without period/human_readable_id) and each entity's degree."""
     graph = build_graph(entities, relationships)
     title_units = dict(zip(entities["title"], entities["text_unit_ids"]))
-    if clustering.sparse:
+    if clustering.sparse and graph.number_of_edges():
         hub_nodes = hubs(entities, graph, clustering)
         core = graph.subgraph([n for n in graph if n not in hub_nodes])
         clusters = leiden_hierarchy(core, max_cluster_size, seed, sparse=True)
