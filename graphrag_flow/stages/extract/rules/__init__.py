@@ -19,7 +19,17 @@ The rules target what technical prose and reST/PEP documents carry:
   capitals, section headings, dates and words the same unit also uses in lower case;
 - CamelCase identifiers (CLASS), known software and languages (SOFTWARE), acronyms (CONCEPT);
 - technical noun phrases ending in a known head noun ("static type checker", "global
-  interpreter lock"), with stop-lists for determiners, verbs and vague adjectives (CONCEPT).
+  interpreter lock") or in one of the unit's own terms, with stop-lists for determiners, plain
+  verbs ("represent function") and vague adjectives ("maximal compatibility") (CONCEPT);
+- what the whole unit shows (vocabulary.py): its own one-word terms ("docstring", a rare noun
+  used at least twice), its repeated two-word compounds ("stub file"), and single capitalised
+  words it never writes in lower case and English does not know ("Darcy", "Longbourn": PERSON,
+  or GEO after prepositions of place or when WordNet knows the place);
+- names led by a title ("Mr. Bennet", "Lady Catherine de Bourgh") and, for a document with no
+  field header, its title and the author of its byline or dateline ("By Jane Austen").
+
+"General English" is word lists made from WordNet 3.0 (tools/make_wordnet_lists.py), never a
+list of one corpus's words.
 
 Relationships join entities mentioned in the same sentence (or the header); strength is the
 number of sentences of the unit in which the pair co-occurs, the description is the first such
