@@ -13,6 +13,8 @@ from WordNet 3.0 (Debian package `wordnet-base`): general English, the same for 
   must not be.
 - not_nouns.txt: lemmas WordNet lists as verbs, adjectives or adverbs and never as nouns
   ("quickly", "maximal", "ensure"): a one-word entity must be a noun.
+- verb_forms.txt: WordNet's irregular verb forms (verb.exc: "drew", "spoke", "sent"): a word
+  the unit uses as one is no term of its own.
 - english_words.txt: every one-word lower-case lemma of WordNet (any part of speech): a
   capitalised word that is none of them ("Darcy", "Longbourn") may be a name.
 - place_names.txt: one-word capitalised lemmas of WordNet's noun.location synsets ("London",
@@ -48,6 +50,7 @@ HEADERS = {
                     "# SemCor tagged at least {common} times.\n",
     "not_nouns": "# Lemmas WordNet lists as verbs, adjectives or adverbs and never as nouns: a one-word\n"
                  "# entity must be a noun.\n",
+    "verb_forms": "# Irregular verb forms (WordNet's verb.exc): a word used as one is no term of its own.\n",
     "english_words": "# Every one-word lower-case lemma of WordNet: a capitalised word that is none of them\n"
                      "# may be a name.\n",
     "place_names": "# One-word capitalised lemmas of WordNet's noun.location synsets: a capitalised word\n"
@@ -95,6 +98,8 @@ def main(wordnet: Path) -> None:
         if WORD.fullmatch(inflected) and any(b in plain for b in bases) and inflected not in nouns | adjectives:
             forms.add(inflected)
     write("plain_verbs", forms)
+    write("verb_forms", {line.split()[0] for line in (wordnet / "verb.exc").read_text(encoding="latin-1").splitlines()
+                         if WORD.fullmatch(line.split()[0])})
     totals: Counter = Counter()
     for (lemma, _pos), count in counts.items():
         totals[lemma] += count

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from graphrag_flow.stages.extract.rules.words import (
     COMMON_WORDS, DATE_WORDS, ED_OK, ENGLISH_WORDS, EVALUATIVE, HONORIFICS, ING_OK, LEXICON,
-    MODIFIER_STOP, NOT_NOUNS, ORG_WORDS, PLACE_NAMES, PLACE_WORDS, PLAIN_VERBS, STOP_CAPS, TECH_CAPS,
+    MODIFIER_STOP, NOT_NOUNS, ORG_WORDS, PLACE_NAMES, PLACE_WORDS, PLAIN_VERBS, STOP_CAPS, TECH_CAPS, VERB_FORMS,
 )
 
 #: uses of a rare noun in one text unit that make it a term of the unit.
@@ -53,7 +53,8 @@ class UnitWords:
 def _rare_noun(word: str) -> bool:
     return not (
         word in COMMON_WORDS or word in NOT_NOUNS or word in PLAIN_VERBS or word in MODIFIER_STOP
-        or word in EVALUATIVE or word in LEXICON or word.endswith("ly")
+        or word in EVALUATIVE or word in LEXICON or word in VERB_FORMS or word.endswith("ly")
+        or (word.endswith("est") and len(word) > 6 and _verb_stem(word[:-3]))  # "dearest", "eldest"
         or (word.endswith("ing") and word not in ING_OK and _verb_stem(word[:-3]))
         or (word.endswith("ed") and word not in ED_OK and _verb_stem(word[:-2]))
     )  # fmt: skip
