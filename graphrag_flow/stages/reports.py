@@ -124,14 +124,15 @@ def offline_report(members: list[Member], rels: list[Rel]) -> CommunityReportAns
             if explanation not in used:
                 used.add(explanation)
                 findings.append(Finding(summary=shown[m["title"]], explanation=explanation))
-    rating = round(min(10.0, 1.0 + 1.2 * math.log2(1 + mentions) + 0.3 * math.log2(1 + len(members))), 1)
+    # Mentions per entity, so that big communities do not all reach the top of the scale.
+    rating = round(min(10.0, 1.0 + 1.5 * math.log2(1 + mentions / len(members)) + 0.5 * math.log2(1 + len(members))), 1)
     return CommunityReportAnswer(
         title=title,
         summary=summary,
         rating=rating,
         rating_explanation=(
-            f"Rated {rating} from how often its entities are mentioned ({mentions} text-unit mentions)"
-            f" and its size ({len(members)} entities)."
+            f"Rated {rating} from how often its entities are mentioned ({mentions} text-unit mentions,"
+            f" {mentions / len(members):.1f} per entity) and its size ({len(members)} entities)."
         ),
         findings=findings,
     )
