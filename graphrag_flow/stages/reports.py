@@ -90,7 +90,7 @@ def offline_report(members: list[Member], rels: list[Rel]) -> CommunityReportAns
     The title names its three strongest entities as their text writes them; the summary opens
     with what the community is about; findings are its strongest relationships, each sentence
     used once; the rating grows with how often the community's entities are mentioned (text
-    units naming them) and, less, with its size.
+    units naming them, per entity) and, less, with its size.
 
     Plain records rather than DataFrames: a pandas sort and selection per community would cost
     more than the whole report (thousands of communities on a large corpus).
