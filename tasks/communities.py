@@ -13,7 +13,7 @@ import asyncio
 
 from prefect import task
 
-from graphrag_flow.stages.communities import communities_and_degrees
+from graphrag_flow.stages.communities import Clustering, communities_and_degrees
 from graphrag_flow.storage.stages import StageRef
 from tasks.context import RunContext
 from tasks.retries import cached_stage
@@ -24,8 +24,9 @@ async def communities_stage(run: RunContext, key: str) -> StageRef:
     entities, relationships = await run.channels.values("extract", "entities", "relationships")
     with run.timed("communities"):
         graph = run.settings.graph
+        clustering = Clustering(sparse=run.settings.llm.provider == "offline")
         communities, degrees = await asyncio.to_thread(
-            communities_and_degrees, entities, relationships, graph.max_cluster_size, graph.seed
+            communities_and_degrees, entities, relationships, graph.max_cluster_size, graph.seed, clustering
         )
         frames = {"communities": communities, "degrees": degrees}
         run.channels.publish("communities", frames)  # the reports stage is waiting for them

@@ -43,7 +43,7 @@ async def extract_stage(run: RunContext, key: str, text_units: StageRef) -> Stag
             if not work.failures:
                 # Merged and published before the client closes and the stage saves: summaries
                 # and communities are waiting for it; the save is only the checkpoint.
-                entities, relationships = await asyncio.to_thread(merge_extractions, answers)
+                entities, relationships = await asyncio.to_thread(merge_extractions, answers, work.client is None)
                 candidates = {"entities": entities, "relationships": relationships}
                 run.channels.publish("extract", candidates)
         return await run.save("extract", key, candidates, {"items": len(answers)})

@@ -28,13 +28,36 @@ def _community():
 
 def test_offline_report_has_title_summary_rating_and_findings_from_the_graph():
     report = offline_report(*_community())
-    assert "Pep 484" in report.title
+    assert report.title == "PEP 484, typing and Guido van Rossum", "each entity as its text writes it"
+    assert report.summary.startswith("This community is about PEP 484, typing and Guido van Rossum")
     assert "3 entities" in report.summary
     assert 0 <= report.rating <= 10
     assert [f.explanation for f in report.findings] == [
         "PEP 484 adds the typing module.",
         "Guido van Rossum is an author of PEP 484.",
     ], "strongest relationship first, explained by its source sentence"
+
+
+def test_offline_findings_never_repeat_and_rank_follows_mentions():
+    members, rels = _community()
+    # Two pairs explained by the same sentence (one sentence naming three entities).
+    rels.append({"source": "GUIDO VAN ROSSUM", "target": "TYPING", "description": "PEP 484 adds the typing module.",
+                 "weight": 4.0})
+    report = offline_report(members, rels)
+    explanations = [f.explanation for f in report.findings]
+    assert len(explanations) == len(set(explanations)) == 2
+    quiet = [{**m, "frequency": 1} for m in members]
+    busy = [{**m, "frequency": 40} for m in members]
+    assert offline_report(busy, rels).rating > offline_report(quiet, rels).rating, "same size, more mentions"
+
+
+def test_display_name_takes_the_casing_of_the_description():
+    from graphrag_flow.stages.reports import display_name
+
+    assert display_name("TYPEALIASTYPE", "The new TypeAliasType class.") == "TypeAliasType"
+    assert display_name("GIL", "the GIL is a lock") == "GIL"
+    assert display_name("CPYTHON", "CPython's eval loop") == "CPython"
+    assert display_name("GLOBAL INTERPRETER LOCK", "") == "Global Interpreter Lock"
 
 
 def test_full_content_is_graphrag_markdown():

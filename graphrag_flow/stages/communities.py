@@ -5,12 +5,24 @@ from the component's content, so a component's partition depends only on that co
 an incremental run that leaves a component untouched keeps its communities (and reports).
 Community numbers are not Leiden's cluster ids but ranks of content-derived ids, so they
 too are a function of the graph alone.
+
+`Clustering.sparse` (the offline rules' graph, docs/architecture.md "Communities of the
+offline graph") clusters only the linked part of the graph and without its hubs, as
+GraphRAG's NLP graph does (`remove_ego_nodes`): an entity in a large share of the text units
+(PYTHON in most PEPs) would otherwise pull unrelated topics into one community. The hubs and
+the unlinked entities are then given a home: the level-0 community they are most strongly
+linked to, or, for an entity with no relationship, the one whose text units they share most
+(GraphRAG's local search sees only entities in a community). An entity with neither stays in
+entities.parquet without a community, and gets no report of its own. A graph with no
+relationship at all is clustered the default way (each entity a community of its own), so
+that local search still sees its entities.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import graspologic_native as gn
 import networkx as nx
@@ -51,18 +63,41 @@ class _Cluster:
     parent_key: tuple | None = None
 
 
-def leiden_hierarchy(graph: nx.Graph, max_cluster_size: int, seed: int) -> dict[tuple, _Cluster]:
+class Clustering(NamedTuple):
+    """How the graph is clustered: every entity (GraphRAG's way, the default), or `sparse`:
+    without hubs and unlinked entities, which then join the level-0 community they are
+    closest to (the offline rules' graph)."""
+
+    sparse: bool = False
+    #: sparse: an entity in more than this share of the text units is a hub ...
+    hub_unit_share: float = 0.2
+    #: ... when there are at least this many text units (a handful of documents has no hub).
+    hub_min_units: int = 20
+
+
+def hubs(entities: pd.DataFrame, graph: nx.Graph, clustering: Clustering) -> set[str]:
+    """Entities in more than `hub_unit_share` of the text units: GraphRAG's NLP graph removes
+    its ego node (the highest degree) before clustering for the same reason."""
+    units = {u for ids in entities["text_unit_ids"] for u in ids}
+    if len(units) < clustering.hub_min_units:
+        return set()
+    limit = clustering.hub_unit_share * len(units)
+    return {t for t, ids in zip(entities["title"], entities["text_unit_ids"]) if len(ids) > limit and graph.degree(t)}
+
+
+def leiden_hierarchy(graph: nx.Graph, max_cluster_size: int, seed: int, sparse: bool = False) -> dict[tuple, _Cluster]:
     """Clusters of every level for the whole graph, component by component.
 
-    An isolated node is a level-0 community of its own: GraphRAG's local search ignores
-    entities that belong to no community.
+    An isolated node is a level-0 community of its own (GraphRAG's local search ignores
+    entities that belong to no community), unless `sparse`, where it is left out.
     """
     clusters: dict[tuple, _Cluster] = {}
     components = sorted((sorted(c) for c in nx.connected_components(graph)), key=lambda c: c[0])
     for comp_index, nodes in enumerate(components):
         if len(nodes) == 1 or graph.subgraph(nodes).number_of_edges() == 0:
-            for node in nodes:
-                clusters[("iso", node)] = _Cluster(level=0, members={node})
+            if not sparse:
+                for node in nodes:
+                    clusters[("iso", node)] = _Cluster(level=0, members={node})
             continue
         sub = graph.subgraph(nodes)
         edges = sorted(
@@ -86,17 +121,50 @@ def leiden_hierarchy(graph: nx.Graph, max_cluster_size: int, seed: int) -> dict[
     return clusters
 
 
+def _home(clusters: dict[tuple, _Cluster], graph: nx.Graph, left_out: list[str], title_units: dict) -> None:
+    """Each left-out entity joins the level-0 cluster it is most strongly linked to, else the one
+    sharing most of its text units, else none; ties go to the first cluster key in order."""
+    level0 = sorted((k for k, c in clusters.items() if c.level == 0), key=repr)
+    owner = {m: k for k in level0 for m in clusters[k].members}
+    by_unit: dict[str, list[tuple]] = defaultdict(list)
+    for k in level0:
+        for u in sorted({u for m in clusters[k].members for u in title_units[m]}):
+            by_unit[u].append(k)
+    order = {k: i for i, k in enumerate(level0)}
+    for node in left_out:
+        score: dict[tuple, float] = defaultdict(float)
+        for other, data in graph[node].items():
+            if other in owner:
+                score[owner[other]] += float(data["weight"])
+        if not score:
+            for u in title_units[node]:
+                for k in by_unit.get(u, ()):
+                    score[k] += 1.0
+        if score:
+            best = min(score, key=lambda k: (-score[k], order[k]))
+            clusters[best].members.add(node)
+
+
 def compute_communities(
     entities: pd.DataFrame,
     relationships: pd.DataFrame,
     max_cluster_size: int,
     seed: int,
+    clustering: Clustering = Clustering(),
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """The communities table (without period/human_readable_id) and each entity's degree."""
     graph = build_graph(entities, relationships)
-    clusters = leiden_hierarchy(graph, max_cluster_size, seed)
-    title_to_id = dict(zip(entities["title"], entities["id"]))
     title_units = dict(zip(entities["title"], entities["text_unit_ids"]))
+    if clustering.sparse and graph.number_of_edges():
+        hub_nodes = hubs(entities, graph, clustering)
+        core = graph.subgraph([n for n in graph if n not in hub_nodes])
+        clusters = leiden_hierarchy(core, max_cluster_size, seed, sparse=True)
+        clustered = {m for c in clusters.values() for m in c.members}
+        left_out = sorted(n for n in graph if n not in clustered and n not in hub_nodes) + sorted(hub_nodes)
+        _home(clusters, graph, left_out, title_units)
+    else:
+        clusters = leiden_hierarchy(graph, max_cluster_size, seed)
+    title_to_id = dict(zip(entities["title"], entities["id"]))
 
     # A community's id is a hash of its level and members: the same group gets the same id.
     ids = {}
@@ -149,9 +217,9 @@ def compute_communities(
 
 
 def communities_and_degrees(entities: pd.DataFrame, relationships: pd.DataFrame, max_cluster_size: int,
-                            seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+                            seed: int, clustering: Clustering = Clustering()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The stage's two frames: the communities table, and (title, degree) of every entity."""
-    communities, degree = compute_communities(entities, relationships, max_cluster_size, seed)
+    communities, degree = compute_communities(entities, relationships, max_cluster_size, seed, clustering)
     degrees = pd.DataFrame({"title": list(degree), "degree": pd.Series(list(degree.values()), dtype="int64")})
     return communities, degrees
 

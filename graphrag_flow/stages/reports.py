@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import json
 import math
+import re
 from collections import Counter
 from typing import TYPE_CHECKING, Awaitable, Callable, Iterable, Iterator
 
@@ -68,41 +69,70 @@ def _strongest(rels: list[Rel]) -> list[Rel]:
     return sorted(rels, key=lambda r: (-r["weight"], r["source"], r["target"]))
 
 
+def display_name(title: str, description: str) -> str:
+    """An entity's name as its text writes it: titles are upper case (GraphRAG's keys), so the
+    casing is found in its description ("TypeAliasType", "GIL", "CPython"); a title the
+    description does not spell keeps its upper case when short, else reads as a title."""
+    if description:
+        found = re.search(r"(?<![\w])" + re.escape(title) + r"(?![\w])", description, re.IGNORECASE)
+        if found:
+            return found.group()
+    return title if len(title) <= 4 or " " not in title and not title.isalpha() else title.title()
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1]
+
+
 def offline_report(members: list[Member], rels: list[Rel]) -> CommunityReportAnswer:
     """An extractive report from the community's entities and relationships.
+
+    The title names its three strongest entities as their text writes them; the summary opens
+    with what the community is about; findings are its strongest relationships, each sentence
+    used once; the rating grows with how often the community's entities are mentioned (text
+    units naming them, per entity) and, less, with its size.
 
     Plain records rather than DataFrames: a pandas sort and selection per community would cost
     more than the whole report (thousands of communities on a large corpus).
     """
     ordered = _by_strength(members)
-    top = [m["title"] for m in ordered[:3]]
-    title = ", ".join(t.title() for t in top[:-1]) + (" and " if len(top) > 1 else "") + top[-1].title()
+    shown = {m["title"]: display_name(m["title"], m["description"]) for m in members}
+    top = [shown[m["title"]] for m in ordered[:3]]
+    title = _names(top)
     types = Counter(m["type"] or "UNKNOWN" for m in members)
     type_text = ", ".join(f"{n} {t.lower()}" for t, n in sorted(types.items(), key=lambda kv: (-kv[1], kv[0])))
     lead = ordered[0]
+    mentions = int(sum(m.get("frequency", 1) for m in members))
     summary = (
-        f"A community of {len(members)} entities ({type_text}) centred on {lead['title'].title()}"
-        f" and {len(rels)} relationships between them. {cap_text(lead['description'], 400)}"
+        f"This community is about {title}: {len(members)} entities ({type_text}) and {len(rels)}"
+        f" relationships between them, centred on {shown[lead['title']]}. {cap_text(lead['description'], 400)}"
     ).strip()
-    findings = [
-        Finding(
-            summary=f"{r['source'].title()} and {r['target'].title()}",
-            explanation=cap_text(r["description"], 600) or f"{r['source']} is related to {r['target']}.",
-        )
-        for r in _strongest(rels)[:MAX_FINDINGS]
-    ]
+    findings: list[Finding] = []
+    used: set[str] = set()
+    for r in _strongest(rels):
+        explanation = cap_text(r["description"], 600) or f"{shown.get(r['source'], r['source'])} is related to {shown.get(r['target'], r['target'])}."
+        summary_line = f"{shown.get(r['source'], r['source'])} and {shown.get(r['target'], r['target'])}"
+        if explanation in used or summary_line in used:
+            continue
+        used.update((explanation, summary_line))
+        findings.append(Finding(summary=summary_line, explanation=explanation))
+        if len(findings) == MAX_FINDINGS:
+            break
     if not findings:
         for m in _by_degree(members)[:MAX_FINDINGS]:
-            findings.append(Finding(summary=m["title"].title(), explanation=cap_text(m["description"], 600) or m["title"]))
-    total_degree = int(sum(m["degree"] for m in members))
-    rating = round(min(10.0, 1.0 + 1.5 * math.log2(1 + len(members)) + 0.5 * math.log2(1 + total_degree)), 1)
+            explanation = cap_text(m["description"], 600) or shown[m["title"]]
+            if explanation not in used:
+                used.add(explanation)
+                findings.append(Finding(summary=shown[m["title"]], explanation=explanation))
+    # Mentions per entity, so that big communities do not all reach the top of the scale.
+    rating = round(min(10.0, 1.0 + 1.5 * math.log2(1 + mentions / len(members)) + 0.5 * math.log2(1 + len(members))), 1)
     return CommunityReportAnswer(
         title=title,
         summary=summary,
         rating=rating,
         rating_explanation=(
-            f"Rated {rating} from its size ({len(members)} entities) and connectedness "
-            f"(total degree {total_degree})."
+            f"Rated {rating} from how often its entities are mentioned ({mentions} text-unit mentions,"
+            f" {mentions / len(members):.1f} per entity) and its size ({len(members)} entities)."
         ),
         findings=findings,
     )
@@ -187,7 +217,7 @@ ReportOne = Callable[[list[Member], list[Rel], SubReports], Awaitable[tuple[Comm
 def offline_report_and_material(members: list[Member], rels: list[Rel]) -> tuple[CommunityReportAnswer, str]:
     """An extractive report and the sha256 of the material it was made from."""
     material = sha256_json(
-        [[[m["title"], m["type"], m["description"], m["degree"]] for m in members],
+        [[[m["title"], m["type"], m["description"], m["degree"], m.get("frequency")] for m in members],
          [[r["source"], r["target"], r["description"], r["weight"]] for r in rels]]
     )
     return offline_report(members, rels), material

@@ -60,7 +60,8 @@ class OfflineBackend:
         function of the texts alone, so a resumed run plans the same batches for what is left.
         """
         counts = self._embedder.piece_counts(texts)
-        order = sorted(range(len(texts)), key=lambda i: (min(counts[i], self._embedder.max_tokens), i))
+        # Equal texts sort next to each other, so they share a batch and are embedded once.
+        order = sorted(range(len(texts)), key=lambda i: (min(counts[i], self._embedder.max_tokens), texts[i], i))
         return [order[i : i + OFFLINE_BATCH_SIZE] for i in range(0, len(order), OFFLINE_BATCH_SIZE)]
 
     async def embed_batch(self, texts: list[str], item: str) -> np.ndarray:

@@ -192,6 +192,16 @@ class OfflineEmbedder:
         return [[self._cls, *ids[s : s + width], self._sep] for s in starts]
 
     def _run(self, sequences: list[list[int]]) -> np.ndarray:
+        """Mean-pooled (not yet normalised) vectors of token sequences, in input order; each
+        distinct sequence is run once (entity descriptions often repeat the sentence that
+        introduced several entities; a row's vector does not depend on its batch)."""
+        slot: dict[tuple[int, ...], int] = {}
+        rows = [slot.setdefault(tuple(seq), len(slot)) for seq in sequences]
+        if len(slot) == len(sequences):
+            return self._run_distinct(sequences)
+        return self._run_distinct([list(seq) for seq in slot])[rows]
+
+    def _run_distinct(self, sequences: list[list[int]]) -> np.ndarray:
         """Mean-pooled (not yet normalised) vectors of token sequences, in input order.
 
         Sorted by length and cut into sub-batches padded to their longest member (at most

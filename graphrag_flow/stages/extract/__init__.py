@@ -42,11 +42,15 @@ def relationship_id(source: str, target: str) -> str:
     return sha256_parts("relationship", source, target)
 
 
-def merge_extractions(answers: list[tuple[str, GraphExtraction]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def merge_extractions(
+    answers: list[tuple[str, GraphExtraction]], variants: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Entity and relationship candidates from (text_unit_id, answer) pairs, in a stable order.
 
     A relationship whose endpoint was not listed as an entity adds that entity with an empty
-    type (as GraphRAG does), so no extracted fact is dropped.
+    type (as GraphRAG does), so no extracted fact is dropped. `variants` (the offline rules)
+    also merges titles that differ only by spacing, hyphens, underscores or a plural
+    (variants.py).
     """
     ent_types: dict[str, Counter] = defaultdict(Counter)
     ent_desc: dict[str, list[str]] = defaultdict(list)
@@ -110,6 +114,10 @@ def merge_extractions(answers: list[tuple[str, GraphExtraction]]) -> tuple[pd.Da
     relationships = pd.DataFrame(rel_rows, columns=RELATIONSHIP_CANDIDATE_COLUMNS)
     entities["frequency"] = entities["frequency"].astype("int64")
     relationships["weight"] = relationships["weight"].astype("float64")
+    if variants:
+        from graphrag_flow.stages.extract.variants import merge_variants
+
+        return merge_variants(entities, relationships, entity_id, relationship_id)
     return entities, relationships
 
 

@@ -19,7 +19,17 @@ The rules target what technical prose and reST/PEP documents carry:
   capitals, section headings, dates and words the same unit also uses in lower case;
 - CamelCase identifiers (CLASS), known software and languages (SOFTWARE), acronyms (CONCEPT);
 - technical noun phrases ending in a known head noun ("static type checker", "global
-  interpreter lock"), with stop-lists for determiners, verbs and vague adjectives (CONCEPT).
+  interpreter lock") or in one of the unit's own terms, with stop-lists for determiners, plain
+  verbs ("represent function") and vague adjectives ("maximal compatibility") (CONCEPT);
+- what the whole unit shows (vocabulary.py): its own one-word terms ("docstring", a rare noun
+  used at least twice), its repeated two-word compounds ("stub file"), and single capitalised
+  words it never writes in lower case and English does not know ("Darcy", "Longbourn": PERSON,
+  or GEO after prepositions of place or when WordNet knows the place);
+- names led by a title ("Mr. Bennet", "Lady Catherine de Bourgh") and, for a document with no
+  field header, its title and the author of its byline or dateline ("By Jane Austen").
+
+"General English" is word lists made from WordNet 3.0 (tools/make_wordnet_lists.py), never a
+list of one corpus's words.
 
 Relationships join entities mentioned in the same sentence (or the header); strength is the
 number of sentences of the unit in which the pair co-occurs, the description is the first such
@@ -42,6 +52,7 @@ from graphrag_flow.stages.extract.rules.header import header_graph, parse_header
 from graphrag_flow.stages.extract.rules.mentions import find_mentions
 from graphrag_flow.stages.extract.rules.patterns import THIS_PEP
 from graphrag_flow.stages.extract.rules.sentences import Mention, split_sentences
+from graphrag_flow.stages.extract.rules.vocabulary import UnitWords, unit_words
 from graphrag_flow.stages.extract.rules.text import MAX_DESCRIPTION, cap_description, overlaps
 from graphrag_flow.stages.extract.rules.words import NAME_PARTICLES, STOP_CAPS, TECH_CAPS
 
@@ -70,8 +81,10 @@ def extract_offline(text: str) -> GraphExtraction:
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", " ")
     lines = text.split("\n")
     header = parse_header(lines)
-    sentences = split_sentences(lines[header.end :])
+    sentences = split_sentences(lines[: header.start] + lines[header.end :])
+    unit = unit_words("\n\n".join(s.raw for s in sentences if not s.heading))
     lower_vocab = frozenset(re.findall(r"\b[a-z][a-z'-]+\b", text))
+    unit = UnitWords(lower=lower_vocab, terms=unit.terms, names=unit.names, compounds=unit.compounds)
 
     entities: dict[str, tuple[str, str, str]] = {}  # NAME -> (name, type, description)
     pairs: dict[tuple[str, str], list] = {}  # (a, b) -> [count, description]
@@ -96,7 +109,7 @@ def extract_offline(text: str) -> GraphExtraction:
         relate(entities[a.upper()][0], entities[b.upper()][0], cap_description(desc))
 
     for s in sentences:
-        find_mentions(s, lower_vocab)
+        find_mentions(s, unit)
 
     # Persons named in full somewhere in the unit are also recognised by surname ("van Rossum",
     # "DeVito") or, away from a sentence start, by a distinctive given name ("Guido").

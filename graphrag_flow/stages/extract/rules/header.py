@@ -22,6 +22,7 @@ class Header:
     related: list[tuple[str, str]] = field(default_factory=list)  # (field, PEP n)
     python_version: str | None = None
     fields: dict[str, str] = field(default_factory=dict)
+    start: int = 0  # the field block's first line (a document title may come before it)
     end: int = 0
 
 
@@ -33,6 +34,7 @@ def person_names(value: str) -> list[str]:
     """Names from an Author-style field: "A <a@x>, B", "a@x (A)", "A and B"."""
     value = re.sub(r"\S+@\S+\s*\(([^)]*)\)", r"\1", value)  # old style: email (Name)
     value = OBFUSCATED_EMAIL.sub("", EMAIL.sub("", value))
+    value = re.sub(r"<[^>]*>", "", value)  # "Sam Gross <colesbury at gmail.com>"
     value = re.sub(r"\([^)]*\)", "", value)
     names = []
     for part in re.split(r",|;|\band\b|&", value):
@@ -46,12 +48,63 @@ def person_names(value: str) -> list[str]:
     return names
 
 
+#: a byline near the top of a document: "By Jane Austen", "Written by ...", "Author: ...".
+_BYLINE = re.compile(r"^\W{0,3}(?:(?:[Ww]ritten |[Ee]dited )?[Bb]y|BY|[Aa]uthors?:)\s+(.{3,80}?)\W{0,3}$")
+#: a dateline: a name, a comma, then a date ("Abraham Lincoln, November 19, 1863, at ...").
+_DATELINE = re.compile(r"^([A-Z][\w.'’-]+(?: [A-Z][\w.'’-]+){1,3}), (?:[A-Z][a-z]+ \d{1,2}, )?\d{3,4}\b")
+#: lines at the top of a document searched for a title before the field block, or a byline.
+TOP_LINES = 8
+
+
 def parse_header(lines: list[str]) -> Header:
-    """The RFC-822-style field block a PEP (or front-matter document) starts with."""
+    """The RFC-822-style field block a PEP (or front-matter document) starts with, after at most
+    a title; else the authors of a byline or dateline near the top ("By Jane Austen")."""
+    header = _field_block(lines, 0)
+    if header.fields:
+        return header
+    first_blank = next((i for i, line in enumerate(lines[:TOP_LINES]) if not line.strip()), None)
+    if first_blank:
+        start = next((i for i in range(first_blank, min(len(lines), TOP_LINES)) if lines[i].strip()), None)
+        header = _field_block(lines, start) if start is not None else Header()
+        if header.fields:
+            header.title = header.title or document_title(lines[:start], True)
+            return header
     header = Header()
+    top = [line.strip() for line in lines[:TOP_LINES] if line.strip()]
+    byline = False
+    for line in top[:5]:
+        m = _BYLINE.match(line) or _DATELINE.match(line)
+        if m:
+            header.people += [(n, "author") for n in person_names(m.group(1))]
+            byline = True
+            break
+    header.title = document_title(lines[:TOP_LINES], byline)
+    return header
+
+
+def document_title(lines: list[str], byline: bool) -> str:
+    """A document's own title: its first line, when that is one (a markdown ``# `` heading, all
+    capitals, or a byline or field block below it: a text unit cut from the middle of a document
+    may start with a section heading, which is no title); the part after " -- " when there is
+    one ("PEP 20 -- The Zen of Python"), without a trailing parenthesis."""
+    rest = [line.strip() for line in lines]
+    first = next((i for i, line in enumerate(rest) if line), None)
+    if first is None or first > 2:
+        return ""
+    line = rest[first]
+    shouting = line.isupper() and len(line.split()) > 1
+    heading = (line.startswith("# ") or byline or shouting) and re.match(r"#?\s*[A-Z]", line) is not None
+    title = re.sub(r"\s*\([^)]*\)$", "", line.lstrip("#").strip()).split(" -- ")[-1].strip()
+    if not heading or not title or len(title.split()) > 12 or re.search(r"[.:,;!?]$|,|--", title):
+        return ""
+    return clean(title)
+
+
+def _field_block(lines: list[str], start: int) -> Header:
+    header = Header(start=start, end=start)
     last = None
     seen_field = False
-    for i, line in enumerate(lines[:MAX_HEADER_LINES]):
+    for i, line in enumerate(lines[start : start + MAX_HEADER_LINES], start):
         stripped = line.strip()
         if not stripped:
             if seen_field:
@@ -109,7 +162,7 @@ def header_graph(header: Header) -> tuple[list[tuple[str, str, str]], list[tuple
         if authors:
             bits.append("by " + ", ".join(authors))
         entities.append((pep, "PEP", " ".join(bits).rstrip(",") + "."))
-    subject = pep or (f'"{header.title}"' if header.title else "the document")
+    subject = pep or (f'"{header.title}"' if header.title else "the document")  # fmt: skip
     roles = {"bdfl-delegate": "BDFL-Delegate", "pep-delegate": "PEP-Delegate"}
     for name, role in header.people:
         what = "an author" if role.startswith("author") else f"the {roles.get(role, role)}"
@@ -130,6 +183,11 @@ def header_graph(header: Header) -> tuple[list[tuple[str, str, str]], list[tuple
         entities.append((header.python_version, "SOFTWARE", desc))
         if pep:
             rels.append((pep, header.python_version, desc))
+    if header.title and not pep:
+        desc = f'"{header.title}" is a document' + (f" by {', '.join(n for n, _ in header.people)}." if header.people else ".")
+        entities.append((header.title, "DOCUMENT", desc))
+        for name, _role in header.people:
+            rels.append((name, header.title, f"{name} is an author of \"{header.title}\"."))
     if pep and header.title:
         for name in noun_phrases(header.title.lower(), [])[:3]:
             desc = f'{pep} is titled "{header.title}".'

@@ -9,10 +9,11 @@ import re
 from graphrag_flow.stages.extract.rules.patterns import ACRONYM, CAMEL, CAPS_RUN, FOOTNOTE_REF, IDENT, INTERPRETED, LINK, LITERAL, PEP_REF, PY_VERSION, RFC_REF, ROLE, STRONG, URL, EMAIL, WORD
 from graphrag_flow.stages.extract.rules.sentences import Mention, Sentence
 from graphrag_flow.stages.extract.rules.text import blank, clean, overlaps, word_tokens
+from graphrag_flow.stages.extract.rules.vocabulary import UnitWords
 from graphrag_flow.stages.extract.rules.words import (
-    ACRONYM_EXPANSIONS, ACRONYM_LONG_OK, ACRONYM_STOP, BUILTIN_CLASSES, BUILTIN_FUNCTIONS, DATE_WORDS, DUNDER_ATTRIBUTES,
-    ED_OK, HEADS, ING_OK, KNOWN_MODULES, KNOWN_ORGS, LEXICON, LITERAL_STOP, MODIFIER_STOP, NAME_PARTICLES, ORG_WORDS,
-    PLACE_WORDS, PROSE_MODULES, ROLE_WORDS, SALIENT_KEYWORDS, SOFTWARE, STOP_CAPS, SUBMODULES, TECH_CAPS, TYPING_NAMES,
+    ACRONYM_EXPANSIONS, ACRONYM_LONG_OK, ACRONYM_STOP, BUILTIN_CLASSES, BUILTIN_FUNCTIONS, COMMON_WORDS, DATE_WORDS, DUNDER_ATTRIBUTES,
+    ED_OK, ENGLISH_WORDS, EVALUATIVE, HEADS, HONORIFICS, ING_OK, KNOWN_MODULES, KNOWN_ORGS, LEXICON, LITERAL_STOP, MODIFIER_STOP, NAME_PARTICLES, ORG_WORDS,
+    PLACE_NAMES, PLACE_WORDS, PLAIN_VERBS, PROSE_MODULES, QUOTING_HEADS, ROLE_WORDS, SALIENT_KEYWORDS, SOFTWARE, STOP_CAPS, SUBMODULES, TECH_CAPS, TYPING_NAMES,
     WORDLIKE_GIVEN_NAMES,
 )
 
@@ -105,34 +106,51 @@ def _module_prefix(parts: list[str]) -> str | None:
 
 
 
+#: words after which an -ing word modifies a noun rather than heads a clause ("the trailing
+#: comma"; but "using type hints").
+_DETERMINERS = frozenset("the a an this that these those its their our your his her each every no any some".split())
+
+
 def noun_phrases(
-    prose: str, covered: list[tuple[int, int]], tokens: list[tuple[str, int, int]] | None = None
+    prose: str, covered: list[tuple[int, int]], tokens: list[tuple[str, int, int]] | None = None,
+    terms: dict[str, str] | None = None,
 ) -> list[str]:
     """Technical noun phrases: up to two modifiers plus a run of head nouns, lower case.
 
     A phrase ends at the last of consecutive head nouns ("type checker", "global interpreter
     lock") and its last word is singularised, so "type checkers" and "Type Checker" are one
-    entity. Modifiers stop at determiners, verbs and vague adjectives, so "the valid type"
-    gives nothing.
+    entity. Modifiers stop at determiners, verbs and vague adjectives, so "the valid type" and
+    "represent function" give nothing; a plain verb right before a construct's head is the
+    construct's keyword ("match statement") and stays, and an -ing word right after a
+    determiner modifies ("the trailing comma"). The unit's own terms (`terms`) are heads too.
     """
+    heads = HEADS if not terms else {**HEADS, **{t: t for t in terms.values()}}
     toks = word_tokens(prose) if tokens is None else tokens
     lows = [t[0].lower() for t in toks]
     out: list[str] = []
     n = len(toks)
     i = 0
     while i < n:
-        if lows[i] not in HEADS:
+        if lows[i] not in heads:
             i += 1
             continue
         j = i  # extend over following heads joined by a single space
-        while j + 1 < n and lows[j + 1] in HEADS and toks[j + 1][1] == toks[j][2] + 1 and prose[toks[j][2]] == " ":
+        while j + 1 < n and lows[j + 1] in heads and toks[j + 1][1] == toks[j][2] + 1 and prose[toks[j][2]] == " ":
             j += 1
         mods: list[str] = []
         k = i - 1
         while k >= 0 and len(mods) < 2 and toks[k][2] + 1 == toks[k + 1][1] and prose[toks[k][2]] == " ":
             raw, w = toks[k][0], lows[k]
+            if w in PLAIN_VERBS and (mods or i != j or heads[lows[j]] not in QUOTING_HEADS):
+                break  # "represent function" is a clause; "match statement" quotes a keyword
+            participle = w.endswith("ing") and w not in ING_OK
+            if participle and not mods and k > 0 and lows[k - 1] in _DETERMINERS and w.isalpha() and w not in MODIFIER_STOP:
+                mods.insert(0, w)  # "the trailing comma": nothing may come before it
+                k -= 1
+                break
             if (
                 w in MODIFIER_STOP
+                or w in EVALUATIVE
                 or raw[0].isupper()
                 or w.endswith("ly")
                 or (w.endswith("ing") and w not in ING_OK)
@@ -149,7 +167,7 @@ def noun_phrases(
         i = j + 1
         if not mods and any(w[0].isupper() for w in run_raw):
             continue  # "Type Hints" heading words alone
-        phrase_words = mods + run[:-1] + [HEADS[run[-1]]]
+        phrase_words = mods + run[:-1] + [heads[run[-1]]]
         if len(phrase_words) < 2 or overlaps(span, covered):
             continue
         if len(set(phrase_words)) < len(phrase_words):
@@ -187,6 +205,8 @@ def _is_person(words: list[str], lower_vocab: frozenset[str]) -> bool:
             return False  # "Scoping Behavior"; a final -ing may be a surname (Turing, Fleming)
         if bare.lower() in lower_vocab and (idx > 0 or bare not in WORDLIKE_GIVEN_NAMES):
             return False
+        if idx == 0 and bare.lower() in COMMON_WORDS and bare not in WORDLIKE_GIVEN_NAMES:
+            return False  # "Deep Learning", "General Public License": an ordinary word leads
     return True
 
 
@@ -195,8 +215,39 @@ def _caps_runs(prose: str) -> list[tuple[list[str], int, int]]:
     return [(m.group().split(), m.start(), m.end()) for m in CAPS_RUN.finditer(prose)]
 
 
-def find_mentions(s: Sentence, lower_vocab: frozenset[str]) -> None:
+_HONORIFIC_NAME = re.compile(
+    r"(?<![\w.])(" + "|".join(sorted(HONORIFICS, key=len, reverse=True)) + r")(\.?)[ \t]+"
+    r"([A-Z][a-z]\w*(?:['’-]\w+)?(?:[ \t]+(?:(?:" + "|".join(sorted(NAME_PARTICLES)) + r")[ \t]+)*[A-Z][a-z]\w*(?:['’-]\w+)?){0,2})"
+)
+#: honorifics that are never an ordinary word before a capital: any name may follow them.
+_PLAIN_HONORIFICS = frozenset({"Mr", "Mrs", "Ms", "Mx", "Dr", "Miss", "Mme", "Mlle", "Rev", "Capt", "Col", "Lt", "Sgt"})
+
+
+def honorific_names(prose: str) -> list[tuple[str, int, int]]:
+    """Names led by a title ("Mr. Bennet", "Lady Catherine de Bourgh", "Colonel Forster").
+
+    After a title that is also an ordinary word ("General", "Major", "King"), the next word must
+    not be an English word ("General Public License" is no person); after Mr., Mrs. or Miss any
+    capitalised word is a name ("Mrs. Long").
+    """
+    found = []
+    for m in _HONORIFIC_NAME.finditer(prose):
+        title, dot, rest = m.group(1), m.group(2), m.group(3).split()
+        while rest and (rest[-1] in STOP_CAPS or rest[-1] in DATE_WORDS or rest[-1] in TECH_CAPS):
+            rest = rest[:-1]
+        if not rest or rest[0] in STOP_CAPS or rest[0] in HONORIFICS:
+            continue
+        if title not in _PLAIN_HONORIFICS and rest[0].lower() in ENGLISH_WORDS:
+            continue
+        rest[-1] = re.sub(r"['’]s?$", "", rest[-1])  # "Mr. Bingley's" is Mr. Bingley
+        name = f"{title}{dot} {' '.join(rest)}"
+        found.append((name, m.start(), m.start() + len(name) + (len(m.group()) - len(m.group().rstrip()))))
+    return found
+
+
+def find_mentions(s: Sentence, unit: UnitWords) -> None:
     """Fill `s.mentions` (in rule order, which is also priority order) and `s.prose`."""
+    lower_vocab = unit.lower
     raw = s.raw
     if "://" in raw or "www." in raw:
         raw = URL.sub(lambda m: " " * len(m.group()), raw)
@@ -250,7 +301,12 @@ def find_mentions(s: Sentence, lower_vocab: frozenset[str]) -> None:
         add(f"Python {m.group(1)}", "SOFTWARE")
         covered.append(m.span())
 
-    # 3. capitalised multi-word names
+    # 3. capitalised names: led by a title, multi-word, or a single word the unit shows is a name
+    if not s.heading:
+        for name, start, end in honorific_names(prose):
+            if not overlaps((start, end), covered):
+                add(name, "PERSON")
+                covered.append((start, end))
     first_word = WORD.search(prose)
     for words, start, end in _caps_runs(prose):
         if overlaps((start, end), covered):
@@ -259,6 +315,10 @@ def find_mentions(s: Sentence, lower_vocab: frozenset[str]) -> None:
         while lead < len(words) and (words[lead] in STOP_CAPS or words[lead] in DATE_WORDS):
             lead += 1
         words = words[lead:]
+        if len(words) == 1 and words[0] in unit.names and not s.heading:
+            add(words[0], unit.names[words[0]])
+            covered.append((end - len(words[0]), end))
+            continue
         if len(words) < 2:
             continue
         # split at inner stop words ("Guido and Tim" is not one name)
@@ -339,8 +399,20 @@ def find_mentions(s: Sentence, lower_vocab: frozenset[str]) -> None:
         covered.append(m.span())
 
     # 6. technical noun phrases
-    for phrase in noun_phrases(prose, covered, tokens):
+    for phrase in noun_phrases(prose, covered, tokens, unit.terms):
         add(phrase, "CONCEPT")
+
+    # 7. the unit's own compounds ("stub file") and one-word terms ("docstring", "metaclass")
+    if unit.compounds:
+        for (a, sa, ea), (b, sb, eb) in zip(tokens, tokens[1:]):
+            compound = unit.compounds.get((a, b))
+            if compound and sb == ea + 1 and not overlaps((sa, eb), covered):
+                add(compound, "CONCEPT")
+    if unit.terms:
+        for w, start, end in tokens:
+            term = unit.terms.get(w.lower())
+            if term and w.islower() and not overlaps((start, end), covered):
+                add(term, "CONCEPT")
 
     s.mentions = list(found.values())
     s.prose = prose

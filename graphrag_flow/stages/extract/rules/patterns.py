@@ -18,7 +18,7 @@ FOOTNOTE_REF = re.compile(r"\s*\[(?:\d+|#\w*|\*|[A-Za-z][\w-]*)\]_")
 STRONG = re.compile(r"\*\*([^*]+)\*\*|(?<![\w*])\*([^*\s][^*]*?)\*(?![\w*])")
 REF_UNDERSCORE = re.compile(r"(?<=[A-Za-z0-9])_(?=[\s,.;:)]|$)")
 SENTENCE_END = re.compile(
-    r"(?<=[.!?])(?<!\b[A-Z]\.)(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\betc\.)(?<!\bvs\.)(?<!\bMr\.)(?<!\bDr\.)"
+    r"(?<=[.!?])(?<!\b[A-Z]\.)(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\betc\.)(?<!\bvs\.)(?<!\bMr\.)(?<!\bDr\.)(?<!\bMrs\.)(?<!\bMs\.)"
     r"(?<!\bcf\.)(?<!\bSt\.)[\"')\]]*\s+(?=[\"'(\[*`]*[A-Z0-9:])"
 )
 PEP_REF = re.compile(r"\bPEPs?[ \t-]?(\d{1,4})\b")
@@ -37,8 +37,8 @@ CODE_LINE = re.compile(
 )
 THIS_PEP = re.compile(r"\b[Tt]his (?:PEP|proposal|document)\b")
 _UPPER = "A-Z" + "".join(c for c in map(chr, range(0xC0, 0x250)) if c.isupper())
-_CAP_WORD = rf"[{_UPPER}](?:\.|[\w-]*(?:['’][A-Za-z][\w-]+)?)"
+_CAP_WORD = rf"[{_UPPER}](?:\.|\w*(?:-\w+)*(?:['’][A-Za-z]\w*(?:-\w+)*)?)"  # "--" ends a word
 CAPS_RUN = re.compile(
     rf"(?<![\w.'’-]){_CAP_WORD}(?:[ \t]+(?:(?:{'|'.join(sorted(NAME_PARTICLES))})[ \t]+)*{_CAP_WORD})*"
 )
-TOKEN = re.compile(r"[^\W\d][\w-]*")
+TOKEN = re.compile(r"[^\W\d]\w*(?:-\w+)*")  # "--" ends a word

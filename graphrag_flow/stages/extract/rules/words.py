@@ -74,3 +74,13 @@ LEXICON = frozenset(SOFTWARE) | frozenset(KNOWN_ORGS) | {w.lower() for w in TYPI
 ACRONYM_STOP = words("acronym_stop")
 ACRONYM_LONG_OK = words("acronym_long_ok")
 TITLE_SMALL_WORDS = words("title_small_words")
+#: WordNet-derived lists (tools/make_wordnet_lists.py, from WordNet 3.0).
+PLAIN_VERBS = words("plain_verbs")
+COMMON_WORDS = words("common_words")
+NOT_NOUNS = words("not_nouns")
+ENGLISH_WORDS = words("english_words")
+PLACE_NAMES = words("place_names")
+VERB_FORMS = words("verb_forms")
+HONORIFICS = words("honorifics")
+QUOTING_HEADS = words("quoting_heads")
+EVALUATIVE = words("evaluative_adjectives")
