@@ -255,7 +255,9 @@ class Transport:
                 raise Retryable("invalid_answer", self.scrub(str(exc))) from None
             self._stats.latency(kind, latency)  # shared by the run's transports (see LLMStats)
             return result
-        failure = self._failure(response, self.shown_base, model_setting, self.scrub, key_sent=self.has_key)
+        # a user:password@ in api_base is a credential too (sent as basic auth): its 401 is a rejection
+        key_sent = self.has_key or bool(url_userinfo(self._api_base))
+        failure = self._failure(response, self.shown_base, model_setting, self.scrub, key_sent=key_sent)
         if self._pacer is not None and isinstance(failure, Retryable) and failure.kind == "rate_limit" and failure.wait:
             self._pacer.pause(failure.wait)  # the others would only be refused too
         raise failure
