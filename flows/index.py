@@ -36,7 +36,7 @@ from flows.budget_pause import wait_for_new_budget
 from flows.dead_runs import crash_dead_holder
 from flows.execution import batch_runner
 from flows.quota import require_concurrency_limit
-from flows.secrets import resolve_secrets
+from flows.secret_lookup import resolve_secrets
 from graphrag_flow.aio import frozen_heap, gather_fatal_first
 from graphrag_flow.config import Settings, load_settings
 from graphrag_flow.budget import budget_spent_error, require_estimate_within_budget

@@ -173,7 +173,7 @@ class StorageSettings(_Section):
     #: a lock not renewed for this long (a coordinator killed on another machine).
     lock_lease_s: float = _finite(default=300.0, ge=10, le=86_400)
     #: The name of a prefect-aws AwsCredentials block: its key pair (and region) reach s3fs and
-    #: LanceDB alike, resolved once at the start of a run or `check` (flows/secrets.py).
+    #: LanceDB alike, resolved once at the start of a run or `check` (flows/secret_lookup.py).
     aws_credentials_block: str | None = None
     #: What the block resolved to (key, secret, token, region): never a field, so never dumped,
     #: fingerprinted or printed.
@@ -433,7 +433,7 @@ class Settings(BaseSettings):
 
 
 def secret_value(secret: SecretStr | None) -> str | None:
-    """A resolved secret's value, to hand straight to the client that sends it (flows/secrets.py
+    """A resolved secret's value, to hand straight to the client that sends it (flows/secret_lookup.py
     resolves them once per run)."""
     return None if secret is None else secret.get_secret_value()
 

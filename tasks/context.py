@@ -39,7 +39,7 @@ class RunContext:
     """One index run's shared state (see the module docstring for why it is passed this way)."""
 
     paths: ProjectPaths
-    #: With `llm.api_key` and `neo4j.password` resolved (flows/secrets.py): never a task parameter.
+    #: With `llm.api_key` and `neo4j.password` resolved (flows/secret_lookup.py): never a task parameter.
     settings: Settings
     #: The staging folder this run builds its generation in (`output.next`).
     out_dir: Path

@@ -77,7 +77,7 @@ async def llm_client(run: RunContext, stage: str) -> AsyncIterator["OpenAICompat
 
     client = OpenAICompatibleClient(
         run.settings.llm,
-        # resolved when the run started (flows/secrets.py): never looked up per stage
+        # resolved when the run started (flows/secret_lookup.py): never looked up per stage
         api_key=secret_value(run.settings.llm.api_key),
         limiter=run.limiter,
         stats=run.stats,

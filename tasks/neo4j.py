@@ -5,7 +5,7 @@ and verified and the manifest is saved, so a Neo4j failure leaves every other ou
 The graph is read back from the parquet files on disk (what the user got is what Neo4j gets).
 
 Secrets: the password comes from the run's settings, resolved when the run started (settings,
-env, or a Prefect Secret block: flows/secrets.py), and is handed straight to the domain code in
+env, or a Prefect Secret block: flows/secret_lookup.py), and is handed straight to the domain code in
 the worker thread: never a task parameter, result, cache key or log line.
 """
 
@@ -44,7 +44,7 @@ def _failed(output: str) -> str:
 async def neo4j_stage(run: RunContext, output: str) -> dict:
     """Write the graph in `output` (the verified parquet tables) to Neo4j; counts per label/type."""
     logger = get_run_logger()
-    neo = run.settings.neo4j  # its password resolved when the run started (flows/secrets.py)
+    neo = run.settings.neo4j  # its password resolved when the run started (flows/secret_lookup.py)
     password = secret_value(neo.password)
     cancel = threading.Event()  # a cancelled flow run stops the thread after the batch in flight
     with run.timed(STAGE):

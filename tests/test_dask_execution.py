@@ -158,3 +158,35 @@ def test_an_unreachable_scheduler_stops_the_run_naming_the_setting(tmp_path, cor
     assert result.returncode != 0
     assert "execution.dask_address" in result.stdout + result.stderr and address in result.stdout + result.stderr
     assert not (root / "output").exists()
+
+
+def test_input_and_output_on_s3_with_the_dask_runner_equal_a_local_run(tmp_path, corpus, cluster, local_output,
+                                                                         prefect_api):
+    """Both halves of past-one-machine at once: the documents come from a real S3 API (moto's
+    server), the batch work runs on the cluster, the generation is published to the store; what a
+    reader of the store gets equals the plain local run, row for row (a document's date aside: an
+    object's is its upload)."""
+    from conftest import assert_same_outputs, secret_leaks
+    from test_storage_s3 import BUCKET, _local_outputs, _served_outputs
+    from tests.moto_s3 import moto_s3
+
+    home, api_url = prefect_api
+    with moto_s3() as s3:
+        s3.bucket(BUCKET)
+        s3.upload(corpus, BUCKET, "cluster/input")
+        root = make_project(tmp_path / "project", input={"dir": f"s3://{BUCKET}/cluster/input"},
+                            output={"dir": f"s3://{BUCKET}/cluster/index"},
+                            execution={"task_runner": "dask", "dask_address": cluster[0].scheduler_address})
+        result = run_cli(["index", "--root", str(root)], home, PREFECT_API_URL=api_url, **s3.env())
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        served = _served_outputs(s3, "cluster/index", tmp_path / "served")
+        secret = s3.secret_key
+
+    expected = _local_outputs(local_output)
+    for tables in (served, expected):
+        tables["documents"] = tables["documents"].drop_columns(["creation_date"])
+    assert_same_outputs(served, expected, "S3 + Dask run vs a local run")
+    manifest = json.loads((root / "output" / "_manifest.json").read_text())
+    assert manifest["execution"]["task_runner"] == "dask"
+    assert sum(manifest["execution"]["batches_per_worker"].values()) > 0
+    assert secret_leaks(secret, root, home, tmp_path / "served", texts=(result.stdout, result.stderr)) == []

@@ -29,3 +29,13 @@ def test_no_module_of_graphrag_flow_imports_prefect_tasks_or_flows():
     assert {"graphrag_flow.stages.extract.rules", "graphrag_flow.stages.neo4j.sink", "graphrag_flow.cli.commands",
             "graphrag_flow.storage.paths", "graphrag_flow.channels"} <= set(found["modules"])
     assert found["layers"] == [], f"imported by the domain library: {found['layers']}"
+
+
+def test_no_module_of_an_entrypoint_folder_shadows_the_standard_library():
+    """Prefect puts an entrypoint's folder (`flows/` for `flows/index.py:index`) first on sys.path
+    when a worker loads the flow (as Python does for `python deployments/<script>.py`), and a Dask
+    LocalCluster's worker processes inherit that path: a `flows/secrets.py` there made numpy's
+    `from secrets import randbits` fail in every worker."""
+    for folder in ("flows", "deployments"):
+        names = {p.stem for p in (REPO / folder).glob("*.py")}
+        assert not names & set(sys.stdlib_module_names), (folder, sorted(names & set(sys.stdlib_module_names)))

@@ -322,7 +322,7 @@ def test_an_api_version_too_old_for_json_schema_falls_back_and_another_api_versi
 
 
 def test_the_azure_key_comes_from_its_own_variable_and_entra_id_reads_none(monkeypatch):
-    from flows.secrets import resolve_secrets
+    from flows.secret_lookup import resolve_secrets
     from graphrag_flow.config import Settings
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-not-for-azure")

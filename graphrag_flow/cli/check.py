@@ -25,7 +25,7 @@ async def run_check(root: Path, settings: Settings, quick: bool) -> list[str]:
     The index preflight (quick=True) leaves Neo4j out on purpose: the sink runs last, after the
     parquet and LanceDB outputs are saved, so a Neo4j outage must not stop the indexing.
     """
-    from flows.secrets import resolve_secrets
+    from flows.secret_lookup import resolve_secrets
     from graphrag_flow.prompts import describe_prompts
     from graphrag_flow.storage.paths import ProjectPaths
     from graphrag_flow.storage.reach import check_stores
@@ -48,7 +48,7 @@ async def run_check(root: Path, settings: Settings, quick: bool) -> list[str]:
 async def check_neo4j(settings: Settings) -> str:
     """Connect and authenticate (verify_connectivity) in a thread; errors name neo4j.uri/neo4j.password.
 
-    `settings` has its secrets resolved (flows/secrets.py)."""
+    `settings` has its secrets resolved (flows/secret_lookup.py)."""
     from graphrag_flow.config import secret_value
     from graphrag_flow.stages.neo4j import Neo4jSink, safe_uri
 

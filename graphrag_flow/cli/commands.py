@@ -208,7 +208,7 @@ def status(root: RootOption) -> None:
 
     try:
         if settings.storage.aws_credentials_block:  # the outputs' store is read with the block's key
-            from flows.secrets import resolve_secrets
+            from flows.secret_lookup import resolve_secrets
 
             settings = asyncio.run(resolve_secrets(settings))
         report = project_status(root, settings)
