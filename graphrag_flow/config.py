@@ -327,6 +327,13 @@ class LLMSettings(_Section):
         itself stays unset, so GraphRAG's query blocks (whose default is OpenAI too) agree."""
         return self.api_base or (OPENAI_API_BASE if self.provider == "openai" else None)
 
+    def require_base_url(self) -> str:
+        """`base_url`, or SettingsError naming llm.api_base with an example for the provider."""
+        if not self.base_url:
+            example = "https://NAME.openai.azure.com" if self.provider == "azure" else OPENAI_API_BASE
+            raise SettingsError(f"llm.api_base is not set (e.g. {example})")
+        return self.base_url
+
 
 class EmbedSettings(_Section):
     long_text: Literal["truncate", "mean_windows"] = "truncate"

@@ -11,7 +11,7 @@ import asyncio
 from pathlib import Path
 
 from graphrag_flow.config import Settings
-from graphrag_flow.errors import FatalLLMError, SettingsError
+from graphrag_flow.errors import FatalLLMError
 from graphrag_flow.urls import safe_url, scrub_url
 
 #: The preflight and check must answer fast even against a hung server.
@@ -72,10 +72,7 @@ async def _check_llm(root: Path, settings: Settings, quick: bool) -> list[str]:
         lines.append(f"offline provider: local embedding model {embedder.model_name} loaded ({embedder.dimension}-d)")
         return lines
     azure = settings.llm.provider == "azure"
-    base_url = settings.llm.base_url
-    if not base_url:
-        example = "https://NAME.openai.azure.com" if azure else "https://api.openai.com/v1"
-        raise SettingsError(f"llm.api_base is not set (e.g. {example})")
+    base_url = settings.llm.require_base_url()
     from graphrag_flow.config import secret_value
     from graphrag_flow.llm import LLMStats, OpenAICompatibleClient, RequestLimiter
     from graphrag_flow.llm.entra import run_token

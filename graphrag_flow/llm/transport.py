@@ -57,14 +57,12 @@ class Transport:
                  budget: Budget, backoff: Backoff, *, pool: ConnectionPool | None = None,
                  priority: int = DEFAULT_PRIORITY, entra: EntraToken | None = None,
                  pacer: RateBudget | None = None):
-        if not settings.base_url:
-            example = "https://NAME.openai.azure.com" if settings.provider == "azure" else "https://api.openai.com/v1"
-            raise SettingsError(f"llm.api_base is not set (e.g. {example})")
-        if not api_key and entra is None and settings.base_url == OPENAI_API_BASE:
+        base_url = settings.require_base_url()
+        if not api_key and entra is None and base_url == OPENAI_API_BASE:
             raise SettingsError(f"no API key set (llm.api_key, llm.api_key_secret or OPENAI_API_KEY); "
                                 f"{OPENAI_API_BASE} requires one")
         self._settings = settings
-        self._api_base = settings.base_url.rstrip("/")
+        self._api_base = base_url.rstrip("/")
         #: What messages show: without any user:password@ the URL may carry.
         self.shown_base = safe_url(self._api_base)
         if api_key and url_userinfo(self._api_base):
