@@ -39,7 +39,7 @@ from flows.quota import require_concurrency_limit
 from flows.secret_lookup import resolve_secrets
 from graphrag_flow.aio import frozen_heap, gather_fatal_first
 from graphrag_flow.config import Settings, load_settings
-from graphrag_flow.budget import budget_spent_error, require_estimate_within_budget
+from graphrag_flow.budget import budget_spent_error, budget_warnings, require_estimate_within_budget
 from graphrag_flow.channels import Channels
 from graphrag_flow.errors import BudgetExceededError, GraphragFlowError, OutputWriteError
 from graphrag_flow.incremental import LastRun, document_delta, read_last_run, run_changes
@@ -163,9 +163,8 @@ async def _index_run(paths: ProjectPaths, full: bool, max_cost_usd: float | None
     await asyncio.to_thread(require_writable, paths.written_by_a_run())  # not after hours of extraction
     # a budget the estimate's low already crosses: not started, no request sent (graphrag_flow/budget.py)
     await asyncio.to_thread(require_estimate_within_budget, paths.root, settings)
-    if settings.llm.max_run_cost_usd is not None and settings.llm.price_per_million_tokens is None:
-        logger.warning("llm.max_run_cost_usd is set but llm.price_per_million_tokens is not: the cost budget "
-                       "cannot be held (llm.max_run_tokens can)")
+    for warning in budget_warnings(settings):
+        logger.warning("%s", warning)
     await asyncio.to_thread(check_stores, settings)  # input.dir / output.dir URLs: reachable, credentials accepted
     identities = llm_identities(settings, paths.root)  # a missing prompt file stops the run here
     # One run per project at a time (a nightly run still going when the next one starts): the

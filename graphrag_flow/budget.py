@@ -64,10 +64,16 @@ def spending_report(settings: Settings) -> tuple[list[str], list[str]]:
               f"${llm.max_run_cost_usd:g} (llm.max_run_cost_usd)" if llm.max_run_cost_usd is not None else ""]
     budget = [b for b in budget if b]
     lines.append("budget per run: " + (" and ".join(budget) if budget else "none"))
+    return lines, budget_warnings(settings)
+
+
+def budget_warnings(settings: Settings) -> list[str]:
+    """What is wrong with a budget that does not stop a run: said by `check` and logged by `index`."""
+    llm = settings.llm
     warnings = []
-    if llm.max_run_cost_usd is not None and p is None:
+    if llm.max_run_cost_usd is not None and llm.price_per_million_tokens is None:
         warnings.append("llm.max_run_cost_usd is set but llm.price_per_million_tokens is not: a cost budget "
                         "cannot be held without prices (set them, or use llm.max_run_tokens)")
-    if llm.provider == "offline" and budget:
+    if llm.provider == "offline" and has_budget(settings):
         warnings.append("a budget is set but llm.provider is offline: offline runs send no request")
-    return lines, warnings
+    return warnings
