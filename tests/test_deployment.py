@@ -299,6 +299,11 @@ def deployment_run(deployed, quota_runs, block_key_project, tmp_path_factory):
     started = time.monotonic()
     watch = srv.popen([*PREFECT, "deployment", "run", "index/index-now", "--param", f"root={project}",
                        "--watch", "--watch-timeout", "300"], logs / "watch.log")
+    # A run that fails on its settings, watched the same way: what --watch shows a user then.
+    bad = make_project(base / "bad-project", files={"ada.txt": b"Ada Lovelace met Charles Babbage.\n"})
+    (bad / "settings.yaml").write_text("chunks:\n  size: -5\n")
+    failed_watch = srv.popen([*PREFECT, "deployment", "run", "index/index-now", "--param", f"root={bad}",
+                              "--watch", "--watch-timeout", "300"], logs / "failed-watch.log")
 
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
@@ -312,8 +317,9 @@ def deployment_run(deployed, quota_runs, block_key_project, tmp_path_factory):
 
     keyed = srv.api(block_key_run)
     deadline = time.monotonic() + 60
-    while len(srv.api(scheduled)) < 2:
+    while len(srv.api(scheduled)) < 3:
         assert watch.poll() is None, (logs / "watch.log").read_text()
+        assert failed_watch.poll() is None, (logs / "failed-watch.log").read_text()
         assert time.monotonic() < deadline, "no flow run was created"
         time.sleep(0.5)
     # --run-once: the worker polls once, runs what is due, and exits when those runs are over.
@@ -326,13 +332,18 @@ def deployment_run(deployed, quota_runs, block_key_project, tmp_path_factory):
     elapsed = time.monotonic() - started
     watch_log = (logs / "watch.log").read_text()
     try:
+        failed_watch.wait(60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("deployment run --watch of the failing run did not finish:\n" + (logs / "worker.log").read_text())
+    try:
         worker.wait(120)
     except subprocess.TimeoutExpired:
         pass
-    (run,) = [r for r in srv.api(scheduled) if r.id != keyed.id]
+    (run,) = [r for r in srv.api(scheduled) if r.id != keyed.id and r.parameters["root"] == str(project)]
     print(f"deployment run round trip {elapsed:.1f}s")
     return dict(project=project, watch_rc=watch.returncode, watch_log=watch_log, flow_run=run, seconds=elapsed,
-                worker_log=(logs / "worker.log").read_text(), block_key_run=keyed)
+                worker_log=(logs / "worker.log").read_text(), block_key_run=keyed,
+                failed_watch_rc=failed_watch.returncode, failed_watch_log=(logs / "failed-watch.log").read_text())
 
 
 def test_deployment_run_completes_and_its_outputs_verify(deployment_run, deployed, prefect_home):
@@ -353,6 +364,19 @@ def test_deployment_run_completes_and_its_outputs_verify(deployment_run, deploye
     assert pq.read_metadata(out / "documents.parquet").num_rows == 3
     status = run_cli(["status", "--root", str(r["project"])], prefect_home, timeout=180)
     assert status.returncode == 0, status.stdout + status.stderr
+
+
+def test_watching_a_failed_deployment_run_shows_why_it_failed(deployment_run):
+    """`prefect deployment run ... --watch` on a run that fails: the user sees the reason (the
+    setting at fault), then the failed state, and the command exits non-zero."""
+    r = deployment_run
+    log = r["failed_watch_log"]
+    assert r["failed_watch_rc"] == 1, log
+    assert "chunks.size" in log, log
+    assert "index of" in log and "failed:" in log, log
+    assert "finished in state 'Failed'" in log, log
+    # the reason comes before the verdict, as the last thing the run logged
+    assert log.index("chunks.size") < log.index("finished in state 'Failed'")
 
 
 def test_a_deployment_run_reads_its_api_key_from_a_secret_block_and_leaks_it_nowhere(

@@ -33,16 +33,18 @@ class OfflineBackend:
     """The ONNX model shipped in a wheel, run in a worker thread (never on the event loop).
 
     The model is loaded when the first text is planned or embedded (~1-2 s): a run with nothing
-    new to embed, such as a re-run on unchanged documents, never loads it."""
+    new to embed, such as a re-run on unchanged documents, never loads it.
 
-    concurrency = 1
+    One batch per core at a time: the model runs one single-threaded call per core (see
+    offline_model.py), so a field alone keeps every core busy; fields side by side share them."""
 
     def __init__(self, settings: Settings):
-        from graphrag_flow.stages.embed.offline_model import DIMENSION
+        from graphrag_flow.stages.embed.offline_model import DIMENSION, model_cores
 
         self._long_text = settings.embed.long_text
         self.model = embedding_model_id(settings)
         self.dimension = DIMENSION
+        self.concurrency = model_cores()
 
     @property
     def _embedder(self):

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,9 +63,10 @@ MAX_WINDOWS = 16
 #: Sequences per onnxruntime call at most ...
 SUB_BATCH = 256
 #: ... and padded word pieces per call (rows x width) at most. onnxruntime's CPU arena keeps
-#: the largest activations it has seen, so a small call bounds the process's memory, at the
-#: same speed as larger calls (docs/performance.md, "The offline embedding model").
-SUB_BATCH_TOKENS = 4096
+#: the largest activations it has seen, so a small call bounds the process's memory; and small
+#: calls are faster per piece (their activations stay in cache): 512 took 18% less time than
+#: 4,096 on peps texts (docs/performance.md, "The offline embedding model").
+SUB_BATCH_TOKENS = 512
 
 LongText = Literal["truncate", "mean_windows"]
 _LONG_TEXT_MODES = ("truncate", "mean_windows")
@@ -104,10 +106,12 @@ class _Loaded:
     cls_id: int
     sep_id: int
     tokenizer_lock: threading.Lock
-    #: Held around each model run of a session that uses every core (threads=None): the three
-    #: embed fields run side by side, and concurrent runs would only oversubscribe the cores
-    #: while each grew its own activation buffers (docs/performance.md).
-    run_lock: threading.Lock | None
+    #: Held around each model run of the every-core session (threads=None): one single-threaded
+    #: run per core at a time, whoever calls. Runs of one thread each, side by side, did the same
+    #: work in 10% less time than one run on two intra-op threads, and a bound keeps the three
+    #: embed fields from oversubscribing the cores while each grows its own activation buffers
+    #: (docs/performance.md).
+    run_slots: threading.BoundedSemaphore | None
 
 
 _load_lock = threading.Lock()
@@ -115,17 +119,27 @@ _loaded: dict[int | None, _Loaded] = {}
 _embedders: dict[tuple[str, int | None], "OfflineEmbedder"] = {}
 
 
+def model_cores() -> int:
+    """Model runs the every-core session allows at once: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _load(threads: int | None) -> _Loaded:
     """One session and tokenizer per thread setting per process (loading checks a 23 MB file and
-    builds a session, ~0.3 s); ``truncate`` and ``mean_windows`` embedders share them."""
+    builds a session, ~0.3 s); ``truncate`` and ``mean_windows`` embedders share them.
+
+    ``threads=None`` (every core) is a session of one intra-op thread whose runs go side by side,
+    ``model_cores()`` at a time; a number is that many intra-op threads, with no bound on callers."""
     with _load_lock:
         if threads not in _loaded:
             import onnxruntime as ort
             from tokenizers import Tokenizer
 
             options = ort.SessionOptions()
-            if threads:
-                options.intra_op_num_threads = threads
+            options.intra_op_num_threads = threads or 1
             options.log_severity_level = 3  # no warnings on stderr for an offline run
             session = ort.InferenceSession(str(model_path()), options, providers=["CPUExecutionProvider"])
             tokenizer = Tokenizer.from_file(str(tokenizer_path()))
@@ -135,7 +149,7 @@ def _load(threads: int | None) -> _Loaded:
             tokenizer.no_truncation()
             _loaded[threads] = _Loaded(
                 session, tokenizer, tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]"), threading.Lock(),
-                threading.Lock() if not threads else None,
+                threading.BoundedSemaphore(model_cores()) if not threads else None,
             )
         return _loaded[threads]
 
@@ -154,8 +168,10 @@ class OfflineEmbedder:
 
     def __init__(self, long_text: LongText = "truncate", threads: int | None = None):
         """``long_text``: what happens past ``max_tokens`` word pieces (see the module docstring).
-        ``threads``: onnxruntime intra-op threads; None lets onnxruntime use every core, which is
-        fastest for one caller. Give 1 when the caller runs several ``embed`` calls in parallel."""
+        ``threads``: onnxruntime intra-op threads; None uses every core, one single-threaded model
+        run per core, so it pays to call ``embed`` from as many threads as ``model_cores()`` (the
+        offline backend does). Give a number when something else bounds the callers (a Dask worker
+        gets its share of the machine's cores)."""
         if long_text not in _LONG_TEXT_MODES:
             raise ValueError(f"long_text must be one of {_LONG_TEXT_MODES}, not {long_text!r}")
         self.long_text: LongText = long_text
@@ -166,7 +182,7 @@ class OfflineEmbedder:
         self._cls = loaded.cls_id
         self._sep = loaded.sep_id
         self._tokenizer_lock = loaded.tokenizer_lock  # shared by every embedder using this tokenizer
-        self._run_lock = loaded.run_lock or contextlib.nullcontext()
+        self._run_slots = loaded.run_slots or contextlib.nullcontext()
 
     def _pieces(self, texts: Sequence[str]) -> list[list[int]]:
         """Word-piece ids of each text, without [CLS]/[SEP] and untruncated."""
@@ -227,7 +243,7 @@ class OfflineEmbedder:
             for r, i in enumerate(rows):
                 ids[r, : len(sequences[i])] = sequences[i]
                 mask[r, : len(sequences[i])] = 1
-            with self._run_lock:
+            with self._run_slots:
                 hidden = self._session.run(
                     ["last_hidden_state"],
                     {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
