@@ -10,7 +10,9 @@
   the run's cost), under stable keys, so the artifact page shows the project's history across runs.
 - When a run fails, a markdown artifact under the same key as a finished run's summary, naming
   the stage, the failed items and their reasons, so the artifact page's history shows the
-  failed night next to the good ones.
+  failed night next to the good ones; and an event `graphrag-flow.index.failed` naming the
+  reason, which `prefect deployment run --watch` prints before the Failed state even on a server
+  that does not stream logs (Prefect's default).
 
 Every key is `artifact_key(root, kind)`: `<project>` is a slug of the project folder's name and
 a short hash of its full path, so two projects (or two folders named `docs`) never share a
@@ -188,11 +190,42 @@ async def publish_failure(root: str, exc: BaseException) -> None:
         log.warning("could not publish the failure summary artifact: %s", publish_exc)
 
 
+#: Characters of a failure's reason put in its event (Prefect bounds an event's size).
+MAX_REASON_CHARS = 500
+#: Seconds a failing run waits for its failure event to reach the server.
+EVENT_FLUSH_S = 5.0
+
+
+async def announce_failure(root: str, reason: str) -> None:
+    """Best effort: the event `graphrag-flow.index.failed`, its resource named by the reason and
+    related to the flow run, so `prefect deployment run --watch` (which streams the run's events,
+    and its logs only where the server publishes them) shows why the run failed.
+
+    Sent before the run's Failed state: the watch stops reading events at that state, so the
+    event is flushed to the server first (at most `EVENT_FLUSH_S`).
+    """
+    try:
+        from prefect.events import emit_event
+        from prefect.events.worker import EventsWorker
+        from prefect.runtime import flow_run
+
+        related = [{"prefect.resource.id": f"prefect.flow-run.{flow_run.id}", "prefect.resource.role": "flow-run"}]
+        text = " ".join(reason.split())
+        emit_event("graphrag-flow.index.failed", related=related, resource={
+            "prefect.resource.id": f"graphrag-flow.project.{artifact_key(root, 'run')}",
+            "prefect.resource.name": text[:MAX_REASON_CHARS] + ("…" if len(text) > MAX_REASON_CHARS else ""),
+        })
+        await asyncio.to_thread(EventsWorker.drain_all, EVENT_FLUSH_S, False)
+    except Exception as exc:
+        log.warning("could not send the failure event: %s", exc)
+
+
 @asynccontextmanager
 async def summary_on_failure(root: str, logger: logging.Logger | logging.LoggerAdapter) -> AsyncIterator[None]:
     """Around a whole run, from its settings on: a summary artifact when it fails (a settings
     error included) or is stopped (cancelled in Prefect, SIGTERM, Ctrl-C). A failure's reason is
-    also the run's last log line, which `prefect deployment run --watch` shows before the state.
+    also the run's last log line and an event (`announce_failure`), which `prefect deployment run
+    --watch` shows before the state.
 
     A Neo4j sink error is left out: that run already published its summary (the outputs
     are written and verified), with the sink's error in it.
@@ -202,9 +235,10 @@ async def summary_on_failure(root: str, logger: logging.Logger | logging.LoggerA
     except Neo4jSinkError:
         raise
     except Exception as exc:
-        logger.error("index of %s failed: %s", root, exc if isinstance(exc, GraphragFlowError)
-                     else f"{type(exc).__name__}: {exc}")
+        reason = str(exc) if isinstance(exc, GraphragFlowError) else f"{type(exc).__name__}: {exc}"
+        logger.error("index of %s failed: %s", root, reason)
         await publish_failure(root, exc)
+        await announce_failure(root, reason)
         raise
     except BaseException as exc:  # CancelledError, Prefect's TerminationSignal
         if not isinstance(exc, (KeyboardInterrupt, SystemExit)):

@@ -74,7 +74,10 @@ def ensure_server(home: Path, console: Console) -> str:
         log = home / LOG_FILE
         console.print(f"starting a Prefect server in the background, for this run and the next ones: UI at "
                       f"{_ui(url)} (`graphrag-flow server stop` stops it; its log: {log})", highlight=False)
-        env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+        # Logs streamed out: `prefect deployment run --watch` then shows a run's log lines, not
+        # only its events (both settings are off in a plain `prefect server start`).
+        env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                   PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED="true", PREFECT_SERVER_LOGS_STREAM_PUBLISHING_ENABLED="true")
         env.pop("PREFECT_API_URL", None)
         with open(log, "ab") as out:
             proc = subprocess.Popen(
