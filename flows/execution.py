@@ -9,12 +9,12 @@ batch tasks (tasks/batches.py) are submitted to it; everything else stays on the
 from __future__ import annotations
 
 import asyncio
-import os
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
 from graphrag_flow.config import Settings
 from graphrag_flow.errors import SettingsError
+from graphrag_flow.stages.embed.offline_model import model_cores
 from tasks.batches import EMBED_THREADS_ENV
 
 #: How long connecting to `execution.dask_address` may take before the run stops, naming it.
@@ -36,7 +36,7 @@ def _runner(settings: Settings) -> Any:
     workers = execution.dask_workers
     # One thread per worker process; the offline model's threads split the cores between the
     # processes (each would otherwise take them all, and the processes would fight over them).
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, model_cores() // workers)
     return DaskTaskRunner(
         cluster_kwargs={
             "n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None,

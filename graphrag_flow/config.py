@@ -344,6 +344,14 @@ class GraphSettings(_Section):
     seed: int = Field(42, ge=0, le=2**32 - 1)
 
 
+def _require_scheme(value: str | None, schemes: tuple[str, ...]) -> str | None:
+    """`value` (a URL setting) unchanged when unset or of one of `schemes`; else ValueError.
+    The value is not repeated in the message: a URL may carry a password."""
+    if value is not None and value.partition("://")[0].lower() not in schemes:
+        raise ValueError(f"must start with one of {', '.join(s + '://' for s in schemes)}")
+    return value
+
+
 class Neo4jSettings(_Section):
     uri: str | None = None
     user: str = "neo4j"
@@ -357,10 +365,7 @@ class Neo4jSettings(_Section):
     @field_validator("uri")
     @classmethod
     def _bolt_uri(cls, value: str | None) -> str | None:
-        if value is not None and value.partition("://")[0].lower() not in NEO4J_SCHEMES:
-            # Not repeated: the URI may carry a password.
-            raise ValueError(f"must start with one of {', '.join(s + '://' for s in NEO4J_SCHEMES)}")
-        return value
+        return _require_scheme(value, NEO4J_SCHEMES)
 
 
 #: Schemes of a Dask scheduler address (distributed's comm protocols).
@@ -383,9 +388,7 @@ class ExecutionSettings(_Section):
     @field_validator("dask_address")
     @classmethod
     def _scheduler_address(cls, value: str | None) -> str | None:
-        if value is not None and value.partition("://")[0].lower() not in DASK_SCHEMES:
-            raise ValueError(f"must start with one of {', '.join(s + '://' for s in DASK_SCHEMES)}")
-        return value
+        return _require_scheme(value, DASK_SCHEMES)
 
 
 class Settings(BaseSettings):
