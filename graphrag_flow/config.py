@@ -336,7 +336,19 @@ class LLMSettings(_Section):
 
 
 class EmbedSettings(_Section):
+    #: The offline provider's model: `minilm-static` (word-piece vectors distilled from MiniLM:
+    #: whole texts, ~100x faster) or `minilm` (the transformer itself, the first 256 word pieces
+    #: or windows of them per `long_text`). docs/offline-quality.md compares their retrieval.
+    offline_model: Literal["minilm-static", "minilm"] = "minilm-static"
     long_text: Literal["truncate", "mean_windows"] = "truncate"
+
+    @model_validator(mode="after")
+    def _long_text_is_the_transformers(self) -> "EmbedSettings":
+        if self.long_text != "truncate" and self.offline_model != "minilm":
+            raise ValueError(f"embed.long_text: {self.long_text} applies to embed.offline_model: minilm (the "
+                             f"transformer reads 256 word pieces at a time); {self.offline_model} reads the whole "
+                             "text: set embed.offline_model: minilm, or remove embed.long_text")
+        return self
 
 
 class GraphSettings(_Section):

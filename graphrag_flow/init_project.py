@@ -61,7 +61,8 @@ llm:
   max_run_cost_usd: null     # the same in dollars (needs prices); `index --max-cost USD` overrides it
 
 embed:
-  long_text: truncate        # truncate | mean_windows: texts longer than the offline model's 256 tokens
+  offline_model: minilm-static   # minilm-static (fast, whole texts) | minilm (the transformer)
+  long_text: truncate        # minilm only: truncate | mean_windows for texts past its 256 tokens
 
 graph:
   max_cluster_size: 10

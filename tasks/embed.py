@@ -54,7 +54,9 @@ async def embed_stage(run: RunContext, field: str) -> dict:
     async with llm_client(run, stage) as client:
         if client is None:
             source = await source_rows.get()
-            if run.cluster is None:
+            # The static model is a lookup (milliseconds a batch): a task run on the cluster
+            # would cost more than the work, so only the transformer's batches go there.
+            if run.cluster is None or run.settings.embed.offline_model == "minilm-static":
                 backend, slots = await asyncio.to_thread(OfflineBackend, run.settings), None
             else:
                 backend, slots = await asyncio.to_thread(ClusterEmbedBackend, run.settings, run.cluster, field), None

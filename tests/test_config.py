@@ -166,3 +166,13 @@ def test_every_settings_template_value_loads(tmp_path):
 
     init_project(tmp_path)
     assert load_settings(tmp_path).chunks.overlap == 100
+
+
+def test_long_text_with_the_static_model_is_an_error_saying_what_to_set(tmp_path):
+    """`long_text` belongs to the transformer; set beside the static default it would do nothing."""
+    (tmp_path / "settings.yaml").write_text("embed: {long_text: mean_windows}\n")
+    with pytest.raises(SettingsError, match=r"embed.long_text: mean_windows applies to embed.offline_model: minilm"):
+        load_settings(tmp_path)
+    (tmp_path / "settings.yaml").write_text("embed: {long_text: mean_windows, offline_model: minilm}\n")
+    embed = load_settings(tmp_path).embed
+    assert (embed.offline_model, embed.long_text) == ("minilm", "mean_windows")

@@ -1,7 +1,11 @@
 """The offline batch work on a real Dask cluster (execution.task_runner: dask): a LocalCluster of
 two worker processes, shared by the module, that the runs reach through execution.dask_address,
 so a test can kill one of its workers mid-run. The flow runs through the real CLI against the
-session's Prefect server."""
+session's Prefect server.
+
+Two of the runs use the offline transformer (`embed.offline_model: minilm`), whose embedding
+batches are the CPU-heavy work a cluster is for (and run long enough to kill a worker during
+one); the run on S3 uses the default static model, which embeds on the coordinator."""
 
 from __future__ import annotations
 
@@ -38,16 +42,29 @@ def cluster():
             yield local, client
 
 
-@pytest.fixture(scope="module")
-def local_output(tmp_path_factory, corpus, prefect_home) -> Path:
-    root = make_project(tmp_path_factory.mktemp("local") / "project", input_dir=corpus)
+#: The transformer: its embedding batches go to the cluster.
+TRANSFORMER = {"offline_model": "minilm"}
+
+
+def _local_output(base: Path, corpus: Path, prefect_home: Path, **sections) -> Path:
+    root = make_project(base / "project", input_dir=corpus, **sections)
     result = run_cli(["index", "--root", str(root)], prefect_home)
     assert result.returncode == 0, result.stdout + result.stderr
     return root / "output"
 
 
+@pytest.fixture(scope="module")
+def local_output(tmp_path_factory, corpus, prefect_home) -> Path:
+    return _local_output(tmp_path_factory.mktemp("local"), corpus, prefect_home, embed=TRANSFORMER)
+
+
+@pytest.fixture(scope="module")
+def local_static_output(tmp_path_factory, corpus, prefect_home) -> Path:
+    return _local_output(tmp_path_factory.mktemp("local-static"), corpus, prefect_home)
+
+
 def _dask_project(base: Path, corpus: Path, cluster) -> Path:
-    return make_project(base / "project", input_dir=corpus,
+    return make_project(base / "project", input_dir=corpus, embed=TRANSFORMER,
                         execution={"task_runner": "dask", "dask_address": cluster[0].scheduler_address})
 
 
@@ -160,7 +177,7 @@ def test_an_unreachable_scheduler_stops_the_run_naming_the_setting(tmp_path, cor
     assert not (root / "output").exists()
 
 
-def test_input_and_output_on_s3_with_the_dask_runner_equal_a_local_run(tmp_path, corpus, cluster, local_output,
+def test_input_and_output_on_s3_with_the_dask_runner_equal_a_local_run(tmp_path, corpus, cluster, local_static_output,
                                                                          prefect_api):
     """Both halves of past-one-machine at once: the documents come from a real S3 API (moto's
     server), the batch work runs on the cluster, the generation is published to the store; what a
@@ -182,11 +199,14 @@ def test_input_and_output_on_s3_with_the_dask_runner_equal_a_local_run(tmp_path,
         served = _served_outputs(s3, "cluster/index", tmp_path / "served")
         secret = s3.secret_key
 
-    expected = _local_outputs(local_output)
+    expected = _local_outputs(local_static_output)
     for tables in (served, expected):
         tables["documents"] = tables["documents"].drop_columns(["creation_date"])
     assert_same_outputs(served, expected, "S3 + Dask run vs a local run")
     manifest = json.loads((root / "output" / "_manifest.json").read_text())
     assert manifest["execution"]["task_runner"] == "dask"
     assert sum(manifest["execution"]["batches_per_worker"].values()) > 0
+    # the static model's batches stayed on the coordinator: only extraction and reports ran there
+    kinds = Counter(r["name"].split("-batch-")[0] for r in _batch_runs(api_url, manifest["run_id"]))
+    assert set(kinds) == {"extract", "report"}, kinds
     assert secret_leaks(secret, root, home, tmp_path / "served", texts=(result.stdout, result.stderr)) == []

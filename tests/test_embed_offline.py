@@ -1,4 +1,4 @@
-"""The offline embedding model: vectors' shape and norm, determinism, independence from batch
+"""The offline transformer model (`embed.offline_model: minilm`): vectors' shape and norm, determinism, independence from batch
 composition (the flow resumes partway and must reproduce an uninterrupted run), semantics,
 long-text handling and token counting. Runs the real model (~1 s to load, ~3 s in all)."""
 
@@ -136,13 +136,16 @@ def test_get_offline_embedder_is_cached_and_validates():
 
 
 def test_the_long_text_mode_is_part_of_the_recorded_model(tmp_path):
-    """Vectors record the mode, so switching embed.long_text re-embeds them (rows whose model
-    differs are stale); the default keeps the documented `offline/<model name>`."""
+    """Vectors record the model and mode, so switching embed.offline_model or embed.long_text
+    re-embeds them (rows whose model differs are stale)."""
     from graphrag_flow.config import load_settings
     from graphrag_flow.stages.embed.backends import OfflineBackend
 
+    default = OfflineBackend(load_settings(tmp_path)).model
+    (tmp_path / "settings.yaml").write_text("embed: {offline_model: minilm}\n")
     truncate = OfflineBackend(load_settings(tmp_path)).model
-    (tmp_path / "settings.yaml").write_text("embed: {long_text: mean_windows}\n")
+    (tmp_path / "settings.yaml").write_text("embed: {offline_model: minilm, long_text: mean_windows}\n")
     windows = OfflineBackend(load_settings(tmp_path)).model
+    assert default == "offline/all-MiniLM-L6-v2-static-v1"
     assert truncate == "offline/all-MiniLM-L6-v2-onnx-int8"
     assert windows != truncate and windows.startswith(truncate)

@@ -95,4 +95,4 @@ def test_the_model_id_carries_the_dimensions_only_when_set(tmp_path):
         "llm: {provider: openai, embedding_model: text-embedding-3-large, embedding_dimensions: 256}\n")
     assert embedding_model_id(load_settings(tmp_path)) == "text-embedding-3-large@256d"
     (tmp_path / "settings.yaml").write_text("llm: {embedding_dimensions: 256}\n")  # offline: its own model id
-    assert embedding_model_id(load_settings(tmp_path)) == "offline/all-MiniLM-L6-v2-onnx-int8"
+    assert embedding_model_id(load_settings(tmp_path)) == "offline/all-MiniLM-L6-v2-static-v1"

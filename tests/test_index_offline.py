@@ -84,7 +84,7 @@ def test_every_vector_table_is_one_to_one_with_its_source_and_unit_length(mini_i
         assert vtype.list_size == 384, "fixed_size_list<float32>[384]"
         vectors = np.asarray(arrow.column("vector").combine_chunks().flatten()).reshape(len(ids), 384)
         assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3), field
-        assert set(arrow.column("model").to_pylist()) == {"offline/all-MiniLM-L6-v2-onnx-int8"}
+        assert set(arrow.column("model").to_pylist()) == {"offline/all-MiniLM-L6-v2-static-v1"}
 
 
 def test_graph_is_linked_and_every_linked_entity_has_one_level_0_community(mini_index):

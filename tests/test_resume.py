@@ -476,13 +476,15 @@ OFFLINE_FILES = ("pep-0526.rst", "pep-0602.rst", "pep-0634.rst")
 
 
 def test_offline_killed_mid_embedding_keeps_finished_batches(tmp_path, peps_mini, runner):
-    """The local model's finished batches are not recomputed: the rows saved before the kill are
+    """The local transformer's finished batches are not recomputed: the rows saved before the kill are
     untouched by the re-run, which embeds exactly the rest (its summary says how many)."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for name in OFFLINE_FILES:
         shutil.copy2(peps_mini / name, corpus / name)
-    root = make_project(tmp_path / "offline", input_dir=corpus)
+    # the transformer: the static model embeds a field in one batch of milliseconds, too fast
+    # to kill between batches; the checkpoint (each batch merged as it comes) is the same code
+    root = make_project(tmp_path / "offline", input_dir=corpus, embed={"offline_model": "minilm"})
     # a run's vector tables are its checkpoint, in the staging folder it switches in at its end
     table = VectorTable(root / "output.next" / "lancedb", "entity_description")
     proc = runner._start(root)

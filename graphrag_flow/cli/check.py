@@ -66,9 +66,9 @@ async def check_neo4j(settings: Settings) -> str:
 async def _check_llm(root: Path, settings: Settings, quick: bool) -> list[str]:
     lines = [f"settings in {root} are valid"]
     if settings.llm.provider == "offline":
-        from graphrag_flow.stages.embed.offline_model import get_offline_embedder
+        from graphrag_flow.stages.embed.backends import OfflineBackend
 
-        embedder = get_offline_embedder(settings.embed.long_text)
+        embedder = await asyncio.to_thread(lambda: OfflineBackend(settings).embedder)
         lines.append(f"offline provider: local embedding model {embedder.model_name} loaded ({embedder.dimension}-d)")
         return lines
     azure = settings.llm.provider == "azure"
