@@ -2,7 +2,7 @@
 
 For each test corpus (peps-mini, the novel's chapters) the corpus is indexed once offline, then
 the texts of each vector field (text units, entity descriptions `title:description`, report
-`full_content`) and the questions of tests/gold/<corpus>-questions.yaml are embedded with each
+`full_content`) and the questions of tests/gold/questions/<corpus>.yaml are embedded with each
 model: `minilm-static` (the default), `minilm` with `truncate` and with `mean_windows`. A
 question is answered at 5 when one of its 5 nearest texts holds its answer passage (whitespace
 and case aside). Every question has an answer in the text units; for entities and reports only
@@ -76,7 +76,7 @@ def main() -> None:
         root = Path(tempfile.mkdtemp(prefix=f"graphrag-flow-retrieval-{corpus}-"))
         (root / "settings.yaml").write_text(yaml.safe_dump({"input": {"dir": str(REPO / "tests" / "corpora" / corpus)}}))
         run_flow_subprocess(RUNNER, root)
-        questions = yaml.safe_load((REPO / "tests" / "gold" / f"{corpus}-questions.yaml").read_text())["questions"]
+        questions = yaml.safe_load((REPO / "tests" / "gold" / "questions" / f"{corpus}.yaml").read_text())["questions"]
         per_field = {}
         for field, texts in _fields(root / "output").items():
             per_field[field] = {"texts": len(texts)}
