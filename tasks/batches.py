@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import time
 from collections import Counter, defaultdict
@@ -48,13 +49,40 @@ from tasks.retries import STAGE_RETRIES, STAGE_RETRY_DELAY_S, _key_parameter, re
 #: onnxruntime threads of a worker's offline model (unset: every core of its machine). A
 #: LocalCluster sets it to the cores per worker process (flows/execution.py).
 EMBED_THREADS_ENV = "GRAPHRAG_FLOW_EMBED_THREADS"
-#: Text units per extraction batch: ~0.1-0.3 s of rules each, so a batch is seconds of work,
-#: worth a task run and small enough that a dead worker loses little.
+#: Text units per extraction batch at least: ~0.01-0.3 s of rules each, so a batch is seconds
+#: of work, worth a task run.
 EXTRACT_BATCH_UNITS = 32
-#: Communities per report batch (an extractive report takes a few ms).
+#: Communities per report batch at least (an extractive report takes a few ms).
 REPORT_BATCH_COMMUNITIES = 64
+#: Batches per worker a stage aims at: enough that the workers finish together and a dead one
+#: loses a quarter of its share, few enough that a task run's cost (its Prefect states and
+#: persisted result, ~0.3 s of the machine's time) stays small beside the work it carries.
+BATCHES_PER_WORKER = 4
+
+
+def batch_size(items: int, workers: int, smallest: int) -> int:
+    """Items per batch: `BATCHES_PER_WORKER` batches per worker, and never fewer than `smallest`."""
+    return max(smallest, math.ceil(items / (BATCHES_PER_WORKER * max(1, workers))))
 #: A report batch smaller than that is sent once no community joined it for this long.
 REPORT_FLUSH_S = 0.05
+
+
+class BatchData:
+    """A batch's inputs (its texts or records) as one parameter that neither Prefect nor Dask walks.
+
+    Submitting walks every parameter twice in Prefect (looking for futures to wait for) and
+    hashes it in Dask (to name the task), element by element: for batches of long texts and of
+    community records that was most of the coordinator's time on a cluster run (py-spy,
+    docs/performance.md). A plain object is not descended into, and Dask names it by the
+    batch's content key, already computed."""
+
+    __slots__ = ("key", "value")
+
+    def __init__(self, key: str, value: Any):
+        self.key, self.value = key, value
+
+    def __dask_tokenize__(self) -> str:
+        return self.key
 
 
 def _worker_name() -> str:
@@ -75,17 +103,17 @@ def _batch_task(name: str, run_name: str) -> dict[str, Any]:
 
 
 @task(**_batch_task("extract-batch", "extract-batch-{number}"))
-def extract_batch(key: str, number: int, texts: list[str]) -> dict:
+def extract_batch(key: str, number: int, texts: BatchData) -> dict:
     """The offline rules' answer (GraphExtraction JSON) for each text, in order."""
     from graphrag_flow.stages.extract.rules import extract_offline
 
     started = time.perf_counter()
-    answers = [extract_offline(text).model_dump_json() for text in texts]
+    answers = [extract_offline(text).model_dump_json() for text in texts.value]
     return {"worker": _worker_name(), "seconds": time.perf_counter() - started, "answers": answers}
 
 
 @task(**_batch_task("embed-batch", "embed-batch-{label}"))
-def embed_batch(key: str, label: str, texts: list[str], long_text: str) -> dict:
+def embed_batch(key: str, label: str, texts: BatchData, long_text: str) -> dict:
     """Offline vectors of `texts`, in order. The model is loaded once per worker process
     (`get_offline_embedder` keeps it), not per batch."""
     from graphrag_flow.stages.embed.offline_model import get_offline_embedder
@@ -93,16 +121,17 @@ def embed_batch(key: str, label: str, texts: list[str], long_text: str) -> dict:
     threads = int(os.environ.get(EMBED_THREADS_ENV, "0")) or None
     embedder = get_offline_embedder(long_text, threads)
     started = time.perf_counter()
-    vectors = embedder.embed(texts)
+    vectors = embedder.embed(texts.value)
     return {"worker": _worker_name(), "seconds": time.perf_counter() - started, "vectors": vectors}
 
 
 @task(**_batch_task("report-batch", "report-batch-{number}"))
-def report_batch(key: str, number: int, communities: list[tuple[list[Member], list[Rel]]]) -> dict:
-    """An extractive report (CommunityReportAnswer JSON) and its material's sha256 per community."""
+def report_batch(key: str, number: int, communities: BatchData) -> dict:
+    """An extractive report (CommunityReportAnswer JSON) and its material's sha256 per community
+    (`communities.value`: (members, relationships) per community)."""
     started = time.perf_counter()
     reports = []
-    for members, rels in communities:
+    for members, rels in communities.value:
         answer, material = offline_report_and_material(members, rels)
         reports.append((answer.model_dump_json(), material))
     return {"worker": _worker_name(), "seconds": time.perf_counter() - started, "reports": reports}
@@ -159,8 +188,11 @@ class BatchCluster:
     batch_seconds: defaultdict = field(default_factory=lambda: defaultdict(list))
     _configured: dict[str, Task] = field(default_factory=dict)
 
-    async def run(self, batch: Task, **parameters: Any) -> dict:
-        """Run one batch task on the cluster and return its result, once it is here."""
+    async def run(self, batch: Task, key: str, **parameters: Any) -> dict:
+        """Run one batch task on the cluster and return its result, once it is here. Its list
+        parameters (the batch's data) travel as `BatchData`."""
+        parameters = {"key": key, **{name: BatchData(key, value) if isinstance(value, list) else value
+                                     for name, value in parameters.items()}}
         configured = self._configured.get(batch.name)
         if configured is None:
             configured = batch.with_options(result_storage=self.result_storage, refresh_cache=self.refresh)
@@ -210,7 +242,8 @@ async def extract_on_cluster(cluster: BatchCluster, units: pd.DataFrame, cache: 
             answers[position] = GraphExtraction.model_validate_json(answer)
         progress.advance(len(positions))
 
-    batches = [todo[i : i + EXTRACT_BATCH_UNITS] for i in range(0, len(todo), EXTRACT_BATCH_UNITS)]
+    size = batch_size(len(todo), cluster.workers, EXTRACT_BATCH_UNITS)
+    batches = [todo[i : i + size] for i in range(0, len(todo), size)]
     async with asyncio.TaskGroup() as group:
         for number, positions in enumerate(batches):
             group.create_task(one(number, positions))
@@ -235,8 +268,8 @@ class ClusterEmbedBackend(OfflineBackend):
         return result["vectors"]
 
 
-def cluster_reporter(cluster: BatchCluster) -> ReportOne:
-    """Extractive reports written on the cluster, `REPORT_BATCH_COMMUNITIES` to a batch task.
+def cluster_reporter(cluster: BatchCluster, communities: int) -> ReportOne:
+    """Extractive reports written on the cluster, `batch_size` of the `communities` to a batch task.
 
     `build_reports` asks for one report at a time per community; each request waits here until
     its batch is full, or no other joined it for `REPORT_FLUSH_S`, and is answered when its
@@ -246,6 +279,7 @@ def cluster_reporter(cluster: BatchCluster) -> ReportOne:
     numbers = itertools.count()
     sending: set[asyncio.Task] = set()
     timer: asyncio.TimerHandle | None = None
+    size = batch_size(communities, cluster.workers, REPORT_BATCH_COMMUNITIES)
 
     async def send(taken: list[tuple[list[Member], list[Rel], asyncio.Future]]) -> None:
         communities = [(members, rels) for members, rels, _ in taken]
@@ -276,7 +310,7 @@ def cluster_reporter(cluster: BatchCluster) -> ReportOne:
         nonlocal timer
         waiter = loop.create_future()
         pending.append((members, rels, waiter))
-        if len(pending) >= REPORT_BATCH_COMMUNITIES:
+        if len(pending) >= size:
             flush()
         else:
             if timer is not None:

@@ -42,7 +42,7 @@ async def reports_stage(run: RunContext, key: str, documents: StageRef, text_uni
                 reporter = llm_reporter(work.client, run.prompt("community_report"),
                                         run.settings.llm.report_max_input_tokens)
             else:
-                reporter = offline_reporter() if run.cluster is None else cluster_reporter(run.cluster)
+                reporter = offline_reporter() if run.cluster is None else cluster_reporter(run.cluster, len(comms))
             reports, work.failures = await build_reports(
                 comms, degree, run.channels.of("summarize", "entities").rows,
                 run.channels.of("summarize", "relationships").rows, reporter, work.concurrency, work.progress,
