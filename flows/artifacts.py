@@ -121,10 +121,15 @@ class ProgressArtifacts:
             except Exception as exc:  # the UI is a view: a failed update must never fail the run
                 log.debug("progress artifact for %s not updated: %s", name, exc)
 
-    async def publish_every_interval(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            await self.flush()
+    async def publish_every_interval(self, stop: asyncio.Event) -> None:
+        """Flush every interval until `stop` is set. Stopped by the event, never cancelled: a
+        create cancelled after the server made the artifact but before its id came back would
+        leave the stage without an id, and the last flush would make it a second artifact."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.interval_s)
+            except TimeoutError:
+                await self.flush()
 
 
 @asynccontextmanager
@@ -132,16 +137,14 @@ async def progress_artifacts(root: str, interval_s: float = 2.0) -> AsyncIterato
     """Listen for the duration of a flow run; the last flush shows where each stage ended."""
     listener = ProgressArtifacts(root, interval_s)
     progress_events.add_listener(listener)
-    publisher = asyncio.create_task(listener.publish_every_interval())
+    stop = asyncio.Event()
+    publisher = asyncio.create_task(listener.publish_every_interval(stop))
     try:
         yield listener
     finally:
         progress_events.remove_listener(listener)
-        publisher.cancel()
-        try:
-            await publisher
-        except asyncio.CancelledError:
-            pass
+        stop.set()
+        await publisher  # a flush in progress ends first
         await listener.flush()
 
 
